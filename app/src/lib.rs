@@ -1,0 +1,17 @@
+//! recordstore: a small record-store web app (API, background worker, database) that keeps
+//! a telemetry contract — correlation ids, W3C trace context, JSON logs, Prometheus metrics
+//! with exemplars — so recordctl can drive it, break it and follow it.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod payment;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+
+pub use config::{Config, WorkerConfig};
+pub use startup::{Application, Role, RunningApp};

@@ -1,0 +1,222 @@
+//! The app's metrics: the `recordstore_` families of the telemetry contract, and the
+//! gauges read from the database when Prometheus scrapes.
+
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use registry::{Exemplar, Family, Format, Kind, Registry, Series};
+
+use crate::store::Store;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const JOB_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0];
+
+/// Every metric the app exports; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+#[derive(Debug)]
+pub struct MetricsInner {
+    registry: Registry,
+    pub http_requests: Arc<Family>,
+    pub http_duration: Arc<Family>,
+    pub http_in_flight: Arc<Family>,
+    pub http_response_size: Arc<Family>,
+    pub checkouts: Arc<Family>,
+    pub order_transitions: Arc<Family>,
+    pub orders: Arc<Family>,
+    pub jobs_queue_depth: Arc<Family>,
+    pub jobs_oldest_age: Arc<Family>,
+    pub jobs_processed: Arc<Family>,
+    pub job_duration: Arc<Family>,
+    pub job_attempts: Arc<Family>,
+    pub payments: Arc<Family>,
+    pub payment_duration: Arc<Family>,
+    pub breaker_state: Arc<Family>,
+    pub db_up: Arc<Family>,
+    pub db_pool: Arc<Family>,
+    pub db_pool_max: Arc<Family>,
+    pub build_info: Arc<Family>,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricsInner;
+    fn deref(&self) -> &MetricsInner {
+        &self.inner
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let http_requests = r.counter(
+            "recordstore_http_requests",
+            "HTTP requests handled, by method, route template and status code.",
+            &["method", "route", "status"],
+        );
+        let http_duration = r.histogram(
+            "recordstore_http_request_duration_seconds",
+            "HTTP request latency in seconds, by method and route template; exemplars carry the trace id.",
+            &["method", "route"],
+            LATENCY_BUCKETS,
+        );
+        let http_in_flight = r.gauge(
+            "recordstore_http_requests_in_flight",
+            "HTTP requests being handled now.",
+            &[],
+        );
+        let http_response_size = r.counter(
+            "recordstore_http_response_size_bytes",
+            "Bytes of HTTP response bodies sent, by route template.",
+            &["route"],
+        );
+        let checkouts = r.counter(
+            "recordstore_checkouts",
+            "Checkout attempts by result: accepted, not_found, out_of_stock, invalid, error.",
+            &["result"],
+        );
+        let order_transitions = r.counter(
+            "recordstore_order_transitions",
+            "Orders that entered a status, counted by this process.",
+            &["status"],
+        );
+        let orders = r.gauge("recordstore_orders", "Orders in the database by status.", &["status"]);
+        let jobs_queue_depth = r.gauge(
+            "recordstore_jobs_queue_depth",
+            "Jobs queued or running, not yet finished.",
+            &[],
+        );
+        let jobs_oldest_age = r.gauge(
+            "recordstore_jobs_oldest_age_seconds",
+            "Age in seconds of the oldest job not yet finished (0 when none).",
+            &[],
+        );
+        let jobs_processed = r.counter(
+            "recordstore_jobs_processed",
+            "Job runs by result: completed, failed, retried, released, lease_lost.",
+            &["result"],
+        );
+        let job_duration = r.histogram(
+            "recordstore_job_duration_seconds",
+            "Time in seconds a worker spent on one job run, by result.",
+            &["result"],
+            JOB_BUCKETS,
+        );
+        let job_attempts = r.histogram(
+            "recordstore_job_attempts",
+            "Attempts a job took when it finished.",
+            &["result"],
+            ATTEMPT_BUCKETS,
+        );
+        let payments = r.counter(
+            "recordstore_payment_requests",
+            "Payment gateway calls by result: success, declined, error, circuit_open.",
+            &["result"],
+        );
+        let payment_duration = r.histogram(
+            "recordstore_payment_duration_seconds",
+            "Payment gateway call latency in seconds.",
+            &[],
+            LATENCY_BUCKETS,
+        );
+        let breaker_state = r.gauge(
+            "recordstore_payment_circuit_state",
+            "Payment circuit breaker: 1 for the state it is in, 0 for the others.",
+            &["state"],
+        );
+        let db_up = r.gauge(
+            "recordstore_db_up",
+            "1 when the database answered the last check, else 0.",
+            &[],
+        );
+        let db_pool = r.gauge(
+            "recordstore_db_pool_connections",
+            "Database pool connections by state (in_use, idle).",
+            &["state"],
+        );
+        let db_pool_max = r.gauge("recordstore_db_pool_max_connections", "Database pool size limit.", &[]);
+        let build_info = r.gauge("recordstore_build_info", "Build information; always 1.", &["version"]);
+        build_info.with(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        for state in ["closed", "open", "half_open"] {
+            breaker_state
+                .with(&[state])
+                .set(if state == "closed" { 1.0 } else { 0.0 });
+        }
+        for result in ["accepted", "not_found", "out_of_stock", "invalid", "error"] {
+            checkouts.with(&[result]);
+        }
+        http_in_flight.with(&[]);
+        Metrics {
+            inner: Arc::new(MetricsInner {
+                registry: r,
+                http_requests,
+                http_duration,
+                http_in_flight,
+                http_response_size,
+                checkouts,
+                order_transitions,
+                orders,
+                jobs_queue_depth,
+                jobs_oldest_age,
+                jobs_processed,
+                job_duration,
+                job_attempts,
+                payments,
+                payment_duration,
+                breaker_state,
+                db_up,
+                db_pool,
+                db_pool_max,
+                build_info,
+            }),
+        }
+    }
+
+    /// Refreshes the database-backed gauges (bounded by a short timeout so a dead database
+    /// cannot stall a scrape), then encodes everything.
+    pub async fn gather(&self, store: &Store, format: Format) -> String {
+        let pool = store.pool_stats();
+        self.db_pool
+            .with(&["in_use"])
+            .set(f64::from(pool.size.saturating_sub(pool.idle)));
+        self.db_pool.with(&["idle"]).set(f64::from(pool.idle));
+        self.db_pool_max.with(&[]).set(f64::from(pool.max));
+        let refreshed = tokio::time::timeout(Duration::from_millis(800), async {
+            let queue = store.queue_stats().await?;
+            let counts = store.order_counts().await?;
+            Ok::<_, crate::store::StoreError>((queue, counts))
+        })
+        .await;
+        match refreshed {
+            Ok(Ok((queue, counts))) => {
+                self.db_up.with(&[]).set(1.0);
+                self.jobs_queue_depth.with(&[]).set(queue.depth as f64);
+                self.jobs_oldest_age.with(&[]).set(queue.oldest_age_ms as f64 / 1000.0);
+                for (status, n) in counts {
+                    self.orders.with(&[status]).set(n as f64);
+                }
+            }
+            _ => self.db_up.with(&[]).set(0.0),
+        }
+        self.registry.encode(format)
+    }
+
+    pub fn encode(&self, format: Format) -> String {
+        self.registry.encode(format)
+    }
+}

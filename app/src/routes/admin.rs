@@ -1,0 +1,64 @@
+//! Admin fault injection, behind `RECORDSTORE_ADMIN_TOKEN` (absent: the routes answer 404).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+
+use super::{AppState, JsonBody};
+use crate::error::{ApiError, ApiResult};
+use crate::payment::Faults;
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(expected) = &state.admin_token else {
+        return Err(ApiError::NotFound(
+            "admin API is disabled; set RECORDSTORE_ADMIN_TOKEN to enable it".into(),
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-admin-token").and_then(|v| v.to_str().ok()));
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized("wrong admin token".into())),
+        None => Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <RECORDSTORE_ADMIN_TOKEN>".into(),
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Faults>> {
+    authorize(&state, &headers)?;
+    Ok(Json(Faults::load(&state.store).await?))
+}
+
+pub async fn set(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<JsonBody<Faults>, ApiError>,
+) -> ApiResult<Json<Faults>> {
+    authorize(&state, &headers)?;
+    let JsonBody(faults) = body?;
+    faults.validate().map_err(ApiError::Unprocessable)?;
+    faults.save(&state.store).await?;
+    state.payments.invalidate_faults();
+    tracing::warn!(
+        payment_latency_ms = faults.payment_latency_ms,
+        payment_failure_rate = faults.payment_failure_rate,
+        "faults injected"
+    );
+    Ok(Json(faults))
+}
+
+pub async fn reset(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Faults>> {
+    authorize(&state, &headers)?;
+    Faults::reset(&state.store).await?;
+    state.payments.invalidate_faults();
+    tracing::info!("faults cleared");
+    Ok(Json(Faults::default()))
+}

@@ -1,0 +1,337 @@
+//! The background worker: claims order jobs, reserves stock, charges the payment gateway,
+//! sends the confirmation, and ends the order `completed` or `failed`. Every step is
+//! idempotent, so a job that runs twice (its worker died mid-job) has one effect.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::instrument::WithSubscriber;
+use tracing::{Dispatch, Instrument};
+
+use crate::clock::now_ms;
+use crate::config::WorkerConfig;
+use crate::metrics::Metrics;
+use crate::payment::{PaymentError, PaymentGateway};
+use crate::store::{Job, Order, Reservation, Store, StoreError, order_status};
+use crate::telemetry::{TraceParent, link_span};
+
+/// What one run of a job ended in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Completed,
+    Failed(String),
+    /// Put back in the queue to run again after a backoff.
+    Retried(String),
+    /// Another worker took the job over (this one's lease had run out).
+    LeaseLost,
+}
+
+impl JobOutcome {
+    fn label(&self) -> &'static str {
+        match self {
+            JobOutcome::Completed => "completed",
+            JobOutcome::Failed(_) => "failed",
+            JobOutcome::Retried(_) => "retried",
+            JobOutcome::LeaseLost => "lease_lost",
+        }
+    }
+}
+
+pub struct Worker {
+    store: Store,
+    metrics: Metrics,
+    payments: Arc<PaymentGateway>,
+    config: WorkerConfig,
+    dispatch: Dispatch,
+    notify: Arc<Notify>,
+    name: String,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        metrics: Metrics,
+        payments: Arc<PaymentGateway>,
+        config: WorkerConfig,
+        dispatch: Dispatch,
+        notify: Arc<Notify>,
+    ) -> Worker {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        let name = format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>());
+        Worker {
+            store,
+            metrics,
+            payments,
+            config,
+            dispatch,
+            notify,
+            name,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `concurrency` job loops until `cancel`; the jobs in hand are finished first.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let loops: Vec<_> = (0..self.config.concurrency)
+            .map(|slot| {
+                let worker = self.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move { worker.job_loop(slot, cancel).await }.with_subscriber(self.dispatch.clone()))
+            })
+            .collect();
+        for handle in loops {
+            let _ = handle.await;
+        }
+    }
+
+    async fn job_loop(&self, slot: usize, cancel: CancellationToken) {
+        let owner = format!("{}/{slot}", self.name);
+        let mut idle_backoff = self.config.poll_interval;
+        while !cancel.is_cancelled() {
+            match self.store.claim_job(&owner, self.config.lease).await {
+                Ok(Some(job)) => {
+                    idle_backoff = self.config.poll_interval;
+                    self.process(job).await;
+                    continue;
+                }
+                Ok(None) => idle_backoff = self.config.poll_interval,
+                Err(err) => {
+                    tracing::warn!(error = &err as &dyn std::error::Error, "cannot claim jobs; retrying");
+                    idle_backoff = (idle_backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(idle_backoff) => {}
+            }
+        }
+    }
+
+    /// Claims and processes one due job, if any: what tests and tools call instead of
+    /// running the loop.
+    pub async fn run_once(&self) -> Result<Option<(Job, JobOutcome)>, StoreError> {
+        let owner = format!("{}/once", self.name);
+        let Some(job) = self.claim(&owner).await? else {
+            return Ok(None);
+        };
+        let outcome = self.process(job.clone()).await;
+        Ok(Some((job, outcome)))
+    }
+
+    pub async fn claim(&self, owner: &str) -> Result<Option<Job>, StoreError> {
+        self.store.claim_job(owner, self.config.lease).await
+    }
+
+    /// Processes a claimed job inside its own span, which continues the checkout's trace.
+    pub async fn process(&self, job: Job) -> JobOutcome {
+        let span = tracing::dispatcher::with_default(&self.dispatch, || {
+            tracing::info_span!(
+                "process order",
+                otel.kind = "consumer",
+                otel.status_code = Empty,
+                messaging.system = "recordstore-jobs",
+                messaging.operation.type = "process",
+                correlation_id = %job.correlation_id,
+                order.id = job.order_id,
+                job.id = job.id,
+                job.attempt = job.attempts,
+                job.outcome = Empty,
+                trace_id = Empty,
+                span_id = Empty,
+            )
+        });
+        link_span(&span, job.traceparent.as_deref().and_then(TraceParent::parse));
+        let started = Instant::now();
+        let outcome = async {
+            tracing::info!(attempt = job.attempts, "job started");
+            let outcome = match self.steps(&job).await {
+                Ok(outcome) => outcome,
+                Err(err) => self.retry_or_fail(&job, format!("database error: {err}")).await,
+            };
+            self.record(&job, &outcome, started.elapsed());
+            outcome
+        }
+        .instrument(span.clone())
+        .with_subscriber(self.dispatch.clone())
+        .await;
+        span.record("job.outcome", outcome.label());
+        if matches!(outcome, JobOutcome::Failed(_)) {
+            span.record("otel.status_code", "ERROR");
+        }
+        outcome
+    }
+
+    async fn steps(&self, job: &Job) -> Result<JobOutcome, StoreError> {
+        let Some(order) = self.store.get_order(job.order_id).await? else {
+            return self.fail(job, None, "order not found").await;
+        };
+        if order.status == order_status::COMPLETED || order.status == order_status::FAILED {
+            tracing::info!(status = %order.status, "order already finished; nothing to do");
+            return self.finish(job, "done", None, JobOutcome::Completed).await;
+        }
+        match self.store.reserve_stock(&order).await? {
+            Reservation::Reserved => {
+                self.metrics.order_transitions.with(&[order_status::PROCESSING]).inc();
+                tracing::info!(
+                    quantity = order.quantity,
+                    product_id = order.product_id,
+                    "stock reserved"
+                );
+            }
+            Reservation::AlreadyReserved => tracing::info!("stock already reserved by an earlier attempt"),
+            Reservation::OutOfStock => return self.fail(job, None, "out of stock").await,
+        }
+        if order.payment_ref.is_none() {
+            match self.payments.charge(order.id, order.amount_cents).await {
+                Ok(reference) => {
+                    self.store.record_payment(order.id, &reference).await?;
+                    tracing::info!(payment_ref = %reference, amount_cents = order.amount_cents, "payment captured");
+                }
+                Err(err) => return Ok(self.payment_failed(job, &order, err).await),
+            }
+        }
+        tracing::info!("order confirmation sent");
+        if self.store.finish_order(order.id, order_status::COMPLETED, None).await? {
+            self.metrics.order_transitions.with(&[order_status::COMPLETED]).inc();
+            tracing::info!("order completed");
+        }
+        self.finish(job, "done", None, JobOutcome::Completed).await
+    }
+
+    async fn payment_failed(&self, job: &Job, order: &Order, err: PaymentError) -> JobOutcome {
+        tracing::warn!(error = %err, attempt = job.attempts, "payment failed");
+        if job.attempts < job.max_attempts {
+            return self.retry_or_fail(job, err.to_string()).await;
+        }
+        let reason = format!("payment failed after {} attempts: {err}", job.attempts);
+        match self.fail(job, Some(order), &reason).await {
+            Ok(outcome) => outcome,
+            Err(store_err) => self.retry_or_fail(job, format!("database error: {store_err}")).await,
+        }
+    }
+
+    /// Ends the order `failed` (giving back reserved stock) and the job with it.
+    async fn fail(&self, job: &Job, order: Option<&Order>, reason: &str) -> Result<JobOutcome, StoreError> {
+        if let Some(order) = order
+            && self.store.release_stock(order).await?
+        {
+            tracing::info!(quantity = order.quantity, "reserved stock released");
+        }
+        if self
+            .store
+            .finish_order(job.order_id, order_status::FAILED, Some(reason))
+            .await?
+        {
+            self.metrics.order_transitions.with(&[order_status::FAILED]).inc();
+            tracing::warn!(reason, "order failed");
+        }
+        self.finish(job, "failed", Some(reason), JobOutcome::Failed(reason.to_string()))
+            .await
+    }
+
+    async fn finish(
+        &self,
+        job: &Job,
+        status: &str,
+        error: Option<&str>,
+        outcome: JobOutcome,
+    ) -> Result<JobOutcome, StoreError> {
+        if self.store.finish_job(job, status, error).await? {
+            Ok(outcome)
+        } else {
+            tracing::warn!("job lease lost to another worker; its result stands");
+            Ok(JobOutcome::LeaseLost)
+        }
+    }
+
+    /// Requeues with exponential backoff while attempts remain; the last attempt fails the
+    /// order. When even the requeue cannot be written, the lease runs out and the job is
+    /// picked up again, so nothing is lost.
+    async fn retry_or_fail(&self, job: &Job, error: String) -> JobOutcome {
+        if job.attempts >= job.max_attempts
+            && let Ok(Some(order)) = self.store.get_order(job.order_id).await
+            && let Ok(outcome) = self
+                .fail(
+                    job,
+                    Some(&order),
+                    &format!("gave up after {} attempts: {error}", job.attempts),
+                )
+                .await
+        {
+            return outcome;
+        }
+        let delay = backoff(&self.config, job.attempts);
+        match self
+            .store
+            .requeue_job(job, now_ms() + delay.as_millis() as i64, Some(&error))
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(retry_in_ms = delay.as_millis() as u64, error = %error, "job will be retried");
+                JobOutcome::Retried(error)
+            }
+            Ok(false) => JobOutcome::LeaseLost,
+            Err(err) => {
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "cannot requeue job; its lease will expire"
+                );
+                JobOutcome::Retried(error)
+            }
+        }
+    }
+
+    fn record(&self, job: &Job, outcome: &JobOutcome, took: Duration) {
+        let label = outcome.label();
+        self.metrics.jobs_processed.with(&[label]).inc();
+        self.metrics.job_duration.with(&[label]).observe(took.as_secs_f64());
+        if matches!(outcome, JobOutcome::Completed | JobOutcome::Failed(_)) {
+            self.metrics.job_attempts.with(&[label]).observe(job.attempts as f64);
+        }
+        tracing::info!(
+            outcome = label,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "job finished"
+        );
+    }
+}
+
+/// Delay before retry number `attempt` (1-based): base × 2^(attempt-1), capped, ±20% jitter.
+pub fn backoff(config: &WorkerConfig, attempt: i64) -> Duration {
+    let exp = (attempt.max(1) - 1).min(16) as u32;
+    let raw = config
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(config.backoff_max);
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    raw.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let config = WorkerConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..WorkerConfig::default()
+        };
+        let within = |d: Duration, ms: u64| {
+            let ms = ms as f64;
+            (ms * 0.8..=ms * 1.2).contains(&(d.as_millis() as f64))
+        };
+        assert!(within(backoff(&config, 1), 100));
+        assert!(within(backoff(&config, 2), 200));
+        assert!(within(backoff(&config, 3), 400));
+        assert!(within(backoff(&config, 10), 1000));
+    }
+}
