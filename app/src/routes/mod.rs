@@ -2,7 +2,7 @@
 
 mod admin;
 mod health;
-mod orders;
+pub mod orders;
 mod products;
 
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tracing::instrument::WithSubscriber;
 
 pub use schema::CATALOGUE;
 
@@ -238,157 +239,216 @@ impl Store {
         Ok(tx)
     }
 
+    /// Runs `query` inside a client span that follows the database semantic conventions.
+    /// sqlx itself runs under no subscriber: it hands `Span::current()` to its own threads
+    /// (SQLite) and streams, where a span dropped outside this app's dispatcher would keep
+    /// its parent span from ever closing.
+    async fn traced<T>(
+        &self,
+        operation: &'static str,
+        collection: &'static str,
+        query: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let span = tracing::info_span!(
+            "db",
+            otel.name = format!("{operation} {collection}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system.name = self.backend.system_name(),
+            db.operation.name = operation,
+            db.collection.name = collection,
+            error.type = tracing::field::Empty,
+        );
+        let result = query.with_subscriber(tracing::Dispatch::none()).await;
+        if let Err(err) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record(
+                "error.type",
+                if matches!(err, StoreError::Unavailable(_)) {
+                    "unavailable"
+                } else {
+                    "query"
+                },
+            );
+        }
+        result
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        untraced(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Applies pending migrations; safe to run from several processes at once.
     pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
-        let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7301966)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
-             name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.get::<i64, _>(0))
-            .collect();
-        let mut newly = Vec::new();
-        for migration in schema::MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-            let sql = match self.backend {
-                Backend::Postgres => migration.postgres,
-                Backend::Sqlite => migration.sqlite,
-            };
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement).execute(&mut *tx).await?;
+        untraced(async move {
+            let mut tx = self.begin_write().await?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(7301966)")
+                    .execute(&mut *tx)
+                    .await?;
             }
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(migration.version)
-                .bind(migration.name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            newly.push(migration.version);
-        }
-        tx.commit().await?;
-        Ok(newly)
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
+                 name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.get::<i64, _>(0))
+                .collect();
+            let mut newly = Vec::new();
+            for migration in schema::MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+                let sql = match self.backend {
+                    Backend::Postgres => migration.postgres,
+                    Backend::Sqlite => migration.sqlite,
+                };
+                for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(migration.version)
+                    .bind(migration.name)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                newly.push(migration.version);
+            }
+            tx.commit().await?;
+            Ok(newly)
+        })
+        .await
     }
 
     /// Seeds the catalogue into an empty products table; returns how many were inserted.
     pub async fn seed_if_empty(&self) -> StoreResult<u64> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM products")
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-        if count > 0 {
-            return Ok(0);
-        }
-        let mut tx = self.begin_write().await?;
-        let mut inserted = 0;
-        for (title, artist, genre, price, stock) in CATALOGUE {
-            inserted += sqlx::query(
-                "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING",
-            )
-            .bind(*title)
-            .bind(*artist)
-            .bind(*genre)
-            .bind(*price)
-            .bind(*stock)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(inserted)
+        untraced(async move {
+            let count: i64 = sqlx::query("SELECT COUNT(*) FROM products")
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+            if count > 0 {
+                return Ok(0);
+            }
+            let mut tx = self.begin_write().await?;
+            let mut inserted = 0;
+            for (title, artist, genre, price, stock) in CATALOGUE {
+                inserted += sqlx::query(
+                    "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING",
+                )
+                .bind(*title)
+                .bind(*artist)
+                .bind(*genre)
+                .bind(*price)
+                .bind(*stock)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+        .await
     }
 
     pub async fn list_products(&self, limit: i64, offset: i64) -> StoreResult<Vec<Product>> {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2");
-        let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(product_from_row).collect())
+        self.traced("SELECT", "products", async move {
+            let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2");
+            let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.pool).await?;
+            Ok(rows.iter().map(product_from_row).collect())
+        })
+        .await
     }
 
     pub async fn get_product(&self, id: i64) -> StoreResult<Option<Product>> {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(product_from_row))
+        self.traced("SELECT", "products", async move {
+            let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+            Ok(row.as_ref().map(product_from_row))
+        })
+        .await
     }
 
     /// Inserts a product; `None` when one with the same title and artist exists.
     pub async fn create_product(&self, new: &NewProduct) -> StoreResult<Option<Product>> {
-        let sql = format!(
-            "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING \
-             RETURNING {PRODUCT_COLUMNS}"
-        );
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&sql)
-            .bind(&new.title)
-            .bind(&new.artist)
-            .bind(&new.genre)
-            .bind(new.price_cents)
-            .bind(new.stock)
-            .bind(now_ms())
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row.as_ref().map(product_from_row))
+        self.traced("INSERT", "products", async move {
+            let sql = format!(
+                "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING \
+                 RETURNING {PRODUCT_COLUMNS}"
+            );
+            let mut tx = self.begin_write().await?;
+            let row = sqlx::query(&sql)
+                .bind(&new.title)
+                .bind(&new.artist)
+                .bind(&new.genre)
+                .bind(new.price_cents)
+                .bind(new.stock)
+                .bind(now_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row.as_ref().map(product_from_row))
+        })
+        .await
     }
 
     /// Writes the order and its processing job in one transaction: once this returns, the
     /// order will be processed even if this process dies right after.
     pub async fn create_order_with_job(&self, new: &NewOrder) -> StoreResult<Order> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
-             trace_id, traceparent, stock_reserved, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) RETURNING {ORDER_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(new.product_id)
-            .bind(new.quantity)
-            .bind(new.amount_cents)
-            .bind(order_status::PENDING)
-            .bind(&new.correlation_id)
-            .bind(&new.trace_id)
-            .bind(&new.traceparent)
+        self.traced("INSERT", "orders", async move {
+            let now = now_ms();
+            let mut tx = self.begin_write().await?;
+            let sql = format!(
+                "INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
+                 trace_id, traceparent, stock_reserved, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) RETURNING {ORDER_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(new.product_id)
+                .bind(new.quantity)
+                .bind(new.amount_cents)
+                .bind(order_status::PENDING)
+                .bind(&new.correlation_id)
+                .bind(&new.trace_id)
+                .bind(&new.traceparent)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let order = order_from_row(&row);
+            sqlx::query(
+                "INSERT INTO jobs (order_id, kind, status, attempts, max_attempts, run_at, \
+                 correlation_id, traceparent, created_at, updated_at) \
+                 VALUES ($1, 'process_order', 'queued', 0, $2, $3, $4, $5, $3, $3)",
+            )
+            .bind(order.id)
+            .bind(new.max_attempts)
             .bind(now)
-            .fetch_one(&mut *tx)
+            .bind(&new.correlation_id)
+            .bind(&new.traceparent)
+            .execute(&mut *tx)
             .await?;
-        let order = order_from_row(&row);
-        sqlx::query(
-            "INSERT INTO jobs (order_id, kind, status, attempts, max_attempts, run_at, \
-             correlation_id, traceparent, created_at, updated_at) \
-             VALUES ($1, 'process_order', 'queued', 0, $2, $3, $4, $5, $3, $3)",
-        )
-        .bind(order.id)
-        .bind(new.max_attempts)
-        .bind(now)
-        .bind(&new.correlation_id)
-        .bind(&new.traceparent)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(order)
+            tx.commit().await?;
+            Ok(order)
+        })
+        .await
     }
 
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(order_from_row))
+        self.traced("SELECT", "orders", async move {
+            let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+            Ok(row.as_ref().map(order_from_row))
+        })
+        .await
     }
 
     /// Newest first, optionally filtered by status and correlation id.
@@ -398,244 +458,289 @@ impl Store {
         status: Option<&str>,
         correlation_id: Option<&str>,
     ) -> StoreResult<Vec<Order>> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR status = $1) \
-             AND ($2 IS NULL OR correlation_id = $2) ORDER BY id DESC LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(status)
-            .bind(correlation_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(order_from_row).collect())
+        self.traced("SELECT", "orders", async move {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR status = $1) \
+                 AND ($2 IS NULL OR correlation_id = $2) ORDER BY id DESC LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(status)
+                .bind(correlation_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(order_from_row).collect())
+        })
+        .await
     }
 
     /// Claims the next due job, or one whose lease expired (its worker died), and leases it
     /// to `owner` for `lease` from now.
     pub async fn claim_job(&self, owner: &str, lease: Duration) -> StoreResult<Option<Job>> {
-        let now = now_ms();
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs \
-                 WHERE (status = 'queued' AND run_at <= $3) \
-                    OR (status = 'running' AND lease_expires_at < $3) \
-                 ORDER BY run_at, id LIMIT 1{lock}) \
-             RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
-                 lease_owner, created_at"
-        );
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&sql)
-            .bind(owner)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row.map(|row| Job {
-            id: row.get(0),
-            order_id: row.get(1),
-            kind: row.get(2),
-            attempts: row.get(3),
-            max_attempts: row.get(4),
-            correlation_id: row.get(5),
-            traceparent: row.get(6),
-            lease_owner: row.get(7),
-            created_at_ms: row.get(8),
-        }))
+        untraced(async move {
+            let now = now_ms();
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+                Backend::Sqlite => "",
+            };
+            let sql = format!(
+                "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs \
+                     WHERE (status = 'queued' AND run_at <= $3) \
+                        OR (status = 'running' AND lease_expires_at < $3) \
+                     ORDER BY run_at, id LIMIT 1{lock}) \
+                 RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
+                     lease_owner, created_at"
+            );
+            let mut tx = self.begin_write().await?;
+            let row = sqlx::query(&sql)
+                .bind(owner)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row.map(|row| Job {
+                id: row.get(0),
+                order_id: row.get(1),
+                kind: row.get(2),
+                attempts: row.get(3),
+                max_attempts: row.get(4),
+                correlation_id: row.get(5),
+                traceparent: row.get(6),
+                lease_owner: row.get(7),
+                created_at_ms: row.get(8),
+            }))
+        })
+        .await
     }
 
     /// Ends a job this owner still holds. `false` when the lease was lost to another worker.
     pub async fn finish_job(&self, job: &Job, status: &str, error: Option<&str>) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = $1, last_error = $2, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now_ms())
-        .bind(job.id)
-        .bind(&job.lease_owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        self.traced("UPDATE", "jobs", async move {
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE jobs SET status = $1, last_error = $2, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $3 \
+                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+            )
+            .bind(status)
+            .bind(error)
+            .bind(now_ms())
+            .bind(job.id)
+            .bind(&job.lease_owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     /// Puts a held job back in the queue to run at `run_at_ms` (retry, or release on shutdown).
     pub async fn requeue_job(&self, job: &Job, run_at_ms: i64, error: Option<&str>) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = $1, last_error = COALESCE($2, last_error), \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
-        )
-        .bind(run_at_ms)
-        .bind(error)
-        .bind(now_ms())
-        .bind(job.id)
-        .bind(&job.lease_owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        self.traced("UPDATE", "jobs", async move {
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE jobs SET status = 'queued', run_at = $1, last_error = COALESCE($2, last_error), \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+            )
+            .bind(run_at_ms)
+            .bind(error)
+            .bind(now_ms())
+            .bind(job.id)
+            .bind(&job.lease_owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(done == 1)
+        })
+        .await
     }
 
     /// Reserves the order's stock exactly once: the order's `stock_reserved` flag and the
     /// product's stock change in one transaction, and stock never goes below zero.
     pub async fn reserve_stock(&self, order: &Order) -> StoreResult<Reservation> {
-        let mut tx = self.begin_write().await?;
-        let flagged = sqlx::query(
-            "UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 \
-             WHERE id = $3 AND stock_reserved = 0 AND status IN ('pending', 'processing')",
-        )
-        .bind(order_status::PROCESSING)
-        .bind(now_ms())
-        .bind(order.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if flagged == 0 {
-            tx.rollback().await?;
-            return Ok(Reservation::AlreadyReserved);
-        }
-        let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
-            .bind(order.quantity)
-            .bind(order.product_id)
+        self.traced("UPDATE", "products", async move {
+            let mut tx = self.begin_write().await?;
+            let flagged = sqlx::query(
+                "UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 \
+                 WHERE id = $3 AND stock_reserved = 0 AND status IN ('pending', 'processing')",
+            )
+            .bind(order_status::PROCESSING)
+            .bind(now_ms())
+            .bind(order.id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if taken == 0 {
-            tx.rollback().await?;
-            return Ok(Reservation::OutOfStock);
-        }
-        tx.commit().await?;
-        Ok(Reservation::Reserved)
+            if flagged == 0 {
+                tx.rollback().await?;
+                return Ok(Reservation::AlreadyReserved);
+            }
+            let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
+                .bind(order.quantity)
+                .bind(order.product_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if taken == 0 {
+                tx.rollback().await?;
+                return Ok(Reservation::OutOfStock);
+            }
+            tx.commit().await?;
+            Ok(Reservation::Reserved)
+        })
+        .await
     }
 
     /// Gives back the order's reserved stock, once.
     pub async fn release_stock(&self, order: &Order) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let unflagged =
-            sqlx::query("UPDATE orders SET stock_reserved = 0, updated_at = $1 WHERE id = $2 AND stock_reserved = 1")
-                .bind(now_ms())
-                .bind(order.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if unflagged == 1 {
-            sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
-                .bind(order.quantity)
-                .bind(order.product_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(unflagged == 1)
+        self.traced("UPDATE", "products", async move {
+            let mut tx = self.begin_write().await?;
+            let unflagged = sqlx::query(
+                "UPDATE orders SET stock_reserved = 0, updated_at = $1 WHERE id = $2 AND stock_reserved = 1",
+            )
+            .bind(now_ms())
+            .bind(order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if unflagged == 1 {
+                sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
+                    .bind(order.quantity)
+                    .bind(order.product_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(unflagged == 1)
+        })
+        .await
     }
 
     /// Records the payment reference once; a second charge attempt keeps the first.
     pub async fn record_payment(&self, order_id: i64, payment_ref: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL")
-            .bind(payment_ref)
-            .bind(now_ms())
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL")
+                .bind(payment_ref)
+                .bind(now_ms())
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Moves a not-yet-terminal order to a terminal status; `false` if it already was.
     pub async fn finish_order(&self, order_id: i64, status: &str, reason: Option<&str>) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3 \
-             WHERE id = $4 AND status IN ('pending', 'processing')",
-        )
-        .bind(status)
-        .bind(reason)
-        .bind(now_ms())
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed == 1)
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('pending', 'processing')",
+            )
+            .bind(status)
+            .bind(reason)
+            .bind(now_ms())
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     pub async fn queue_stats(&self) -> StoreResult<QueueStats> {
-        let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE status IN ('queued', 'running')")
-            .fetch_one(&self.pool)
-            .await?;
-        let depth: i64 = row.get(0);
-        let oldest: Option<i64> = row.get(1);
-        Ok(QueueStats {
-            depth,
-            oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0)).unwrap_or(0),
+        untraced(async move {
+            let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE status IN ('queued', 'running')")
+                .fetch_one(&self.pool)
+                .await?;
+            let depth: i64 = row.get(0);
+            let oldest: Option<i64> = row.get(1);
+            Ok(QueueStats {
+                depth,
+                oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0)).unwrap_or(0),
+            })
         })
+        .await
     }
 
     /// Orders per status, every status present (zero when none).
     pub async fn order_counts(&self) -> StoreResult<Vec<(&'static str, i64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM orders GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(order_status::ALL
-            .iter()
-            .map(|status| {
-                let n = rows
-                    .iter()
-                    .find(|row| row.get::<String, _>(0) == *status)
-                    .map(|row| row.get::<i64, _>(1))
-                    .unwrap_or(0);
-                (*status, n)
-            })
-            .collect())
+        untraced(async move {
+            let rows = sqlx::query("SELECT status, COUNT(*) FROM orders GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(order_status::ALL
+                .iter()
+                .map(|status| {
+                    let n = rows
+                        .iter()
+                        .find(|row| row.get::<String, _>(0) == *status)
+                        .map(|row| row.get::<i64, _>(1))
+                        .unwrap_or(0);
+                    (*status, n)
+                })
+                .collect())
+        })
+        .await
     }
 
     pub async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.get(0)))
+        untraced(async move {
+            let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+        .await
     }
 
     pub async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        untraced(async move {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn delete_setting(&self, key: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        untraced(async move {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("DELETE FROM settings WHERE key = $1")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
+}
+
+/// Runs sqlx under no subscriber (see [`Store::traced`] for why).
+async fn untraced<T>(query: impl Future<Output = T>) -> T {
+    query.with_subscriber(tracing::Dispatch::none()).await
 }
 
 fn product_from_row(row: &AnyRow) -> Product {

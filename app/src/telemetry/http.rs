@@ -103,7 +103,7 @@ async fn handle(state: AppState, mut request: Request, next: Next) -> Response {
 
     let elapsed = started.elapsed();
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

@@ -245,3 +245,43 @@ mod tests {
         assert_eq!(logs[0]["service"], API_SERVICE);
     }
 }
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+    use tracing::Instrument;
+
+    /// Regression: sqlx hands the current span to its own threads; were it to see ours, the
+    /// parent of a database span would never close and never be exported.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_span_around_database_calls_closes_and_is_captured() {
+        let config = TelemetryConfig {
+            log_to_stdout: false,
+            capture: true,
+            ..TelemetryConfig::default()
+        };
+        let telemetry = Telemetry::init(&config).unwrap();
+        let path = std::env::temp_dir().join(format!("recordstore-nesting-{:x}.db", rand::random::<u64>()));
+        let store = crate::store::Store::connect_lazy(&format!("sqlite://{}", path.display()), 1).unwrap();
+        let work = async {
+            let span = tracing::info_span!(
+                "parent",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty
+            );
+            link_span(&span, None);
+            async {
+                store.migrate().await.unwrap();
+                store.get_product(1).await.unwrap();
+                store.finish_order(1, "failed", None).await.unwrap();
+            }
+            .instrument(span)
+            .await;
+        };
+        tracing::instrument::WithSubscriber::with_subscriber(work, telemetry.api.clone()).await;
+        let names: Vec<String> = telemetry.captured().spans().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["SELECT products", "UPDATE orders", "parent"]);
+        store.close().await;
+        let _ = std::fs::remove_file(path);
+    }
+}

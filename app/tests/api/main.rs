@@ -1,0 +1,11 @@
+//! Integration tests of recordstore: the real app on 127.0.0.1:0 against SQLite and a real
+//! PostgreSQL server, driven over HTTP.
+
+mod bad_input;
+mod checkout;
+mod concurrency;
+mod helpers;
+mod metrics;
+mod postgres;
+mod readiness;
+mod worker_crash;
