@@ -8,4 +8,5 @@ mod helpers;
 mod metrics;
 mod postgres;
 mod readiness;
+mod shutdown;
 mod worker_crash;
