@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# recordstore under wrk on PostgreSQL: GET /products and POST /checkout, 50 connections,
+# 10 s each; prints requests/s and p99 for both. Needs: postgresql, wrk (Debian packages).
+#
+#   bench/app-wrk.sh                # defaults: 50 connections, 10 s
+#   CONNECTIONS=100 DURATION=20s bench/app-wrk.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONNECTIONS="${CONNECTIONS:-50}"
+DURATION="${DURATION:-10s}"
+THREADS="${THREADS:-2}"
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 3; }
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+[ -x "$PGBIN/postgres" ] || { echo "PostgreSQL not found: apt-get install postgresql" >&2; exit 3; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WORK=$(mktemp -d /tmp/recordstore-bench.XXXXXX)
+PGPORT=$(free_port)
+APPPORT=$(free_port)
+RUNAS=()
+if [ "$(id -u)" = 0 ]; then chown postgres: "$WORK"; RUNAS=(runuser -u postgres --); fi
+cleanup() {
+  [ -n "${APP_PID:-}" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
+  "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building recordstore (release)"
+cargo build --release -q -p recordstore
+
+echo "== starting PostgreSQL on 127.0.0.1:$PGPORT"
+"${RUNAS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust --no-sync >/dev/null
+"${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \
+  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_OPTIONS:-}" start >/dev/null
+"$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres store
+
+echo "== starting recordstore on 127.0.0.1:$APPPORT (API + worker, logs to $WORK/app.log)"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/store" RECORDSTORE_LISTEN="127.0.0.1:$APPPORT" \
+  RECORDSTORE_DB_MAX_CONNECTIONS="${DB_CONNECTIONS:-16}" \
+  target/release/recordstore serve >"$WORK/app.log" 2>&1 &
+APP_PID=$!
+BASE="http://127.0.0.1:$APPPORT"
+for _ in $(seq 1 200); do curl -fs "$BASE/health/ready" >/dev/null 2>&1 && break; sleep 0.05; done
+curl -fs "$BASE/health/ready" >/dev/null || { echo "recordstore did not become ready; see log:" >&2; tail "$WORK/app.log" >&2; exit 3; }
+
+export BENCH_PRODUCT_ID=$(curl -fs -X POST "$BASE/products" -H 'content-type: application/json' \
+  -d '{"title":"Benchmark Pressing","artist":"wrk","genre":"bench","price_cents":100,"stock":1000000}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+run() { # name, wrk args...
+  local name=$1; shift
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  local rps p99 errors
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  printf '%-18s %10s req/s   p99 %-9s non-2xx %s\n' "$name" "$rps" "$p99" "${errors:-0}"
+}
+
+echo "== wrk: $THREADS threads, $CONNECTIONS connections, $DURATION each"
+run "GET /products" "$BASE/products"
+run "POST /checkout" -s bench/checkout.lua "$BASE/checkout"
+depth=$(curl -fs "$BASE/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checks"]["jobs"]["queue_depth"])')
+completed=$(curl -fs "$BASE/metrics" | awk '/^recordstore_orders\{status="completed"\}/ {print $2}')
+echo "after the checkout run: $completed orders completed, $depth jobs still queued"
