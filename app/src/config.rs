@@ -18,6 +18,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seed the catalogue into an empty database at start.
     pub seed: bool,
+    /// How long a product list page may be served from memory; zero reads the database
+    /// every time.
+    pub catalogue_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +44,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 4,
+            concurrency: 8,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
             max_attempts: 5,
@@ -70,6 +73,7 @@ impl Config {
             worker: WorkerConfig::default(),
             max_body_bytes: 64 * 1024,
             seed: true,
+            catalogue_cache_ttl: Duration::from_millis(500),
         }
     }
 
@@ -95,7 +99,7 @@ impl Config {
             "an address like 0.0.0.0:8000",
         )?;
         let mut worker = WorkerConfig::default();
-        worker.concurrency = parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "4", "a number of jobs, e.g. 4")?;
+        worker.concurrency = parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "8", "a number of jobs, e.g. 4")?;
         worker.lease = Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?);
         worker.poll_interval = Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?);
         worker.max_attempts = parse(&get, "RECORDSTORE_JOB_MAX_ATTEMPTS", "5", "a number of attempts")?;
@@ -124,6 +128,12 @@ impl Config {
             worker,
             max_body_bytes: parse(&get, "RECORDSTORE_MAX_BODY_BYTES", "65536", "bytes")?,
             seed: parse(&get, "RECORDSTORE_SEED", "true", "true or false")?,
+            catalogue_cache_ttl: Duration::from_millis(parse(
+                &get,
+                "RECORDSTORE_CATALOGUE_CACHE_MS",
+                "500",
+                "milliseconds (0 turns the cache off)",
+            )?),
         })
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::payment::PaymentGateway;
+use crate::routes::catalogue_cache::CatalogueCache;
 use crate::routes::{AppState, api_router, worker_router};
 use crate::store::{Store, StoreError, redact};
 use crate::telemetry::{Captured, Telemetry};
@@ -83,6 +84,7 @@ impl Application {
             jobs_ready: jobs_ready.clone(),
             admin_token: config.admin_token.as_deref().map(Arc::from),
             max_attempts: config.worker.max_attempts,
+            catalogue: Arc::new(CatalogueCache::new(config.catalogue_cache_ttl)),
         };
         let worker = matches!(role, Role::ApiAndWorker | Role::Worker).then(|| {
             Arc::new(Worker::new(

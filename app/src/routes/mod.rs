@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the extractors that turn bad input into JSON 4xx.
 
 mod admin;
+pub mod catalogue_cache;
 mod health;
 pub mod orders;
 mod products;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub jobs_ready: Arc<Notify>,
     pub admin_token: Option<Arc<str>>,
     pub max_attempts: i64,
+    pub catalogue: Arc<catalogue_cache::CatalogueCache>,
 }
 
 /// `axum::Json` with rejections as [`ApiError`] (400 syntax, 422 data, 413 size, 415 type).

@@ -1,10 +1,12 @@
 //! Catalogue reads and writes.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{AppState, JsonBody, PathParam, QueryParams};
 use crate::error::{ApiError, ApiResult};
@@ -17,14 +19,22 @@ pub struct Page {
     offset: Option<i64>,
 }
 
-pub async fn list(State(state): State<AppState>, QueryParams(page): QueryParams<Page>) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, QueryParams(page): QueryParams<Page>) -> ApiResult<Response> {
     let limit = page.limit.unwrap_or(50);
     let offset = page.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
         return Err(ApiError::Unprocessable("limit must be 1..=500 and offset ≥ 0".into()));
     }
-    let products = state.store.list_products(limit, offset).await?;
-    Ok(Json(json!({ "products": products, "count": products.len() })))
+    let body = match state.catalogue.get(limit, offset) {
+        Some(body) => body,
+        None => {
+            let products = state.store.list_products(limit, offset).await?;
+            let body = Bytes::from(json!({ "products": products, "count": products.len() }).to_string());
+            state.catalogue.put(limit, offset, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn show(State(state): State<AppState>, PathParam(id): PathParam<i64>) -> ApiResult<Json<Product>> {
@@ -73,6 +83,7 @@ pub async fn create(
         .create_product(&new)
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("{:?} by {:?} already exists", new.title, new.artist)))?;
+    state.catalogue.clear();
     tracing::info!(product_id = product.id, "product created");
     Ok((StatusCode::CREATED, Json(product)))
 }

@@ -385,7 +385,6 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING \
                  RETURNING {PRODUCT_COLUMNS}"
             );
-            let mut tx = self.begin_write().await?;
             let row = sqlx::query(&sql)
                 .bind(&new.title)
                 .bind(&new.artist)
@@ -393,9 +392,8 @@ impl Store {
                 .bind(new.price_cents)
                 .bind(new.stock)
                 .bind(now_ms())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
-            tx.commit().await?;
             Ok(row.as_ref().map(product_from_row))
         })
         .await
@@ -405,41 +403,76 @@ impl Store {
     /// order will be processed even if this process dies right after.
     pub async fn create_order_with_job(&self, new: &NewOrder) -> StoreResult<Order> {
         self.traced("INSERT", "orders", async move {
-            let now = now_ms();
-            let mut tx = self.begin_write().await?;
-            let sql = format!(
-                "INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
-                 trace_id, traceparent, stock_reserved, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) RETURNING {ORDER_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(new.product_id)
-                .bind(new.quantity)
-                .bind(new.amount_cents)
-                .bind(order_status::PENDING)
-                .bind(&new.correlation_id)
-                .bind(&new.trace_id)
-                .bind(&new.traceparent)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-            let order = order_from_row(&row);
-            sqlx::query(
-                "INSERT INTO jobs (order_id, kind, status, attempts, max_attempts, run_at, \
-                 correlation_id, traceparent, created_at, updated_at) \
-                 VALUES ($1, 'process_order', 'queued', 0, $2, $3, $4, $5, $3, $3)",
-            )
-            .bind(order.id)
-            .bind(new.max_attempts)
-            .bind(now)
-            .bind(&new.correlation_id)
-            .bind(&new.traceparent)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(order)
+            match self.backend {
+                Backend::Postgres => self.insert_order_and_job_pg(new).await,
+                Backend::Sqlite => self.insert_order_and_job_tx(new).await,
+            }
         })
         .await
+    }
+
+    /// PostgreSQL: one statement (data-modifying CTEs), atomic without a transaction and
+    /// one round trip instead of four.
+    async fn insert_order_and_job_pg(&self, new: &NewOrder) -> StoreResult<Order> {
+        let sql = format!(
+            "WITH o AS (INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
+                 trace_id, traceparent, stock_reserved, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) RETURNING *), \
+             j AS (INSERT INTO jobs (order_id, kind, status, attempts, max_attempts, run_at, \
+                 correlation_id, traceparent, created_at, updated_at) \
+                 SELECT id, 'process_order', 'queued', 0, $9, $8, $5, $7, $8, $8 FROM o) \
+             SELECT {ORDER_COLUMNS} FROM o"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.product_id)
+            .bind(new.quantity)
+            .bind(new.amount_cents)
+            .bind(order_status::PENDING)
+            .bind(&new.correlation_id)
+            .bind(&new.trace_id)
+            .bind(&new.traceparent)
+            .bind(now_ms())
+            .bind(new.max_attempts)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(order_from_row(&row))
+    }
+
+    /// SQLite: the order and its job in one write transaction.
+    async fn insert_order_and_job_tx(&self, new: &NewOrder) -> StoreResult<Order> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
+             trace_id, traceparent, stock_reserved, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) RETURNING {ORDER_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.product_id)
+            .bind(new.quantity)
+            .bind(new.amount_cents)
+            .bind(order_status::PENDING)
+            .bind(&new.correlation_id)
+            .bind(&new.trace_id)
+            .bind(&new.traceparent)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let order = order_from_row(&row);
+        sqlx::query(
+            "INSERT INTO jobs (order_id, kind, status, attempts, max_attempts, run_at, \
+             correlation_id, traceparent, created_at, updated_at) \
+             VALUES ($1, 'process_order', 'queued', 0, $2, $3, $4, $5, $3, $3)",
+        )
+        .bind(order.id)
+        .bind(new.max_attempts)
+        .bind(now)
+        .bind(&new.correlation_id)
+        .bind(&new.traceparent)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(order)
     }
 
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
@@ -493,14 +526,12 @@ impl Store {
                  RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
                      lease_owner, created_at"
             );
-            let mut tx = self.begin_write().await?;
             let row = sqlx::query(&sql)
                 .bind(owner)
                 .bind(now + lease.as_millis() as i64)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
-            tx.commit().await?;
             Ok(row.map(|row| Job {
                 id: row.get(0),
                 order_id: row.get(1),
@@ -519,7 +550,6 @@ impl Store {
     /// Ends a job this owner still holds. `false` when the lease was lost to another worker.
     pub async fn finish_job(&self, job: &Job, status: &str, error: Option<&str>) -> StoreResult<bool> {
         self.traced("UPDATE", "jobs", async move {
-            let mut tx = self.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET status = $1, last_error = $2, lease_owner = NULL, \
                  lease_expires_at = NULL, updated_at = $3 \
@@ -530,10 +560,9 @@ impl Store {
             .bind(now_ms())
             .bind(job.id)
             .bind(&job.lease_owner)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?
             .rows_affected();
-            tx.commit().await?;
             Ok(done == 1)
         })
         .await
@@ -542,7 +571,6 @@ impl Store {
     /// Puts a held job back in the queue to run at `run_at_ms` (retry, or release on shutdown).
     pub async fn requeue_job(&self, job: &Job, run_at_ms: i64, error: Option<&str>) -> StoreResult<bool> {
         self.traced("UPDATE", "jobs", async move {
-            let mut tx = self.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET status = 'queued', run_at = $1, last_error = COALESCE($2, last_error), \
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
@@ -553,10 +581,9 @@ impl Store {
             .bind(now_ms())
             .bind(job.id)
             .bind(&job.lease_owner)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?
             .rows_affected();
-            tx.commit().await?;
             Ok(done == 1)
         })
         .await
@@ -625,14 +652,12 @@ impl Store {
     /// Records the payment reference once; a second charge attempt keeps the first.
     pub async fn record_payment(&self, order_id: i64, payment_ref: &str) -> StoreResult<()> {
         self.traced("UPDATE", "orders", async move {
-            let mut tx = self.begin_write().await?;
             sqlx::query("UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL")
                 .bind(payment_ref)
                 .bind(now_ms())
                 .bind(order_id)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await
@@ -641,7 +666,6 @@ impl Store {
     /// Moves a not-yet-terminal order to a terminal status; `false` if it already was.
     pub async fn finish_order(&self, order_id: i64, status: &str, reason: Option<&str>) -> StoreResult<bool> {
         self.traced("UPDATE", "orders", async move {
-            let mut tx = self.begin_write().await?;
             let changed = sqlx::query(
                 "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3 \
                  WHERE id = $4 AND status IN ('pending', 'processing')",
@@ -650,10 +674,9 @@ impl Store {
             .bind(reason)
             .bind(now_ms())
             .bind(order_id)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?
             .rows_affected();
-            tx.commit().await?;
             Ok(changed == 1)
         })
         .await
@@ -708,7 +731,6 @@ impl Store {
 
     pub async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         untraced(async move {
-            let mut tx = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -716,9 +738,8 @@ impl Store {
             .bind(key)
             .bind(value)
             .bind(now_ms())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await
@@ -726,12 +747,10 @@ impl Store {
 
     pub async fn delete_setting(&self, key: &str) -> StoreResult<()> {
         untraced(async move {
-            let mut tx = self.begin_write().await?;
             sqlx::query("DELETE FROM settings WHERE key = $1")
                 .bind(key)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await

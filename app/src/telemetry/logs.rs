@@ -2,8 +2,8 @@
 //! event's own fields plus the correlation, request and trace ids of the spans it is in.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -33,31 +33,51 @@ const REQUIRED_KEYS: &[&str] = &["correlation_id", "request_id", "trace_id", "sp
 /// Where lines go: stdout through a writer thread, and/or the in-memory capture.
 #[derive(Clone, Default)]
 pub struct LogSink {
-    stdout: Option<SyncSender<String>>,
+    stdout: Option<Arc<StdoutBuffer>>,
     capture: Option<Arc<Captured>>,
 }
 
+/// Lines waiting for the writer thread. Appending takes a short lock and wakes nobody; the
+/// writer flushes every few milliseconds, so logging costs a request no system call.
+struct StdoutBuffer {
+    pending: Mutex<Vec<u8>>,
+}
+
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// Past this many unwritten bytes (a stalled stdout), new lines are dropped, not queued.
+const MAX_PENDING: usize = 16 << 20;
+
 impl LogSink {
     /// A sink writing to stdout from a background thread, so a slow terminal or pipe never
-    /// blocks a request; when 64k lines are queued, further lines are dropped.
+    /// blocks a request.
     pub fn stdout() -> LogSink {
-        let (tx, rx) = sync_channel::<String>(65_536);
+        let buffer = Arc::new(StdoutBuffer {
+            pending: Mutex::new(Vec::with_capacity(64 << 10)),
+        });
+        let weak = Arc::downgrade(&buffer);
         std::thread::Builder::new()
             .name("recordstore-log-writer".into())
             .spawn(move || {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
-                while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
-                    while let Ok(line) = rx.try_recv() {
-                        let _ = out.write_all(line.as_bytes());
+                let mut spare = Vec::with_capacity(64 << 10);
+                loop {
+                    let Some(buffer) = weak.upgrade() else { break };
+                    std::mem::swap(
+                        &mut *buffer.pending.lock().unwrap_or_else(|e| e.into_inner()),
+                        &mut spare,
+                    );
+                    drop(buffer);
+                    if !spare.is_empty() {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&spare);
+                        let _ = out.flush();
+                        spare.clear();
                     }
-                    let _ = out.flush();
+                    std::thread::sleep(FLUSH_EVERY);
                 }
             })
             .expect("spawn log writer thread");
         LogSink {
-            stdout: Some(tx),
+            stdout: Some(buffer),
             capture: None,
         }
     }
@@ -72,15 +92,24 @@ impl LogSink {
     }
 
     fn write(&self, line: Map<String, Value>) {
-        if let Some(tx) = &self.stdout {
-            let mut text = Value::Object(line.clone()).to_string();
-            text.push('\n');
-            if let Err(TrySendError::Disconnected(_)) = tx.try_send(text) {
-                // The writer thread is gone (process exiting); nothing left to do.
+        if let Some(stdout) = &self.stdout {
+            let mut pending = stdout.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.len() < MAX_PENDING && serde_json::to_writer(&mut *pending, &line).is_ok() {
+                pending.push(b'\n');
             }
         }
         if let Some(capture) = &self.capture {
             capture.push_log(line);
+        }
+    }
+
+    /// Writes what is pending now (at shutdown, so the last lines are not lost).
+    pub fn flush(&self) {
+        if let Some(stdout) = &self.stdout {
+            let pending = std::mem::take(&mut *stdout.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&pending);
+            let _ = out.flush();
         }
     }
 }
@@ -103,39 +132,62 @@ impl JsonLogLayer {
 #[derive(Default)]
 struct SpanFields(Map<String, Value>);
 
+fn is_context_field(name: &str) -> bool {
+    CONTEXT_FIELDS.iter().any(|(field, _)| *field == name)
+}
+
+/// Collects fields as JSON values; for spans only the ones log lines copy.
 #[derive(Default)]
-struct JsonVisitor(Map<String, Value>);
+struct JsonVisitor {
+    fields: Map<String, Value>,
+    context_only: bool,
+}
+
+impl JsonVisitor {
+    fn context_only() -> Self {
+        JsonVisitor {
+            fields: Map::new(),
+            context_only: true,
+        }
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce() -> Value) {
+        if !self.context_only || is_context_field(field.name()) {
+            self.fields.insert(field.name().to_string(), value());
+        }
+    }
+}
 
 impl Visit for JsonVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.put(field, || Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_string(), Value::String(value.to_string()));
+        self.put(field, || Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_string(), value.into());
+        self.put(field, || value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_string(), value.into());
+        self.put(field, || value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_string(), value.into());
+        self.put(field, || value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_string(), value.into());
+        self.put(field, || value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        self.0.insert(field.name().to_string(), Value::String(text));
+        self.put(field, || {
+            let mut text = value.to_string();
+            let mut source = value.source();
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            Value::String(text)
+        });
     }
 }
 
@@ -144,21 +196,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut visitor = JsonVisitor::default();
+        if !attrs.fields().iter().any(|f| is_context_field(f.name())) {
+            return;
+        }
+        let mut visitor = JsonVisitor::context_only();
         attrs.record(&mut visitor);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanFields(visitor.0));
+            span.extensions_mut().insert(SpanFields(visitor.fields));
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
-            let mut visitor = JsonVisitor::default();
+            let mut visitor = JsonVisitor::context_only();
             values.record(&mut visitor);
+            if visitor.fields.is_empty() {
+                return;
+            }
             let mut ext = span.extensions_mut();
             match ext.get_mut::<SpanFields>() {
-                Some(fields) => fields.0.extend(visitor.0),
-                None => ext.insert(SpanFields(visitor.0)),
+                Some(fields) => fields.0.extend(visitor.fields),
+                None => ext.insert(SpanFields(visitor.fields)),
             }
         }
     }
@@ -192,10 +250,10 @@ where
         }
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
-        let message = visitor.0.remove("message").unwrap_or(Value::String(String::new()));
+        let message = visitor.fields.remove("message").unwrap_or(Value::String(String::new()));
         line.insert("message".into(), message);
         line.insert("target".into(), event.metadata().target().into());
-        line.extend(visitor.0);
+        line.extend(visitor.fields);
         self.sink.write(line);
     }
 }

@@ -68,6 +68,7 @@ pub struct Telemetry {
     pub worker: Dispatch,
     captured: Arc<Captured>,
     providers: Arc<Vec<SdkTracerProvider>>,
+    sink: LogSink,
 }
 
 impl Telemetry {
@@ -110,6 +111,7 @@ impl Telemetry {
             worker,
             captured,
             providers: Arc::new(providers),
+            sink,
         })
     }
 
@@ -123,6 +125,7 @@ impl Telemetry {
         for provider in self.providers.iter() {
             let _ = provider.force_flush();
         }
+        self.sink.flush();
     }
 
     pub fn shutdown(&self) {
