@@ -549,33 +549,28 @@ impl Store {
 
     /// Ends a job this owner still holds. `false` when the lease was lost to another worker.
     pub async fn finish_job(&self, job: &Job, status: &str, error: Option<&str>) -> StoreResult<bool> {
-        self.traced("UPDATE", "jobs", async move {
-            let done = sqlx::query(
-                "UPDATE jobs SET status = $1, last_error = $2, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $3 \
-                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
-            )
-            .bind(status)
-            .bind(error)
-            .bind(now_ms())
-            .bind(job.id)
-            .bind(&job.lease_owner)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            Ok(done == 1)
-        })
-        .await
+        self.end_lease(job, status, None, error).await
     }
 
     /// Puts a held job back in the queue to run at `run_at_ms` (retry, or release on shutdown).
     pub async fn requeue_job(&self, job: &Job, run_at_ms: i64, error: Option<&str>) -> StoreResult<bool> {
+        self.end_lease(job, "queued", Some(run_at_ms), error).await
+    }
+
+    async fn end_lease(
+        &self,
+        job: &Job,
+        status: &str,
+        run_at_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
         self.traced("UPDATE", "jobs", async move {
             let done = sqlx::query(
-                "UPDATE jobs SET status = 'queued', run_at = $1, last_error = COALESCE($2, last_error), \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+                "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+                 last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
             )
+            .bind(status)
             .bind(run_at_ms)
             .bind(error)
             .bind(now_ms())
