@@ -18,6 +18,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Drive load at a target: a scenario in a closed model (users) or an open model (a fixed
+    /// arrival rate), or raw throughput against one URL (--connections).
+    #[command(after_help = LOAD_TEST_EXAMPLES)]
+    LoadTest(LoadTestArgs),
     /// Run the embedded recordstore (API + worker, SQLite) in the foreground until Ctrl-C.
     #[command(
         after_help = "Examples:\n  recordctl store\n  recordctl store --listen 127.0.0.1:8000 --database sqlite:///tmp/store.db"
@@ -33,4 +37,80 @@ pub struct StoreArgs {
     /// Database URL (sqlite://… or postgres://…); default a fresh SQLite file in a temp dir.
     #[arg(long)]
     pub database: Option<String>,
+}
+
+const LOAD_TEST_EXAMPLES: &str = "Models:
+  closed   --users N [--ramp-up 10s] [--iterations N]   users loop through the scenario (goose)
+  open     --rate 500/s [--stage 30s:1000/s ...]         arrivals on schedule; latency from the intended send time
+  plain    --connections N                               back-to-back GETs of one URL, for raw throughput
+
+Without --target the embedded recordstore is started and loaded.
+Exit codes: 0 thresholds passed; 1 a threshold failed; 2 bad flag or scenario; 3 target unreachable; 130 interrupted.
+
+Examples:
+  recordctl load-test                                   # browse scenario, embedded store
+  recordctl load-test --scenario purchase --users 20 --duration 1m --threshold 'p95<300ms'
+  recordctl load-test --target http://localhost:8000 --scenario browse --rate 200/s --duration 30s
+  recordctl load-test --target http://localhost:8000/products --connections 50 --duration 10s --json -
+  recordctl load-test --scenario scenarios/my.toml --threshold 'error_rate<1%' --html report.html";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadTestArgs {
+    /// Base URL of the target (plain mode: the exact URL to GET); default the embedded recordstore.
+    #[arg(long, env = "RECORDCTL_TARGET")]
+    pub target: Option<String>,
+    /// A built-in scenario (browse, purchase, smoke) or a TOML file.
+    #[arg(long, short = 's')]
+    pub scenario: Option<String>,
+    /// Closed model: concurrent users.
+    #[arg(long, short = 'u')]
+    pub users: Option<usize>,
+    /// Closed model: time over which users start.
+    #[arg(long)]
+    pub ramp_up: Option<String>,
+    /// Closed model: iterations per user (then stop, whatever the duration).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Open model: arrivals per second, e.g. 500/s or 30/m.
+    #[arg(long, short = 'r')]
+    pub rate: Option<String>,
+    /// Open model: a ramp stage DURATION:RATE, moving linearly to RATE over DURATION (repeatable).
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Open model: requests in flight at most; later arrivals wait (and count as late).
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Open model: arrivals that may wait for a free slot before further ones are dropped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_queue: usize,
+    /// Plain mode: connections sending back-to-back requests to --target.
+    #[arg(long, short = 'c')]
+    pub connections: Option<usize>,
+    /// How long to run, e.g. 30s or 2m.
+    #[arg(long, short = 'd')]
+    pub duration: Option<String>,
+    /// Pause between a user's requests: 500ms or 200ms..800ms (overrides the scenario).
+    #[arg(long)]
+    pub think_time: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Pass/fail rule, e.g. 'p95<300ms', 'p99.9<1s', 'error_rate<1%', 'rps>200' (repeatable).
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    /// Write a self-contained HTML report with latency charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
+    /// Push the summary as Prometheus metrics to this Pushgateway.
+    #[arg(long, value_name = "URL")]
+    pub push_gateway: Option<String>,
+    /// Save the latency histograms (HdrHistogram log) for `recordctl report merge`.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_out: Option<String>,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }

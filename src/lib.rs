@@ -2,11 +2,29 @@
 //! on purpose, and proves from metrics, logs and traces what happened.
 
 pub mod cli;
+pub mod embedded;
 pub mod exit;
+pub mod load;
 mod store_cmd;
+
+use tokio_util::sync::CancellationToken;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> u8 {
+    install_logger();
+    let interrupt = CancellationToken::new();
+    let on_signal = interrupt.clone();
+    // One handler for SIGINT and SIGTERM for the whole process. Goose would install its own
+    // (replacing any other); ours is first, so goose's attempt fails and ours stops goose too.
+    let _ = ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
+            eprintln!("recordctl: interrupted again; finishing up");
+        } else {
+            eprintln!("recordctl: interrupted; stopping and writing the partial report");
+        }
+        on_signal.cancel();
+        goose::trigger_killswitch("interrupted by recordctl");
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -16,7 +34,29 @@ pub fn run(cli: cli::Cli) -> u8 {
     };
     runtime.block_on(async {
         match cli.command {
-            cli::Command::Store(args) => store_cmd::run(args).await,
+            cli::Command::LoadTest(args) => load::run(args, interrupt).await,
+            cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
         }
     })
+}
+
+/// Routes the `log` records of libraries (goose, sqlx) to stderr, warnings and errors only,
+/// so nothing a library logs can mix into results on stdout.
+fn install_logger() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                eprintln!("recordctl: {} {}: {}", record.level().as_str().to_lowercase(), record.target(), record.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: Stderr = Stderr;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
 }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::StoreArgs;
 use crate::exit;
 
-pub async fn run(args: StoreArgs) -> u8 {
+pub async fn run(args: StoreArgs, interrupt: CancellationToken) -> u8 {
     let dir = std::env::temp_dir().join(format!("recordctl-store-{}", std::process::id()));
     let database = args
         .database
@@ -31,13 +31,7 @@ pub async fn run(args: StoreArgs) -> u8 {
         "recordstore listening on http://{} (database {database}); Ctrl-C stops it",
         app.local_addr()
     );
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
-    let result = app.run_until(cancel).await;
+    let result = app.run_until(interrupt).await;
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(()) => exit::OK,

@@ -1,0 +1,242 @@
+//! Runs a scenario's transactions over HTTP (reqwest): fills templates, injects the
+//! correlation id and a traceparent, checks statuses, extracts values for later requests,
+//! polls until a field settles, and records every request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::load::scenario::{RequestSpec, Scenario, ThinkTime, Vars, extract, render, render_body};
+use crate::load::stats::{ErrorKind, Recorder, Sample};
+
+pub struct Executor {
+    client: reqwest::Client,
+    base: String,
+    scenario: Scenario,
+    think_override: Option<ThinkTime>,
+    run_id: String,
+    seq: AtomicU64,
+    started: Instant,
+    cumulative_weights: Vec<u32>,
+}
+
+/// How a transaction is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// When the transaction was due (open model); its first request's latency counts from here.
+    pub intended: Option<Instant>,
+    /// Pause between requests (closed model); the open model paces by arrivals instead.
+    pub think: bool,
+}
+
+/// What went wrong with one request, and whether the transaction can go on.
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Executor {
+    pub fn new(
+        base: &str,
+        scenario: Scenario,
+        think_override: Option<ThinkTime>,
+        timeout: Duration,
+        max_connections: usize,
+        run_id: &str,
+        started: Instant,
+    ) -> Result<Executor, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(max_connections)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut total = 0;
+        let cumulative_weights = scenario
+            .transactions
+            .iter()
+            .map(|t| {
+                total += t.weight;
+                total
+            })
+            .collect();
+        Ok(Executor {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            scenario,
+            think_override,
+            run_id: run_id.to_string(),
+            seq: AtomicU64::new(0),
+            started,
+            cumulative_weights,
+        })
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// A pause before `spec` (or between transactions): the flag, the request's, the scenario's.
+    pub fn think_time(&self, spec: Option<&RequestSpec>) -> Duration {
+        self.think_override
+            .or(spec.and_then(|s| s.think_time))
+            .or(self.scenario.defaults.think_time)
+            .unwrap_or(ThinkTime::ZERO)
+            .sample()
+    }
+
+    /// A transaction index, drawn by weight.
+    pub fn pick_transaction(&self) -> usize {
+        let total = *self.cumulative_weights.last().unwrap_or(&1);
+        let roll = rand::rng().random_range(0..total);
+        self.cumulative_weights.partition_point(|w| *w <= roll)
+    }
+
+    /// The next correlation id of this run: `RUNID-SEQ`.
+    pub fn next_correlation_id(&self) -> String {
+        format!("{}-{}", self.run_id, self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Runs transaction `index` once; a failed request ends it (later ones depend on it).
+    pub async fn run_transaction(&self, index: usize, pace: Pace, recorder: &Recorder) {
+        let tx = &self.scenario.transactions[index];
+        let mut vars = Vars::new();
+        let mut intended = pace.intended;
+        for (i, spec) in tx.requests.iter().enumerate() {
+            if i > 0 && pace.think {
+                tokio::time::sleep(self.think_time(Some(spec))).await;
+            }
+            let ok = match &spec.poll {
+                None => self.request(spec, &mut vars, intended.take(), recorder).await.is_some(),
+                Some(_) => self.poll(spec, &mut vars, intended.take(), recorder).await,
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// Repeats the request until its field takes a wanted value, or the poll times out.
+    async fn poll(&self, spec: &RequestSpec, vars: &mut Vars, intended: Option<Instant>, recorder: &Recorder) -> bool {
+        let poll = spec.poll.as_ref().expect("a poll spec");
+        let deadline = Instant::now() + poll.timeout.0;
+        let mut intended = intended;
+        loop {
+            let Some(body) = self.request(spec, vars, intended.take(), recorder).await else { return false };
+            let value = extract(&body, &poll.field).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            if value.as_ref().is_some_and(|v| poll.until.contains(v)) {
+                return true;
+            }
+            if Instant::now() + poll.every.0 > deadline {
+                let at = Instant::now().saturating_duration_since(self.started);
+                let correlation_id = self.next_correlation_id();
+                recorder.record(&Sample {
+                    name: &spec.name,
+                    correlation_id: &correlation_id,
+                    latency: poll.timeout.0,
+                    service: None,
+                    status: None,
+                    error: Some((
+                        ErrorKind::BadResponse,
+                        format!("{} stayed {:?}, not one of {:?}, for {:?}", poll.field, value, poll.until, poll.timeout.0),
+                    )),
+                    at,
+                });
+                return false;
+            }
+            tokio::time::sleep(poll.every.0).await;
+        }
+    }
+
+    /// Sends one request and records it; returns its JSON body (or null) when it succeeded.
+    async fn request(&self, spec: &RequestSpec, vars: &mut Vars, intended: Option<Instant>, recorder: &Recorder) -> Option<Value> {
+        let correlation_id = self.next_correlation_id();
+        let sent = Instant::now();
+        let due = intended.unwrap_or(sent).min(sent);
+        let result = self.exchange(spec, vars, &correlation_id).await;
+        let done = Instant::now();
+        let (status, outcome) = match result {
+            Ok((status, body)) => (Some(status), Ok(body)),
+            Err((status, failure)) => (status, Err(failure)),
+        };
+        recorder.record(&Sample {
+            name: &spec.name,
+            correlation_id: &correlation_id,
+            latency: done - due,
+            service: Some(done - sent),
+            status,
+            error: outcome.as_ref().err().map(|f| (f.kind, f.message.clone())),
+            at: due.saturating_duration_since(self.started),
+        });
+        outcome.ok().flatten()
+    }
+
+    /// The request's status and, when the transaction can go on, its JSON body (or null).
+    async fn exchange(
+        &self,
+        spec: &RequestSpec,
+        vars: &mut Vars,
+        correlation_id: &str,
+    ) -> Result<(u16, Option<Value>), (Option<u16>, Failure)> {
+        let url = format!("{}{}", self.base, render(&spec.path, vars));
+        let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes()).expect("known method");
+        let trace: u128 = rand::rng().random::<u128>() | 1;
+        let span: u64 = rand::rng().random::<u64>() | 1;
+        let mut request = self
+            .client
+            .request(method, &url)
+            .header("x-correlation-id", correlation_id)
+            .header("traceparent", format!("00-{trace:032x}-{span:016x}-01"));
+        for (name, value) in &spec.headers {
+            request = request.header(name, render(value, vars));
+        }
+        if let Some(body) = &spec.body {
+            request = request.json(&render_body(body, vars));
+        }
+        let response = request.send().await.map_err(|e| (None, request_failure(&e)))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| (Some(status), request_failure(&e)))?;
+        let expected = if spec.expect_status.is_empty() { (200..300).contains(&status) } else { spec.expect_status.contains(&status) };
+        if !expected {
+            let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
+            let kind = ErrorKind::for_status(status);
+            return Err((Some(status), Failure { kind, message: format!("{} {url} answered {status}: {detail}", spec.method.as_str()) }));
+        }
+        let needs_json = !spec.extract.is_empty() || spec.poll.is_some();
+        let body = if needs_json {
+            serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+                (Some(status), Failure { kind: ErrorKind::BadResponse, message: format!("{url} did not answer JSON: {e}") })
+            })?
+        } else {
+            Value::Null
+        };
+        for (name, path) in &spec.extract {
+            match extract(&body, path) {
+                Some(value) => {
+                    vars.insert(name.clone(), value.clone());
+                }
+                // An expected non-2xx answer (409 out of stock on checkout, say) has nothing to
+                // extract: a success, but the transaction cannot go on.
+                None if !(200..300).contains(&status) => return Ok((status, None)),
+                None => {
+                    return Err((Some(status), Failure { kind: ErrorKind::BadResponse, message: format!("{url}: no value at {path:?} to extract as {name}") }));
+                }
+            }
+        }
+        Ok((status, Some(body)))
+    }
+}
+
+fn request_failure(err: &reqwest::Error) -> Failure {
+    let kind = if err.is_timeout() { ErrorKind::Timeout } else { ErrorKind::for_error(err) };
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Failure { kind, message }
+}

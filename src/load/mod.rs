@@ -1,0 +1,188 @@
+//! `recordctl load-test`: plan → target (given or embedded) → pre-flight → engine (plain,
+//! open or closed) → report (table, JSON, HTML, Pushgateway, HdrHistogram log) → exit code.
+
+pub mod closed;
+pub mod executor;
+pub mod open;
+pub mod plain;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod threshold;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::LoadTestArgs;
+use crate::embedded::EmbeddedTarget;
+use crate::exit;
+use plan::{LoadPlan, Model, Target};
+use report::{LoadReport, ReportContext, RunOutcome};
+use stats::{Live, Recorder};
+
+pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
+    let plan = match LoadPlan::from_args(&args) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("recordctl: {message}");
+            return exit::USAGE;
+        }
+    };
+    let (target_url, embedded) = match &plan.target {
+        Target::Url(url) => (url.clone(), None),
+        Target::Embedded { path } => match EmbeddedTarget::start().await {
+            Ok(app) => {
+                let url = match plan.model {
+                    Model::Plain { .. } => format!("{}{path}", app.base_url()),
+                    _ => app.base_url(),
+                };
+                (url, Some(app))
+            }
+            Err(message) => {
+                eprintln!("recordctl: cannot start the embedded recordstore: {message}");
+                return exit::UNREACHABLE;
+            }
+        },
+    };
+    if let Err(message) = preflight(&target_url).await {
+        eprintln!("recordctl: {message}");
+        return exit::UNREACHABLE;
+    }
+    let outcome = match execute(&plan, &target_url, &interrupt).await {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            eprintln!("recordctl: {message}");
+            return exit::USAGE;
+        }
+    };
+    let report = report::build(
+        &ReportContext {
+            run_id: &plan.run_id,
+            model: plan.model.name(),
+            target: if embedded.is_some() { "embedded recordstore" } else { &target_url },
+            scenario: plan.scenario.as_ref().map(|s| s.name.as_str()),
+            started_at: recordstore::clock::rfc3339_ms(recordstore::clock::now_ms() - outcome.elapsed.as_millis() as i64),
+            thresholds: &plan.thresholds,
+        },
+        &outcome,
+    );
+    let code = write_outputs(&plan, &report, &outcome).await;
+    if let Some(app) = embedded {
+        app.stop().await;
+    }
+    code.unwrap_or_else(|| report.exit_code())
+}
+
+/// Checks the target answers TCP before the clock starts.
+async fn preflight(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad target URL {url}: {e}"))?;
+    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach the target at {url}: {e} (is it running? `recordctl store` starts one, or drop --target to use the embedded store)"
+        )),
+        Err(_) => Err(format!("cannot reach the target at {url}: no TCP answer within 3s")),
+    }
+}
+
+async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -> Result<RunOutcome, String> {
+    let start = Instant::now();
+    let live = Arc::new(Live::default());
+    let recorder = Arc::new(Recorder::default());
+    let progress = progress_bar(plan, if matches!(plan.model, Model::Plain { .. }) { live.clone() } else { Arc::new(Live::default()) }, recorder.clone(), start);
+    let (stats, schedule) = match &plan.model {
+        Model::Plain { connections } => {
+            let target = plain::PlainTarget::parse(target)?;
+            let stats = plain::run(target, *connections, plan.duration, plan.timeout, plan.run_id.clone(), live, interrupt.clone()).await;
+            (stats, None)
+        }
+        Model::Open { schedule, max_in_flight, max_queue } => {
+            let executor = executor(plan, target, *max_in_flight, start)?;
+            let report = open::run(executor, schedule, *max_in_flight, *max_queue, recorder.clone(), interrupt.clone()).await;
+            (recorder.take(), Some(report))
+        }
+        Model::Closed { users, ramp_up, iterations } => {
+            let executor = executor(plan, target, *users, start)?;
+            let model = closed::ClosedModel { users: *users, ramp_up: *ramp_up, iterations: *iterations, duration: plan.duration };
+            closed::run(target, model, executor, recorder.clone()).await?;
+            (recorder.take(), None)
+        }
+    };
+    if let Some((bar, task)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    Ok(RunOutcome { stats, elapsed: start.elapsed(), interrupted: interrupt.is_cancelled(), schedule })
+}
+
+fn executor(plan: &LoadPlan, target: &str, connections: usize, start: Instant) -> Result<Arc<executor::Executor>, String> {
+    let scenario = plan.scenario.clone().ok_or("this model needs a scenario")?;
+    executor::Executor::new(target, scenario, plan.think_time, plan.timeout, connections, &plan.run_id, start).map(Arc::new)
+}
+
+/// A progress bar on stderr (elapsed, requests/s, errors, live p99), only on a terminal and
+/// never with NO_COLOR or --no-progress.
+fn progress_bar(
+    plan: &LoadPlan,
+    plain_live: Arc<Live>,
+    recorder: Arc<Recorder>,
+    start: Instant,
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+    let wanted = plan.progress && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if !wanted {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(plan.duration.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let b = bar.clone();
+    let task = tokio::spawn(async move {
+        let mut last = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let live = if plain_live.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 { &plain_live } else { &recorder.live };
+            let requests = live.requests.load(std::sync::atomic::Ordering::Relaxed);
+            let errors = live.errors.load(std::sync::atomic::Ordering::Relaxed);
+            let p99 = live.take_p99();
+            b.set_position(start.elapsed().as_millis() as u64);
+            b.set_message(format!(
+                "{requests} req · {:.0} req/s · {errors} errors · p99 {}",
+                (requests - last) as f64 * 2.0,
+                threshold::format_us(p99 as f64)
+            ));
+            last = requests;
+        }
+    });
+    Some((bar, task))
+}
+
+/// Writes the table (stdout, or stderr when JSON goes to stdout) and the requested files.
+/// Returns an exit code when writing failed.
+async fn write_outputs(plan: &LoadPlan, report: &LoadReport, _outcome: &RunOutcome) -> Option<u8> {
+    let table = report::render_table(report);
+    let json = serde_json::to_string_pretty(report).expect("report serializes");
+    match plan.outputs.json.as_deref() {
+        Some("-") => {
+            eprint!("{table}");
+            println!("{json}");
+        }
+        Some(path) => {
+            print!("{table}");
+            if let Err(e) = std::fs::write(path, &json) {
+                eprintln!("recordctl: cannot write the JSON report to {path}: {e}");
+                return Some(exit::USAGE);
+            }
+        }
+        None => print!("{table}"),
+    }
+    None
+}

@@ -1,0 +1,308 @@
+//! The load-test plan: every flag and scenario default resolved into one explicit,
+//! validated plan before anything touches the network.
+
+use std::time::Duration;
+
+use crate::cli::LoadTestArgs;
+use crate::load::scenario::{self, Scenario, ThinkTime, parse_duration};
+use crate::load::threshold::Threshold;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    /// Users loop through the scenario (goose).
+    Closed { users: usize, ramp_up: Duration, iterations: Option<usize> },
+    /// Arrivals on a schedule, whether or not earlier ones have answered.
+    Open { schedule: RateSchedule, max_in_flight: usize, max_queue: usize },
+    /// Connections sending back-to-back GETs of one URL.
+    Plain { connections: usize },
+}
+
+impl Model {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Model::Closed { .. } => "closed",
+            Model::Open { .. } => "open",
+            Model::Plain { .. } => "plain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A base URL (plain mode: the exact URL).
+    Url(String),
+    /// The in-process recordstore; plain mode loads this path on it.
+    Embedded { path: String },
+}
+
+/// Piecewise-linear arrival rate: each stage moves from `from` to `to` per second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSchedule {
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub from: f64,
+    pub to: f64,
+}
+
+impl RateSchedule {
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+
+    /// Arrivals per second at `t` from the start; 0 after the last stage.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let mut start = Duration::ZERO;
+        for stage in &self.stages {
+            if t < start + stage.duration {
+                let progress = (t - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
+                return stage.from + (stage.to - stage.from) * progress;
+            }
+            start += stage.duration;
+        }
+        0.0
+    }
+
+    /// The nominal (peak) rate, for the report.
+    pub fn peak(&self) -> f64 {
+        self.stages.iter().map(|s| s.from.max(s.to)).fold(0.0, f64::max)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outputs {
+    pub json: Option<String>,
+    pub html: Option<String>,
+    pub push_gateway: Option<String>,
+    pub hdr_out: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub run_id: String,
+    pub target: Target,
+    pub model: Model,
+    /// The scenario (plain mode: none).
+    pub scenario: Option<Scenario>,
+    pub duration: Duration,
+    /// Overrides the scenario's think times.
+    pub think_time: Option<ThinkTime>,
+    pub timeout: Duration,
+    pub thresholds: Vec<Threshold>,
+    pub outputs: Outputs,
+    pub progress: bool,
+}
+
+/// Parses `500/s`, `500`, `30/m`, `1/ms`.
+pub fn parse_rate(raw: &str) -> Result<f64, String> {
+    let (number, unit) = raw.trim().split_once('/').unwrap_or((raw.trim(), "s"));
+    let n: f64 = number.trim().parse().map_err(|_| format!("invalid rate {raw:?}, expected e.g. 500/s or 30/m"))?;
+    let per_second = match unit.trim() {
+        "s" | "sec" => n,
+        "m" | "min" => n / 60.0,
+        "h" => n / 3600.0,
+        "ms" => n * 1000.0,
+        other => return Err(format!("invalid rate {raw:?}: unknown unit {other:?}, expected /s, /m or /h")),
+    };
+    if !per_second.is_finite() || per_second <= 0.0 || per_second > 10_000_000.0 {
+        return Err(format!("invalid rate {raw:?}: must be above 0 and at most 10M/s"));
+    }
+    Ok(per_second)
+}
+
+fn duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
+    parse_duration(raw).map_err(|e| format!("--{flag}: {e}"))
+}
+
+impl LoadPlan {
+    pub fn from_args(args: &LoadTestArgs) -> Result<LoadPlan, String> {
+        let plain = args.connections.is_some();
+        if plain && args.scenario.is_some() {
+            return Err("--connections (plain mode) loads one URL and takes no --scenario; drop one of them".into());
+        }
+        if plain && (args.rate.is_some() || args.users.is_some()) {
+            return Err("--connections cannot be combined with --rate or --users: pick one model".into());
+        }
+        if args.rate.is_some() && args.users.is_some() {
+            return Err("--rate (open model) and --users (closed model) exclude each other".into());
+        }
+        if !args.stages.is_empty() && args.users.is_some() {
+            return Err("--stage belongs to the open model; it cannot be combined with --users".into());
+        }
+        let scenario = if plain { None } else { Some(scenario::load(args.scenario.as_deref().unwrap_or("browse")).map_err(|e| e.to_string())?) };
+        let defaults = scenario.as_ref().map(|s| s.defaults.clone()).unwrap_or_default();
+        let duration = match (&args.duration, &defaults.duration) {
+            (Some(raw), _) => duration_flag("duration", raw)?,
+            (None, Some(d)) => d.0,
+            (None, None) => Duration::from_secs(if plain { 10 } else { 30 }),
+        };
+        if duration.is_zero() {
+            return Err("--duration must be above zero".into());
+        }
+        let timeout = duration_flag("timeout", &args.timeout)?;
+        let think_time = args.think_time.as_deref().map(ThinkTime::parse).transpose().map_err(|e| format!("--think-time: {e}"))?;
+        let rate = args.rate.clone().or(if args.users.is_some() { None } else { defaults.rate.clone() });
+        let model = if let Some(connections) = args.connections {
+            if connections == 0 {
+                return Err("--connections must be at least 1".into());
+            }
+            Model::Plain { connections }
+        } else if rate.is_some() || !args.stages.is_empty() {
+            let schedule = schedule(rate.as_deref(), &args.stages, duration)?;
+            if args.max_in_flight == 0 {
+                return Err("--max-in-flight must be at least 1".into());
+            }
+            Model::Open { schedule, max_in_flight: args.max_in_flight, max_queue: args.max_queue }
+        } else {
+            let users = args.users.or(defaults.users).unwrap_or(10);
+            if users == 0 {
+                return Err("--users must be at least 1".into());
+            }
+            let ramp_up = match (&args.ramp_up, &defaults.ramp_up) {
+                (Some(raw), _) => duration_flag("ramp-up", raw)?,
+                (None, Some(d)) => d.0,
+                (None, None) => Duration::ZERO,
+            };
+            Model::Closed { users, ramp_up, iterations: args.iterations.or(defaults.iterations) }
+        };
+        let duration = match &model {
+            Model::Open { schedule, .. } => schedule.duration(),
+            _ => duration,
+        };
+        let target = match &args.target {
+            Some(url) => Target::Url(validate_url(url, plain)?),
+            None => Target::Embedded { path: "/products".into() },
+        };
+        let mut thresholds = Vec::new();
+        let from_scenario = scenario.iter().flat_map(|s| s.thresholds.checks.iter());
+        for text in args.thresholds.iter().chain(from_scenario) {
+            thresholds.push(Threshold::parse(text)?);
+        }
+        Ok(LoadPlan {
+            run_id: format!("lt-{:08x}", rand::random::<u32>()),
+            target,
+            model,
+            scenario,
+            duration,
+            think_time,
+            timeout,
+            thresholds,
+            outputs: Outputs {
+                json: args.json.clone(),
+                html: args.html.clone(),
+                push_gateway: args.push_gateway.clone(),
+                hdr_out: args.hdr_out.clone(),
+            },
+            progress: !args.no_progress,
+        })
+    }
+}
+
+fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result<RateSchedule, String> {
+    let base = rate.map(parse_rate).transpose().map_err(|e| format!("--rate: {e}"))?;
+    let mut out = Vec::new();
+    let mut current = base.unwrap_or(0.0);
+    for raw in stages {
+        let (d, r) = raw.split_once(':').ok_or_else(|| format!("--stage {raw:?}: expected DURATION:RATE, e.g. 30s:500/s"))?;
+        let d = parse_duration(d).map_err(|e| format!("--stage {raw:?}: {e}"))?;
+        let r = parse_rate(r).map_err(|e| format!("--stage {raw:?}: {e}"))?;
+        out.push(Stage { duration: d, from: current, to: r });
+        current = r;
+    }
+    if out.is_empty() {
+        let rate = base.expect("a rate when there are no stages");
+        out.push(Stage { duration, from: rate, to: rate });
+    }
+    Ok(RateSchedule { stages: out })
+}
+
+fn validate_url(raw: &str, plain: bool) -> Result<String, String> {
+    let uri: hyper::Uri = raw.parse().map_err(|e| format!("--target {raw:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") if !plain => {}
+        Some("https") => return Err(format!("--target {raw:?}: plain mode speaks plain HTTP only; use a scenario for https")),
+        _ => return Err(format!("--target {raw:?}: expected an http:// URL")),
+    }
+    if uri.host().is_none() {
+        return Err(format!("--target {raw:?}: no host"));
+    }
+    Ok(if plain { raw.to_string() } else { raw.trim_end_matches('/').to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<LoadPlan, String> {
+        let mut argv = vec!["recordctl", "load-test"];
+        argv.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            crate::cli::Command::LoadTest(a) => LoadPlan::from_args(&a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_browse_scenario_closed_on_the_embedded_store() {
+        let p = plan(&[]).unwrap();
+        assert_eq!(p.scenario.as_ref().unwrap().name, "browse");
+        assert_eq!(p.model, Model::Closed { users: 20, ramp_up: Duration::from_secs(5), iterations: None });
+        assert_eq!(p.duration, Duration::from_secs(30));
+        assert!(matches!(p.target, Target::Embedded { .. }));
+    }
+
+    #[test]
+    fn rate_makes_an_open_model_and_stages_ramp() {
+        let p = plan(&["--rate", "200/s", "--duration", "5s"]).unwrap();
+        let Model::Open { schedule, .. } = &p.model else { panic!("{:?}", p.model) };
+        assert_eq!(schedule.rate_at(Duration::from_secs(1)), 200.0);
+        assert_eq!(p.duration, Duration::from_secs(5));
+        let p = plan(&["--rate", "100/s", "--stage", "10s:300/s", "--stage", "5s:300/s"]).unwrap();
+        let Model::Open { schedule, .. } = &p.model else { panic!() };
+        assert_eq!(schedule.rate_at(Duration::from_secs(5)), 200.0);
+        assert_eq!(schedule.rate_at(Duration::from_secs(12)), 300.0);
+        assert_eq!(p.duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn plain_mode_needs_no_scenario_and_refuses_one() {
+        let p = plan(&["--target", "http://127.0.0.1:8/x", "--connections", "50"]).unwrap();
+        assert_eq!(p.model, Model::Plain { connections: 50 });
+        assert!(p.scenario.is_none());
+        assert_eq!(p.duration, Duration::from_secs(10));
+        assert!(plan(&["--connections", "5", "--scenario", "browse"]).unwrap_err().contains("no --scenario"));
+        assert!(plan(&["--target", "https://x/", "--connections", "5"]).unwrap_err().contains("plain HTTP"));
+    }
+
+    #[test]
+    fn conflicting_or_bad_flags_are_refused_with_the_fix() {
+        assert!(plan(&["--rate", "10/s", "--users", "3"]).unwrap_err().contains("exclude"));
+        assert!(plan(&["--rate", "fast"]).unwrap_err().contains("--rate"));
+        assert!(plan(&["--duration", "5 fortnights"]).unwrap_err().contains("--duration"));
+        assert!(plan(&["--threshold", "p95<300"]).unwrap_err().contains("p95<300"));
+        assert!(plan(&["--target", "ftp://x"]).unwrap_err().contains("http://"));
+        assert!(plan(&["--scenario", "no-such"]).unwrap_err().contains("built-in scenarios"));
+    }
+
+    #[test]
+    fn thresholds_come_from_flags_and_the_scenario() {
+        let p = plan(&["--scenario", "purchase", "--threshold", "rps>1"]).unwrap();
+        let texts: Vec<_> = p.thresholds.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["rps>1", "p95<500ms", "error_rate<1%"]);
+    }
+
+    #[test]
+    fn rates_parse_with_units() {
+        assert_eq!(parse_rate("500/s").unwrap(), 500.0);
+        assert_eq!(parse_rate("30/m").unwrap(), 0.5);
+        assert_eq!(parse_rate("7").unwrap(), 7.0);
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("5/fortnight").is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! The load-test report: data first (a versioned serde struct), rendered as a table for
+//! people or JSON for machines. Renderers never compute; `build` does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::exit;
+use crate::load::open::ScheduleReport;
+use crate::load::stats::{RequestRecord, Stats};
+use crate::load::threshold::{Measured, Threshold, Verdict, format_us};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &Histogram<u64>) -> LatencySummary {
+        let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+        LatencySummary {
+            count: h.len(),
+            min_us: if h.is_empty() { 0 } else { h.min() },
+            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+            p50_us: q(0.50),
+            p90_us: q(0.90),
+            p95_us: q(0.95),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if h.is_empty() { 0 } else { h.max() },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamedSummary {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecondReport {
+    pub second: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub model: String,
+    pub target: String,
+    pub scenario: Option<String>,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub throughput_rps: f64,
+    /// From the intended send time (open model: coordinated-omission-corrected).
+    pub latency: LatencySummary,
+    /// From the actual send time; differs from `latency` in the open model only.
+    pub service_time: LatencySummary,
+    pub per_request: Vec<NamedSummary>,
+    pub status_codes: BTreeMap<String, u64>,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub schedule: Option<ScheduleReport>,
+    pub timeline: Vec<SecondReport>,
+    pub slowest: Vec<RequestRecord>,
+    pub failed: Vec<RequestRecord>,
+    pub thresholds: Vec<Verdict>,
+}
+
+/// What the engines hand over.
+pub struct RunOutcome {
+    pub stats: Stats,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub schedule: Option<ScheduleReport>,
+}
+
+pub struct ReportContext<'a> {
+    pub run_id: &'a str,
+    pub model: &'a str,
+    pub target: &'a str,
+    pub scenario: Option<&'a str>,
+    pub started_at: String,
+    pub thresholds: &'a [Threshold],
+}
+
+pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
+    let s = &outcome.stats;
+    let seconds = outcome.elapsed.as_secs_f64().max(1e-9);
+    let latency = LatencySummary::of(&s.latency);
+    let measured = Measured {
+        requests: s.requests,
+        errors: s.failures,
+        rps: s.requests as f64 / seconds,
+        min_us: latency.min_us as f64,
+        max_us: latency.max_us as f64,
+        mean_us: latency.mean_us,
+    };
+    let percentile = |q: f64| if s.latency.is_empty() { 0.0 } else { s.latency.value_at_quantile(q / 100.0) as f64 };
+    LoadReport {
+        schema_version: SCHEMA_VERSION,
+        run_id: ctx.run_id.to_string(),
+        model: ctx.model.to_string(),
+        target: ctx.target.to_string(),
+        scenario: ctx.scenario.map(str::to_string),
+        started_at: ctx.started_at.clone(),
+        duration_s: outcome.elapsed.as_secs_f64(),
+        interrupted: outcome.interrupted,
+        requests: s.requests,
+        errors: s.failures,
+        error_rate: if s.requests == 0 { 0.0 } else { s.failures as f64 / s.requests as f64 },
+        throughput_rps: measured.rps,
+        latency,
+        service_time: LatencySummary::of(&s.service),
+        per_request: s
+            .per_name
+            .iter()
+            .map(|(name, n)| NamedSummary {
+                name: name.clone(),
+                requests: n.requests,
+                errors: n.errors,
+                latency: LatencySummary::of(&n.latency),
+            })
+            .collect(),
+        status_codes: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        error_kinds: s
+            .errors
+            .iter()
+            .map(|(k, v)| (serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), *v))
+            .collect(),
+        schedule: outcome.schedule.clone(),
+        timeline: s
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, sec)| SecondReport {
+                second: i as u64,
+                requests: sec.requests,
+                errors: sec.errors,
+                p50_us: if sec.latency.is_empty() { 0 } else { sec.latency.value_at_quantile(0.5) },
+                p99_us: if sec.latency.is_empty() { 0 } else { sec.latency.value_at_quantile(0.99) },
+                max_us: if sec.latency.is_empty() { 0 } else { sec.latency.max() },
+            })
+            .collect(),
+        slowest: s.slowest.clone(),
+        failed: s.failed.clone(),
+        thresholds: ctx.thresholds.iter().map(|t| t.evaluate(&measured, &percentile)).collect(),
+    }
+}
+
+impl LoadReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.thresholds.iter().any(|t| !t.passed) {
+            exit::CHECKS_FAILED
+        } else {
+            exit::OK
+        }
+    }
+
+    pub fn verdict(&self) -> String {
+        let failed: Vec<_> = self.thresholds.iter().filter(|t| !t.passed).collect();
+        if self.interrupted {
+            "INTERRUPTED: partial results".to_string()
+        } else if !failed.is_empty() {
+            let list: Vec<String> = failed.iter().map(|t| format!("{} ({})", t.threshold, t.detail)).collect();
+            format!("FAILED: {}", list.join("; "))
+        } else if self.thresholds.is_empty() {
+            "DONE: no thresholds set".to_string()
+        } else {
+            format!("PASSED: {} threshold(s)", self.thresholds.len())
+        }
+    }
+}
+
+fn ms(us: u64) -> String {
+    format_us(us as f64)
+}
+
+/// The human summary: run line, latency table, distributions, thresholds, verdict.
+pub fn render_table(r: &LoadReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} model against {}{} · run {} · {:.1}s\n",
+        r.model,
+        r.target,
+        r.scenario.as_deref().map(|s| format!(" · scenario {s}")).unwrap_or_default(),
+        r.run_id,
+        r.duration_s
+    ));
+    out.push_str(&format!(
+        "{} requests · {:.1} req/s · {} errors ({:.2}%)\n",
+        r.requests,
+        r.throughput_rps,
+        r.errors,
+        r.error_rate * 100.0
+    ));
+    if let Some(s) = &r.schedule {
+        out.push_str(&format!(
+            "schedule: target {:.1}/s · {} due · {} started · {} late · {} dropped · peak queue {}\n",
+            s.target_rate_rps, s.intended, s.started, s.late, s.dropped, s.peak_queue
+        ));
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["request", "count", "errors", "min", "p50", "p90", "p95", "p99", "p99.9", "max"]);
+    let mut row = |name: &str, count: u64, errors: u64, l: &LatencySummary| {
+        let mut cells = vec![Cell::new(name), Cell::new(count), Cell::new(errors)];
+        for v in [l.min_us, l.p50_us, l.p90_us, l.p95_us, l.p99_us, l.p999_us, l.max_us] {
+            cells.push(Cell::new(ms(v)).set_alignment(CellAlignment::Right));
+        }
+        table.add_row(cells);
+    };
+    for n in &r.per_request {
+        row(&n.name, n.requests, n.errors, &n.latency);
+    }
+    row("all (from intended send)", r.requests, r.errors, &r.latency);
+    if r.model == "open" {
+        row("all (service time)", r.requests, r.errors, &r.service_time);
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    if !r.status_codes.is_empty() {
+        let codes: Vec<String> = r.status_codes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        out.push_str(&format!("status codes: {}\n", codes.join(", ")));
+    }
+    if !r.error_kinds.is_empty() {
+        let kinds: Vec<String> = r.error_kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        out.push_str(&format!("errors: {}\n", kinds.join(", ")));
+    }
+    if let Some(slow) = r.slowest.first() {
+        out.push_str(&format!("slowest: {} {} ({})\n", slow.correlation_id, slow.name, ms(slow.latency_us)));
+    }
+    for f in r.failed.iter().take(3) {
+        out.push_str(&format!(
+            "failed: {} {}: {}\n",
+            f.correlation_id,
+            f.name,
+            f.error.as_deref().unwrap_or("?")
+        ));
+    }
+    for t in &r.thresholds {
+        out.push_str(&format!("{} {}: {}\n", if t.passed { "✓" } else { "✗" }, t.threshold, t.detail));
+    }
+    out.push_str(&r.verdict());
+    out.push('\n');
+    out
+}
