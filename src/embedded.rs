@@ -13,13 +13,22 @@ pub struct EmbeddedTarget {
 
 impl EmbeddedTarget {
     pub async fn start() -> Result<EmbeddedTarget, String> {
-        let dir = std::env::temp_dir().join(format!("recordctl-embedded-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "recordctl-embedded-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut config = Config::embedded(format!("sqlite://{}", dir.join("store.db").display()));
         // Load tests make many requests: keep spans and log lines out of memory.
         config.telemetry.capture = false;
-        let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
-        Ok(EmbeddedTarget { app: app.spawn().await, dir })
+        let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(EmbeddedTarget {
+            app: app.spawn().await,
+            dir,
+        })
     }
 
     pub fn base_url(&self) -> String {

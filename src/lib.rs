@@ -50,7 +50,12 @@ fn install_logger() {
         }
         fn log(&self, record: &log::Record<'_>) {
             if self.enabled(record.metadata()) {
-                eprintln!("recordctl: {} {}: {}", record.level().as_str().to_lowercase(), record.target(), record.args());
+                eprintln!(
+                    "recordctl: {} {}: {}",
+                    record.level().as_str().to_lowercase(),
+                    record.target(),
+                    record.args()
+                );
             }
         }
         fn flush(&self) {}

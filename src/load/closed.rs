@@ -19,11 +19,20 @@ pub struct ClosedModel {
     pub duration: Duration,
 }
 
-pub async fn run(base: &str, model: ClosedModel, executor: Arc<Executor>, recorder: Arc<Recorder>) -> Result<(), String> {
+pub async fn run(
+    base: &str,
+    model: ClosedModel,
+    executor: Arc<Executor>,
+    recorder: Arc<Recorder>,
+) -> Result<(), String> {
     let mut config = GooseConfiguration::default();
     config.host = Some(base.to_string());
     config.users = Some(model.users);
-    let hatch_per_second = if model.ramp_up.is_zero() { model.users as f64 } else { model.users as f64 / model.ramp_up.as_secs_f64() };
+    let hatch_per_second = if model.ramp_up.is_zero() {
+        model.users as f64
+    } else {
+        model.users as f64 / model.ramp_up.as_secs_f64()
+    };
     config.increase_rate = Some(format!("{:.3}", hatch_per_second.max(0.001)));
     if model.iterations.is_none() {
         // Goose's run time starts once every user is launched; ours counts the ramp-up.
@@ -47,7 +56,16 @@ pub async fn run(base: &str, model: ClosedModel, executor: Arc<Executor>, record
         let recorder = recorder.clone();
         Box::pin(async move {
             let index = executor.pick_transaction();
-            executor.run_transaction(index, Pace { intended: None, think: true }, &recorder).await;
+            executor
+                .run_transaction(
+                    index,
+                    Pace {
+                        intended: None,
+                        think: true,
+                    },
+                    &recorder,
+                )
+                .await;
             tokio::time::sleep(executor.think_time(None)).await;
             Ok(())
         })

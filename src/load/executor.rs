@@ -124,8 +124,11 @@ impl Executor {
         let deadline = Instant::now() + poll.timeout.0;
         let mut intended = intended;
         loop {
-            let Some(body) = self.request(spec, vars, intended.take(), recorder).await else { return false };
-            let value = extract(&body, &poll.field).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            let Some(body) = self.request(spec, vars, intended.take(), recorder).await else {
+                return false;
+            };
+            let value =
+                extract(&body, &poll.field).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
             if value.as_ref().is_some_and(|v| poll.until.contains(v)) {
                 return true;
             }
@@ -140,7 +143,10 @@ impl Executor {
                     status: None,
                     error: Some((
                         ErrorKind::BadResponse,
-                        format!("{} stayed {:?}, not one of {:?}, for {:?}", poll.field, value, poll.until, poll.timeout.0),
+                        format!(
+                            "{} stayed {:?}, not one of {:?}, for {:?}",
+                            poll.field, value, poll.until, poll.timeout.0
+                        ),
                     )),
                     at,
                 });
@@ -151,7 +157,13 @@ impl Executor {
     }
 
     /// Sends one request and records it; returns its JSON body (or null) when it succeeded.
-    async fn request(&self, spec: &RequestSpec, vars: &mut Vars, intended: Option<Instant>, recorder: &Recorder) -> Option<Value> {
+    async fn request(
+        &self,
+        spec: &RequestSpec,
+        vars: &mut Vars,
+        intended: Option<Instant>,
+        recorder: &Recorder,
+    ) -> Option<Value> {
         let correlation_id = self.next_correlation_id();
         let sent = Instant::now();
         let due = intended.unwrap_or(sent).min(sent);
@@ -197,17 +209,36 @@ impl Executor {
         }
         let response = request.send().await.map_err(|e| (None, request_failure(&e)))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| (Some(status), request_failure(&e)))?;
-        let expected = if spec.expect_status.is_empty() { (200..300).contains(&status) } else { spec.expect_status.contains(&status) };
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| (Some(status), request_failure(&e)))?;
+        let expected = if spec.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            spec.expect_status.contains(&status)
+        };
         if !expected {
             let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
             let kind = ErrorKind::for_status(status);
-            return Err((Some(status), Failure { kind, message: format!("{} {url} answered {status}: {detail}", spec.method.as_str()) }));
+            return Err((
+                Some(status),
+                Failure {
+                    kind,
+                    message: format!("{} {url} answered {status}: {detail}", spec.method.as_str()),
+                },
+            ));
         }
         let needs_json = !spec.extract.is_empty() || spec.poll.is_some();
         let body = if needs_json {
             serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-                (Some(status), Failure { kind: ErrorKind::BadResponse, message: format!("{url} did not answer JSON: {e}") })
+                (
+                    Some(status),
+                    Failure {
+                        kind: ErrorKind::BadResponse,
+                        message: format!("{url} did not answer JSON: {e}"),
+                    },
+                )
             })?
         } else {
             Value::Null
@@ -221,7 +252,13 @@ impl Executor {
                 // extract: a success, but the transaction cannot go on.
                 None if !(200..300).contains(&status) => return Ok((status, None)),
                 None => {
-                    return Err((Some(status), Failure { kind: ErrorKind::BadResponse, message: format!("{url}: no value at {path:?} to extract as {name}") }));
+                    return Err((
+                        Some(status),
+                        Failure {
+                            kind: ErrorKind::BadResponse,
+                            message: format!("{url}: no value at {path:?} to extract as {name}"),
+                        },
+                    ));
                 }
             }
         }
@@ -230,7 +267,11 @@ impl Executor {
 }
 
 fn request_failure(err: &reqwest::Error) -> Failure {
-    let kind = if err.is_timeout() { ErrorKind::Timeout } else { ErrorKind::for_error(err) };
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::for_error(err)
+    };
     let mut message = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

@@ -63,9 +63,15 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
         &ReportContext {
             run_id: &plan.run_id,
             model: plan.model.name(),
-            target: if embedded.is_some() { "embedded recordstore" } else { &target_url },
+            target: if embedded.is_some() {
+                "embedded recordstore"
+            } else {
+                &target_url
+            },
             scenario: plan.scenario.as_ref().map(|s| s.name.as_str()),
-            started_at: recordstore::clock::rfc3339_ms(recordstore::clock::now_ms() - outcome.elapsed.as_millis() as i64),
+            started_at: recordstore::clock::rfc3339_ms(
+                recordstore::clock::now_ms() - outcome.elapsed.as_millis() as i64,
+            ),
             thresholds: &plan.thresholds,
         },
         &outcome,
@@ -81,7 +87,9 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
 async fn preflight(url: &str) -> Result<(), String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad target URL {url}: {e}"))?;
     let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
     match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port))).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!(
@@ -95,21 +103,60 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
     let start = Instant::now();
     let live = Arc::new(Live::default());
     let recorder = Arc::new(Recorder::default());
-    let progress = progress_bar(plan, if matches!(plan.model, Model::Plain { .. }) { live.clone() } else { Arc::new(Live::default()) }, recorder.clone(), start);
+    let progress = progress_bar(
+        plan,
+        if matches!(plan.model, Model::Plain { .. }) {
+            live.clone()
+        } else {
+            Arc::new(Live::default())
+        },
+        recorder.clone(),
+        start,
+    );
     let (stats, schedule) = match &plan.model {
         Model::Plain { connections } => {
             let target = plain::PlainTarget::parse(target)?;
-            let stats = plain::run(target, *connections, plan.duration, plan.timeout, plan.run_id.clone(), live, interrupt.clone()).await;
+            let stats = plain::run(
+                target,
+                *connections,
+                plan.duration,
+                plan.timeout,
+                plan.run_id.clone(),
+                live,
+                interrupt.clone(),
+            )
+            .await;
             (stats, None)
         }
-        Model::Open { schedule, max_in_flight, max_queue } => {
+        Model::Open {
+            schedule,
+            max_in_flight,
+            max_queue,
+        } => {
             let executor = executor(plan, target, *max_in_flight, start)?;
-            let report = open::run(executor, schedule, *max_in_flight, *max_queue, recorder.clone(), interrupt.clone()).await;
+            let report = open::run(
+                executor,
+                schedule,
+                *max_in_flight,
+                *max_queue,
+                recorder.clone(),
+                interrupt.clone(),
+            )
+            .await;
             (recorder.take(), Some(report))
         }
-        Model::Closed { users, ramp_up, iterations } => {
+        Model::Closed {
+            users,
+            ramp_up,
+            iterations,
+        } => {
             let executor = executor(plan, target, *users, start)?;
-            let model = closed::ClosedModel { users: *users, ramp_up: *ramp_up, iterations: *iterations, duration: plan.duration };
+            let model = closed::ClosedModel {
+                users: *users,
+                ramp_up: *ramp_up,
+                iterations: *iterations,
+                duration: plan.duration,
+            };
             closed::run(target, model, executor, recorder.clone()).await?;
             (recorder.take(), None)
         }
@@ -118,12 +165,31 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
         task.abort();
         bar.finish_and_clear();
     }
-    Ok(RunOutcome { stats, elapsed: start.elapsed(), interrupted: interrupt.is_cancelled(), schedule })
+    Ok(RunOutcome {
+        stats,
+        elapsed: start.elapsed(),
+        interrupted: interrupt.is_cancelled(),
+        schedule,
+    })
 }
 
-fn executor(plan: &LoadPlan, target: &str, connections: usize, start: Instant) -> Result<Arc<executor::Executor>, String> {
+fn executor(
+    plan: &LoadPlan,
+    target: &str,
+    connections: usize,
+    start: Instant,
+) -> Result<Arc<executor::Executor>, String> {
     let scenario = plan.scenario.clone().ok_or("this model needs a scenario")?;
-    executor::Executor::new(target, scenario, plan.think_time, plan.timeout, connections, &plan.run_id, start).map(Arc::new)
+    executor::Executor::new(
+        target,
+        scenario,
+        plan.think_time,
+        plan.timeout,
+        connections,
+        &plan.run_id,
+        start,
+    )
+    .map(Arc::new)
 }
 
 /// A progress bar on stderr (elapsed, requests/s, errors, live p99), only on a terminal and
@@ -149,7 +215,11 @@ fn progress_bar(
         let mut last = 0u64;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let live = if plain_live.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 { &plain_live } else { &recorder.live };
+            let live = if plain_live.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                &plain_live
+            } else {
+                &recorder.live
+            };
             let requests = live.requests.load(std::sync::atomic::Ordering::Relaxed);
             let errors = live.errors.load(std::sync::atomic::Ordering::Relaxed);
             let p99 = live.take_p99();

@@ -45,29 +45,17 @@ pub async fn run(
     let waiting = Arc::new(AtomicUsize::new(0));
     let late = Arc::new(AtomicU64::new(0));
     let started_count = Arc::new(AtomicU64::new(0));
-    let mut report = ScheduleReport { target_rate_rps: schedule.peak(), max_in_flight, ..ScheduleReport::default() };
+    let mut report = ScheduleReport {
+        target_rate_rps: schedule.peak(),
+        max_in_flight,
+        ..ScheduleReport::default()
+    };
     let start = Instant::now();
-    let end = start + schedule.duration();
-    let mut offset = Duration::ZERO;
+    let arrivals = arrival_clock(schedule.clone(), start, cancel.clone());
+    let mut arrivals = arrivals;
     let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let rate = schedule.rate_at(offset);
-        if rate <= 0.0 {
-            // A stage that starts from zero: look again a millisecond later.
-            offset += Duration::from_millis(1);
-            if start + offset >= end {
-                break;
-            }
-            continue;
-        }
-        let due = start + offset;
-        if due >= end {
-            break;
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(due.into()) => {}
-        }
+    while let Some(due) = arrivals.recv().await {
+        let offset = due - start;
         report.intended += 1;
         let queued = waiting.load(Ordering::Relaxed);
         report.peak_queue = report.peak_queue.max(queued);
@@ -80,12 +68,22 @@ pub async fn run(
                 latency: Duration::ZERO,
                 service: None,
                 status: None,
-                error: Some((ErrorKind::Dropped, format!("{queued} arrivals already waiting for one of {max_in_flight} slots"))),
+                error: Some((
+                    ErrorKind::Dropped,
+                    format!("{queued} arrivals already waiting for one of {max_in_flight} slots"),
+                )),
                 at: offset,
             });
         } else {
-            let (executor, recorder, slots, waiting, late, started_count, cancel) =
-                (executor.clone(), recorder.clone(), slots.clone(), waiting.clone(), late.clone(), started_count.clone(), cancel.clone());
+            let (executor, recorder, slots, waiting, late, started_count, cancel) = (
+                executor.clone(),
+                recorder.clone(),
+                slots.clone(),
+                waiting.clone(),
+                late.clone(),
+                started_count.clone(),
+                cancel.clone(),
+            );
             tasks.spawn(async move {
                 waiting.fetch_add(1, Ordering::Relaxed);
                 let permit = tokio::select! {
@@ -107,10 +105,55 @@ pub async fn run(
         }
         // Reap finished tasks so the set does not grow for the whole run.
         while tasks.try_join_next().is_some() {}
-        offset += Duration::from_secs_f64(1.0 / rate);
     }
     while tasks.join_next().await.is_some() {}
     report.started = started_count.load(Ordering::Relaxed);
     report.late = late.load(Ordering::Relaxed);
     report
+}
+
+/// Emits each arrival's due time from a thread of its own that sleeps to the exact instant:
+/// tokio's timer wheel rounds up to whole milliseconds, which would add up to 1 ms of the
+/// tool's own lateness to every corrected latency.
+fn arrival_clock(
+    schedule: RateSchedule,
+    start: Instant,
+    cancel: CancellationToken,
+) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("recordctl-arrivals".into())
+        .spawn(move || {
+            let end = start + schedule.duration();
+            let mut offset = Duration::ZERO;
+            while !cancel.is_cancelled() {
+                let rate = schedule.rate_at(offset);
+                if rate <= 0.0 {
+                    // A stage that starts from zero: look again a millisecond later.
+                    offset += Duration::from_millis(1);
+                    if start + offset >= end {
+                        break;
+                    }
+                    continue;
+                }
+                let due = start + offset;
+                if due >= end {
+                    break;
+                }
+                let now = Instant::now();
+                if due > now {
+                    // Sleep in slices so a cancel is noticed within 50 ms.
+                    std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                    if Instant::now() < due {
+                        continue;
+                    }
+                }
+                if tx.send(due).is_err() {
+                    break;
+                }
+                offset += Duration::from_secs_f64(1.0 / rate);
+            }
+        })
+        .expect("spawn the arrival clock thread");
+    rx
 }

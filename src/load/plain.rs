@@ -29,10 +29,16 @@ impl PlainTarget {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
         let port = uri.port_u16().unwrap_or(80);
-        let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         Ok(PlainTarget {
             authority: format!("{host}:{port}"),
-            host_header: uri.authority().map(|a| a.to_string()).unwrap_or_else(|| host.to_string()),
+            host_header: uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| host.to_string()),
             name: format!("GET {}", uri.path()),
             path,
         })
@@ -55,7 +61,9 @@ pub async fn run(
     let tasks: Vec<_> = (0..connections)
         .map(|worker| {
             let (target, run_id, live, cancel) = (target.clone(), run_id.clone(), live.clone(), cancel.clone());
-            tokio::spawn(async move { connection_loop(worker, &target, &run_id, start, deadline, timeout, &live, &cancel).await })
+            tokio::spawn(async move {
+                connection_loop(worker, &target, &run_id, start, deadline, timeout, &live, &cancel).await
+            })
         })
         .collect();
     let mut stats = Stats::default();
@@ -67,20 +75,28 @@ pub async fn run(
     stats
 }
 
-type Sender = http1::SendRequest<Empty<Bytes>>;
+/// One HTTP/1.1 connection, driven by the task that uses it (no separate connection task,
+/// so a request costs no cross-task wake-ups).
+struct Conn {
+    sender: http1::SendRequest<Empty<Bytes>>,
+    driver: std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>>>,
+}
 
-async fn connect(target: &PlainTarget) -> Result<Sender, (ErrorKind, String)> {
+async fn connect(target: &PlainTarget) -> Result<Conn, (ErrorKind, String)> {
     let stream = TcpStream::connect(&target.authority)
         .await
         .map_err(|e| (ErrorKind::for_io(&e), format!("connect {}: {e}", target.authority)))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| (ErrorKind::for_error(&e), format!("handshake with {}: {e}", target.authority)))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    let (sender, driver) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
+        (
+            ErrorKind::for_error(&e),
+            format!("handshake with {}: {e}", target.authority),
+        )
+    })?;
+    Ok(Conn {
+        sender,
+        driver: Box::pin(driver),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -95,7 +111,7 @@ async fn connection_loop(
     cancel: &CancellationToken,
 ) -> Stats {
     let mut stats = Stats::default();
-    let mut sender: Option<Sender> = None;
+    let mut conn: Option<Conn> = None;
     let mut seq: u64 = 0;
     let mut correlation_id = String::with_capacity(48);
     while Instant::now() < deadline && !cancel.is_cancelled() {
@@ -105,7 +121,7 @@ async fn connection_loop(
         let _ = write!(correlation_id, "{run_id}-{worker}-{seq}");
         let sent = Instant::now();
         let outcome = tokio::select! {
-            outcome = tokio::time::timeout(timeout, exchange(&mut sender, target, &correlation_id)) => {
+            outcome = tokio::time::timeout(timeout, exchange(&mut conn, target, &correlation_id)) => {
                 outcome.unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))))
             }
             _ = cancel.cancelled() => break,
@@ -113,9 +129,12 @@ async fn connection_loop(
         let done = Instant::now();
         let (status, error) = match outcome {
             Ok(status) if (200..400).contains(&status) => (Some(status), None),
-            Ok(status) => (Some(status), Some((ErrorKind::for_status(status), format!("answered {status}")))),
+            Ok(status) => (
+                Some(status),
+                Some((ErrorKind::for_status(status), format!("answered {status}"))),
+            ),
             Err(error) => {
-                sender = None;
+                conn = None;
                 (None, Some(error))
             }
         };
@@ -138,12 +157,15 @@ async fn connection_loop(
     stats
 }
 
-async fn exchange(sender: &mut Option<Sender>, target: &PlainTarget, correlation_id: &str) -> Result<u16, (ErrorKind, String)> {
-    if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(connect(target).await?);
+async fn exchange(
+    conn: &mut Option<Conn>,
+    target: &PlainTarget,
+    correlation_id: &str,
+) -> Result<u16, (ErrorKind, String)> {
+    if conn.is_none() {
+        *conn = Some(connect(target).await?);
     }
-    let s = sender.as_mut().expect("connected");
-    s.ready().await.map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
+    let Conn { sender, driver } = conn.as_mut().expect("connected");
     let trace: u128 = rand::random::<u128>() | 1;
     let request = Request::get(target.path.as_str())
         .header("host", target.host_header.as_str())
@@ -151,11 +173,28 @@ async fn exchange(sender: &mut Option<Sender>, target: &PlainTarget, correlation
         .header("traceparent", format!("00-{trace:032x}-{:016x}-01", (trace as u64) | 1))
         .body(Empty::<Bytes>::new())
         .expect("valid request");
-    let response = s.send_request(request).await.map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    while let Some(frame) = body.frame().await {
-        frame.map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
+    let round_trip = async {
+        sender
+            .ready()
+            .await
+            .map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
+        }
+        Ok(status)
+    };
+    tokio::select! {
+        biased;
+        result = round_trip => result,
+        ended = driver.as_mut() => Err(match ended {
+            Ok(()) => (ErrorKind::Reset, "the server closed the connection".to_string()),
+            Err(e) => (ErrorKind::for_error(&e), e.to_string()),
+        }),
     }
-    Ok(status)
 }

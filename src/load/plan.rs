@@ -10,9 +10,17 @@ use crate::load::threshold::Threshold;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Model {
     /// Users loop through the scenario (goose).
-    Closed { users: usize, ramp_up: Duration, iterations: Option<usize> },
+    Closed {
+        users: usize,
+        ramp_up: Duration,
+        iterations: Option<usize>,
+    },
     /// Arrivals on a schedule, whether or not earlier ones have answered.
-    Open { schedule: RateSchedule, max_in_flight: usize, max_queue: usize },
+    Open {
+        schedule: RateSchedule,
+        max_in_flight: usize,
+        max_queue: usize,
+    },
     /// Connections sending back-to-back GETs of one URL.
     Plain { connections: usize },
 }
@@ -99,13 +107,20 @@ pub struct LoadPlan {
 /// Parses `500/s`, `500`, `30/m`, `1/ms`.
 pub fn parse_rate(raw: &str) -> Result<f64, String> {
     let (number, unit) = raw.trim().split_once('/').unwrap_or((raw.trim(), "s"));
-    let n: f64 = number.trim().parse().map_err(|_| format!("invalid rate {raw:?}, expected e.g. 500/s or 30/m"))?;
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid rate {raw:?}, expected e.g. 500/s or 30/m"))?;
     let per_second = match unit.trim() {
         "s" | "sec" => n,
         "m" | "min" => n / 60.0,
         "h" => n / 3600.0,
         "ms" => n * 1000.0,
-        other => return Err(format!("invalid rate {raw:?}: unknown unit {other:?}, expected /s, /m or /h")),
+        other => {
+            return Err(format!(
+                "invalid rate {raw:?}: unknown unit {other:?}, expected /s, /m or /h"
+            ));
+        }
     };
     if !per_second.is_finite() || per_second <= 0.0 || per_second > 10_000_000.0 {
         return Err(format!("invalid rate {raw:?}: must be above 0 and at most 10M/s"));
@@ -132,7 +147,11 @@ impl LoadPlan {
         if !args.stages.is_empty() && args.users.is_some() {
             return Err("--stage belongs to the open model; it cannot be combined with --users".into());
         }
-        let scenario = if plain { None } else { Some(scenario::load(args.scenario.as_deref().unwrap_or("browse")).map_err(|e| e.to_string())?) };
+        let scenario = if plain {
+            None
+        } else {
+            Some(scenario::load(args.scenario.as_deref().unwrap_or("browse")).map_err(|e| e.to_string())?)
+        };
         let defaults = scenario.as_ref().map(|s| s.defaults.clone()).unwrap_or_default();
         let duration = match (&args.duration, &defaults.duration) {
             (Some(raw), _) => duration_flag("duration", raw)?,
@@ -143,8 +162,17 @@ impl LoadPlan {
             return Err("--duration must be above zero".into());
         }
         let timeout = duration_flag("timeout", &args.timeout)?;
-        let think_time = args.think_time.as_deref().map(ThinkTime::parse).transpose().map_err(|e| format!("--think-time: {e}"))?;
-        let rate = args.rate.clone().or(if args.users.is_some() { None } else { defaults.rate.clone() });
+        let think_time = args
+            .think_time
+            .as_deref()
+            .map(ThinkTime::parse)
+            .transpose()
+            .map_err(|e| format!("--think-time: {e}"))?;
+        let rate = args.rate.clone().or(if args.users.is_some() {
+            None
+        } else {
+            defaults.rate.clone()
+        });
         let model = if let Some(connections) = args.connections {
             if connections == 0 {
                 return Err("--connections must be at least 1".into());
@@ -155,7 +183,11 @@ impl LoadPlan {
             if args.max_in_flight == 0 {
                 return Err("--max-in-flight must be at least 1".into());
             }
-            Model::Open { schedule, max_in_flight: args.max_in_flight, max_queue: args.max_queue }
+            Model::Open {
+                schedule,
+                max_in_flight: args.max_in_flight,
+                max_queue: args.max_queue,
+            }
         } else {
             let users = args.users.or(defaults.users).unwrap_or(10);
             if users == 0 {
@@ -166,7 +198,11 @@ impl LoadPlan {
                 (None, Some(d)) => d.0,
                 (None, None) => Duration::ZERO,
             };
-            Model::Closed { users, ramp_up, iterations: args.iterations.or(defaults.iterations) }
+            Model::Closed {
+                users,
+                ramp_up,
+                iterations: args.iterations.or(defaults.iterations),
+            }
         };
         let duration = match &model {
             Model::Open { schedule, .. } => schedule.duration(),
@@ -174,7 +210,9 @@ impl LoadPlan {
         };
         let target = match &args.target {
             Some(url) => Target::Url(validate_url(url, plain)?),
-            None => Target::Embedded { path: "/products".into() },
+            None => Target::Embedded {
+                path: "/products".into(),
+            },
         };
         let mut thresholds = Vec::new();
         let from_scenario = scenario.iter().flat_map(|s| s.thresholds.checks.iter());
@@ -206,15 +244,25 @@ fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result
     let mut out = Vec::new();
     let mut current = base.unwrap_or(0.0);
     for raw in stages {
-        let (d, r) = raw.split_once(':').ok_or_else(|| format!("--stage {raw:?}: expected DURATION:RATE, e.g. 30s:500/s"))?;
+        let (d, r) = raw
+            .split_once(':')
+            .ok_or_else(|| format!("--stage {raw:?}: expected DURATION:RATE, e.g. 30s:500/s"))?;
         let d = parse_duration(d).map_err(|e| format!("--stage {raw:?}: {e}"))?;
         let r = parse_rate(r).map_err(|e| format!("--stage {raw:?}: {e}"))?;
-        out.push(Stage { duration: d, from: current, to: r });
+        out.push(Stage {
+            duration: d,
+            from: current,
+            to: r,
+        });
         current = r;
     }
     if out.is_empty() {
         let rate = base.expect("a rate when there are no stages");
-        out.push(Stage { duration, from: rate, to: rate });
+        out.push(Stage {
+            duration,
+            from: rate,
+            to: rate,
+        });
     }
     Ok(RateSchedule { stages: out })
 }
@@ -224,13 +272,21 @@ fn validate_url(raw: &str, plain: bool) -> Result<String, String> {
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") if !plain => {}
-        Some("https") => return Err(format!("--target {raw:?}: plain mode speaks plain HTTP only; use a scenario for https")),
+        Some("https") => {
+            return Err(format!(
+                "--target {raw:?}: plain mode speaks plain HTTP only; use a scenario for https"
+            ));
+        }
         _ => return Err(format!("--target {raw:?}: expected an http:// URL")),
     }
     if uri.host().is_none() {
         return Err(format!("--target {raw:?}: no host"));
     }
-    Ok(if plain { raw.to_string() } else { raw.trim_end_matches('/').to_string() })
+    Ok(if plain {
+        raw.to_string()
+    } else {
+        raw.trim_end_matches('/').to_string()
+    })
 }
 
 #[cfg(test)]
@@ -252,7 +308,14 @@ mod tests {
     fn defaults_are_the_browse_scenario_closed_on_the_embedded_store() {
         let p = plan(&[]).unwrap();
         assert_eq!(p.scenario.as_ref().unwrap().name, "browse");
-        assert_eq!(p.model, Model::Closed { users: 20, ramp_up: Duration::from_secs(5), iterations: None });
+        assert_eq!(
+            p.model,
+            Model::Closed {
+                users: 20,
+                ramp_up: Duration::from_secs(5),
+                iterations: None
+            }
+        );
         assert_eq!(p.duration, Duration::from_secs(30));
         assert!(matches!(p.target, Target::Embedded { .. }));
     }
@@ -260,11 +323,15 @@ mod tests {
     #[test]
     fn rate_makes_an_open_model_and_stages_ramp() {
         let p = plan(&["--rate", "200/s", "--duration", "5s"]).unwrap();
-        let Model::Open { schedule, .. } = &p.model else { panic!("{:?}", p.model) };
+        let Model::Open { schedule, .. } = &p.model else {
+            panic!("{:?}", p.model)
+        };
         assert_eq!(schedule.rate_at(Duration::from_secs(1)), 200.0);
         assert_eq!(p.duration, Duration::from_secs(5));
         let p = plan(&["--rate", "100/s", "--stage", "10s:300/s", "--stage", "5s:300/s"]).unwrap();
-        let Model::Open { schedule, .. } = &p.model else { panic!() };
+        let Model::Open { schedule, .. } = &p.model else {
+            panic!()
+        };
         assert_eq!(schedule.rate_at(Duration::from_secs(5)), 200.0);
         assert_eq!(schedule.rate_at(Duration::from_secs(12)), 300.0);
         assert_eq!(p.duration, Duration::from_secs(15));
@@ -276,18 +343,38 @@ mod tests {
         assert_eq!(p.model, Model::Plain { connections: 50 });
         assert!(p.scenario.is_none());
         assert_eq!(p.duration, Duration::from_secs(10));
-        assert!(plan(&["--connections", "5", "--scenario", "browse"]).unwrap_err().contains("no --scenario"));
-        assert!(plan(&["--target", "https://x/", "--connections", "5"]).unwrap_err().contains("plain HTTP"));
+        assert!(
+            plan(&["--connections", "5", "--scenario", "browse"])
+                .unwrap_err()
+                .contains("no --scenario")
+        );
+        assert!(
+            plan(&["--target", "https://x/", "--connections", "5"])
+                .unwrap_err()
+                .contains("plain HTTP")
+        );
     }
 
     #[test]
     fn conflicting_or_bad_flags_are_refused_with_the_fix() {
-        assert!(plan(&["--rate", "10/s", "--users", "3"]).unwrap_err().contains("exclude"));
+        assert!(
+            plan(&["--rate", "10/s", "--users", "3"])
+                .unwrap_err()
+                .contains("exclude")
+        );
         assert!(plan(&["--rate", "fast"]).unwrap_err().contains("--rate"));
-        assert!(plan(&["--duration", "5 fortnights"]).unwrap_err().contains("--duration"));
+        assert!(
+            plan(&["--duration", "5 fortnights"])
+                .unwrap_err()
+                .contains("--duration")
+        );
         assert!(plan(&["--threshold", "p95<300"]).unwrap_err().contains("p95<300"));
         assert!(plan(&["--target", "ftp://x"]).unwrap_err().contains("http://"));
-        assert!(plan(&["--scenario", "no-such"]).unwrap_err().contains("built-in scenarios"));
+        assert!(
+            plan(&["--scenario", "no-such"])
+                .unwrap_err()
+                .contains("built-in scenarios")
+        );
     }
 
     #[test]

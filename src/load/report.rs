@@ -120,7 +120,13 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         max_us: latency.max_us as f64,
         mean_us: latency.mean_us,
     };
-    let percentile = |q: f64| if s.latency.is_empty() { 0.0 } else { s.latency.value_at_quantile(q / 100.0) as f64 };
+    let percentile = |q: f64| {
+        if s.latency.is_empty() {
+            0.0
+        } else {
+            s.latency.value_at_quantile(q / 100.0) as f64
+        }
+    };
     LoadReport {
         schema_version: SCHEMA_VERSION,
         run_id: ctx.run_id.to_string(),
@@ -132,7 +138,11 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         interrupted: outcome.interrupted,
         requests: s.requests,
         errors: s.failures,
-        error_rate: if s.requests == 0 { 0.0 } else { s.failures as f64 / s.requests as f64 },
+        error_rate: if s.requests == 0 {
+            0.0
+        } else {
+            s.failures as f64 / s.requests as f64
+        },
         throughput_rps: measured.rps,
         latency,
         service_time: LatencySummary::of(&s.service),
@@ -150,7 +160,15 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         error_kinds: s
             .errors
             .iter()
-            .map(|(k, v)| (serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), *v))
+            .map(|(k, v)| {
+                (
+                    serde_json::to_value(k)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    *v,
+                )
+            })
             .collect(),
         schedule: outcome.schedule.clone(),
         timeline: s
@@ -161,14 +179,26 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
                 second: i as u64,
                 requests: sec.requests,
                 errors: sec.errors,
-                p50_us: if sec.latency.is_empty() { 0 } else { sec.latency.value_at_quantile(0.5) },
-                p99_us: if sec.latency.is_empty() { 0 } else { sec.latency.value_at_quantile(0.99) },
+                p50_us: if sec.latency.is_empty() {
+                    0
+                } else {
+                    sec.latency.value_at_quantile(0.5)
+                },
+                p99_us: if sec.latency.is_empty() {
+                    0
+                } else {
+                    sec.latency.value_at_quantile(0.99)
+                },
                 max_us: if sec.latency.is_empty() { 0 } else { sec.latency.max() },
             })
             .collect(),
         slowest: s.slowest.clone(),
         failed: s.failed.clone(),
-        thresholds: ctx.thresholds.iter().map(|t| t.evaluate(&measured, &percentile)).collect(),
+        thresholds: ctx
+            .thresholds
+            .iter()
+            .map(|t| t.evaluate(&measured, &percentile))
+            .collect(),
     }
 }
 
@@ -188,7 +218,10 @@ impl LoadReport {
         if self.interrupted {
             "INTERRUPTED: partial results".to_string()
         } else if !failed.is_empty() {
-            let list: Vec<String> = failed.iter().map(|t| format!("{} ({})", t.threshold, t.detail)).collect();
+            let list: Vec<String> = failed
+                .iter()
+                .map(|t| format!("{} ({})", t.threshold, t.detail))
+                .collect();
             format!("FAILED: {}", list.join("; "))
         } else if self.thresholds.is_empty() {
             "DONE: no thresholds set".to_string()
@@ -209,7 +242,10 @@ pub fn render_table(r: &LoadReport) -> String {
         "{} model against {}{} · run {} · {:.1}s\n",
         r.model,
         r.target,
-        r.scenario.as_deref().map(|s| format!(" · scenario {s}")).unwrap_or_default(),
+        r.scenario
+            .as_deref()
+            .map(|s| format!(" · scenario {s}"))
+            .unwrap_or_default(),
         r.run_id,
         r.duration_s
     ));
@@ -228,7 +264,9 @@ pub fn render_table(r: &LoadReport) -> String {
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["request", "count", "errors", "min", "p50", "p90", "p95", "p99", "p99.9", "max"]);
+    table.set_header([
+        "request", "count", "errors", "min", "p50", "p90", "p95", "p99", "p99.9", "max",
+    ]);
     let mut row = |name: &str, count: u64, errors: u64, l: &LatencySummary| {
         let mut cells = vec![Cell::new(name), Cell::new(count), Cell::new(errors)];
         for v in [l.min_us, l.p50_us, l.p90_us, l.p95_us, l.p99_us, l.p999_us, l.max_us] {
@@ -254,7 +292,12 @@ pub fn render_table(r: &LoadReport) -> String {
         out.push_str(&format!("errors: {}\n", kinds.join(", ")));
     }
     if let Some(slow) = r.slowest.first() {
-        out.push_str(&format!("slowest: {} {} ({})\n", slow.correlation_id, slow.name, ms(slow.latency_us)));
+        out.push_str(&format!(
+            "slowest: {} {} ({})\n",
+            slow.correlation_id,
+            slow.name,
+            ms(slow.latency_us)
+        ));
     }
     for f in r.failed.iter().take(3) {
         out.push_str(&format!(
@@ -265,7 +308,12 @@ pub fn render_table(r: &LoadReport) -> String {
         ));
     }
     for t in &r.thresholds {
-        out.push_str(&format!("{} {}: {}\n", if t.passed { "✓" } else { "✗" }, t.threshold, t.detail));
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            if t.passed { "✓" } else { "✗" },
+            t.threshold,
+            t.detail
+        ));
     }
     out.push_str(&r.verdict());
     out.push('\n');

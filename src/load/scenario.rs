@@ -135,13 +135,17 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        parse_duration(&raw).map(HumanDuration).map_err(serde::de::Error::custom)
+        parse_duration(&raw)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(raw.len());
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let value: f64 = number
         .parse()
@@ -152,7 +156,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration {raw:?}: unknown unit {unit:?}, expected us, ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration {raw:?}: unknown unit {unit:?}, expected us, ms, s, m or h"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("invalid duration {raw:?}"));
@@ -168,7 +176,10 @@ pub struct ThinkTime {
 }
 
 impl ThinkTime {
-    pub const ZERO: ThinkTime = ThinkTime { min: Duration::ZERO, max: Duration::ZERO };
+    pub const ZERO: ThinkTime = ThinkTime {
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    };
 
     pub fn parse(raw: &str) -> Result<ThinkTime, String> {
         match raw.split_once("..") {
@@ -233,7 +244,11 @@ pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
         return parse(text, &format!("scenarios/{name}.toml (built in)"));
     }
     let path = PathBuf::from(spec);
-    let path = if path.exists() || path.extension().is_some() { path } else { Path::new("scenarios").join(format!("{spec}.toml")) };
+    let path = if path.exists() || path.extension().is_some() {
+        path
+    } else {
+        Path::new("scenarios").join(format!("{spec}.toml"))
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError {
         file: path.display().to_string(),
         line: None,
@@ -250,11 +265,21 @@ pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
-        ScenarioError { file: file.to_string(), line, column, message: e.message().trim().to_string() }
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
     })?;
     validate(&scenario).map_err(|(needle, message)| {
         let (line, column) = needle.and_then(|n| text.find(&n)).map(|o| line_col(text, o)).unzip();
-        ScenarioError { file: file.to_string(), line, column, message }
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
     })?;
     Ok(scenario)
 }
@@ -273,16 +298,25 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
     }
     for tx in &s.transactions {
         if tx.requests.is_empty() {
-            return Err((Some(format!("name = \"{}\"", tx.name)), format!("transaction {:?} has no [[transaction.request]]", tx.name)));
+            return Err((
+                Some(format!("name = \"{}\"", tx.name)),
+                format!("transaction {:?} has no [[transaction.request]]", tx.name),
+            ));
         }
         if tx.weight == 0 {
-            return Err((Some(format!("name = \"{}\"", tx.name)), format!("transaction {:?}: weight must be at least 1", tx.name)));
+            return Err((
+                Some(format!("name = \"{}\"", tx.name)),
+                format!("transaction {:?}: weight must be at least 1", tx.name),
+            ));
         }
         let mut known: BTreeSet<&str> = BTreeSet::new();
         for req in &tx.requests {
             let located = Some(format!("name = \"{}\"", req.name));
             if !req.path.starts_with('/') {
-                return Err((Some(format!("path = \"{}\"", req.path)), format!("request {:?}: path must start with '/'", req.name)));
+                return Err((
+                    Some(format!("path = \"{}\"", req.path)),
+                    format!("request {:?}: path must start with '/'", req.name),
+                ));
             }
             let mut used = variables(&req.path);
             req.headers.values().for_each(|v| used.extend(variables(v)));
@@ -299,7 +333,10 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
                 ));
             }
             if req.poll.as_ref().is_some_and(|p| p.until.is_empty()) {
-                return Err((located, format!("request {:?}: poll.until needs at least one value", req.name)));
+                return Err((
+                    located,
+                    format!("request {:?}: poll.until needs at least one value", req.name),
+                ));
             }
             known.extend(req.extract.keys().map(String::as_str));
         }
@@ -362,7 +399,10 @@ pub fn render(template: &str, vars: &Vars) -> String {
 pub fn render_body(body: &toml::Value, vars: &Vars) -> Value {
     match body {
         toml::Value::String(s) => {
-            let whole = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')).filter(|n| is_var_name(n));
+            let whole = s
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .filter(|n| is_var_name(n));
             match whole.and_then(|name| vars.get(name)) {
                 Some(value) => value.clone(),
                 None => Value::String(render(s, vars)),
@@ -409,7 +449,11 @@ mod tests {
         let text = "name = \"x\"\n\n[[transaction]]\nname = \"t\"\nwieght = 2\n[[transaction.request]]\nname = \"r\"\npath = \"/\"\n";
         let err = parse(text, "scenarios/x.toml").unwrap_err();
         assert_eq!((err.line, err.column), (Some(5), Some(1)), "{err}");
-        assert!(err.to_string().starts_with("scenarios/x.toml:5:1: unknown field `wieght`, expected"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("scenarios/x.toml:5:1: unknown field `wieght`, expected"),
+            "{err}"
+        );
         assert!(err.message.contains("weight"), "{err}");
     }
 
@@ -433,9 +477,15 @@ mod tests {
     #[test]
     fn templates_render_and_bodies_keep_types() {
         let vars: Vars = [("id".to_string(), json!(7)), ("who".to_string(), json!("ann"))].into();
-        assert_eq!(render("/products/{id}?by={who}&{not a var}", &vars), "/products/7?by=ann&{not a var}");
+        assert_eq!(
+            render("/products/{id}?by={who}&{not a var}", &vars),
+            "/products/7?by=ann&{not a var}"
+        );
         let body: toml::Value = toml::from_str("product_id = \"{id}\"\nnote = \"for {who}\"\nquantity = 1").unwrap();
-        assert_eq!(render_body(&body, &vars), json!({ "product_id": 7, "note": "for ann", "quantity": 1 }));
+        assert_eq!(
+            render_body(&body, &vars),
+            json!({ "product_id": 7, "note": "for ann", "quantity": 1 })
+        );
     }
 
     #[test]
@@ -450,7 +500,13 @@ mod tests {
 
     #[test]
     fn think_times_parse_fixed_and_ranges() {
-        assert_eq!(ThinkTime::parse("250ms").unwrap(), ThinkTime { min: Duration::from_millis(250), max: Duration::from_millis(250) });
+        assert_eq!(
+            ThinkTime::parse("250ms").unwrap(),
+            ThinkTime {
+                min: Duration::from_millis(250),
+                max: Duration::from_millis(250)
+            }
+        );
         let range = ThinkTime::parse("1s..2s").unwrap();
         let sample = range.sample();
         assert!(sample >= Duration::from_secs(1) && sample <= Duration::from_secs(2));

@@ -169,16 +169,21 @@ impl Stats {
         }
         let name = match self.per_name.get_mut(s.name) {
             Some(name) => name,
-            None => self
-                .per_name
-                .entry(s.name.to_string())
-                .or_insert_with(|| NameStats { latency: histogram(), requests: 0, errors: 0 }),
+            None => self.per_name.entry(s.name.to_string()).or_insert_with(|| NameStats {
+                latency: histogram(),
+                requests: 0,
+                errors: 0,
+            }),
         };
         name.requests += 1;
         name.latency.saturating_record(latency);
         let second = s.at.as_secs() as usize;
         if self.timeline.len() <= second {
-            self.timeline.resize_with(second + 1, || Second { requests: 0, errors: 0, latency: coarse_histogram() });
+            self.timeline.resize_with(second + 1, || Second {
+                requests: 0,
+                errors: 0,
+                latency: coarse_histogram(),
+            });
         }
         let slot = &mut self.timeline[second];
         slot.requests += 1;
@@ -238,7 +243,11 @@ impl Stats {
             *self.errors.entry(kind).or_insert(0) += n;
         }
         if self.timeline.len() < other.timeline.len() {
-            self.timeline.resize_with(other.timeline.len(), || Second { requests: 0, errors: 0, latency: coarse_histogram() });
+            self.timeline.resize_with(other.timeline.len(), || Second {
+                requests: 0,
+                errors: 0,
+                latency: coarse_histogram(),
+            });
         }
         for (ours, theirs) in self.timeline.iter_mut().zip(other.timeline) {
             ours.requests += theirs.requests;

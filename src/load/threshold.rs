@@ -77,7 +77,9 @@ impl Threshold {
             "requests" => Metric::Requests,
             "errors" => Metric::Errors,
             p if p.starts_with('p') => {
-                let q: f64 = p[1..].parse().map_err(|_| format!("threshold {text:?}: unknown metric {name:?}"))?;
+                let q: f64 = p[1..]
+                    .parse()
+                    .map_err(|_| format!("threshold {text:?}: unknown metric {name:?}"))?;
                 if !(0.0..=100.0).contains(&q) {
                     return Err(format!("threshold {text:?}: percentile must be between p0 and p100"));
                 }
@@ -90,16 +92,30 @@ impl Threshold {
             }
         };
         let value = match metric {
-            Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => crate::load::scenario::parse_duration(value)
-                .map(|d| d.as_secs_f64() * 1e6)
-                .map_err(|e| format!("threshold {text:?}: {e}"))?,
-            Metric::ErrorRate => {
-                let number = value.strip_suffix('%').ok_or_else(|| format!("threshold {text:?}: error_rate takes a percentage, e.g. error_rate<1%"))?;
-                number.parse::<f64>().map_err(|_| format!("threshold {text:?}: bad percentage {value:?}"))? / 100.0
+            Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => {
+                crate::load::scenario::parse_duration(value)
+                    .map(|d| d.as_secs_f64() * 1e6)
+                    .map_err(|e| format!("threshold {text:?}: {e}"))?
             }
-            _ => value.parse::<f64>().map_err(|_| format!("threshold {text:?}: bad number {value:?}"))?,
+            Metric::ErrorRate => {
+                let number = value
+                    .strip_suffix('%')
+                    .ok_or_else(|| format!("threshold {text:?}: error_rate takes a percentage, e.g. error_rate<1%"))?;
+                number
+                    .parse::<f64>()
+                    .map_err(|_| format!("threshold {text:?}: bad percentage {value:?}"))?
+                    / 100.0
+            }
+            _ => value
+                .parse::<f64>()
+                .map_err(|_| format!("threshold {text:?}: bad number {value:?}"))?,
         };
-        Ok(Threshold { text: text.trim().to_string(), metric, op, value })
+        Ok(Threshold {
+            text: text.trim().to_string(),
+            metric,
+            op,
+            value,
+        })
     }
 
     /// Checks the threshold; `percentile` gives the latency in µs at a percentile.
@@ -109,7 +125,13 @@ impl Threshold {
             Metric::Min => m.min_us,
             Metric::Max => m.max_us,
             Metric::Mean => m.mean_us,
-            Metric::ErrorRate => if m.requests == 0 { 0.0 } else { m.errors as f64 / m.requests as f64 },
+            Metric::ErrorRate => {
+                if m.requests == 0 {
+                    0.0
+                } else {
+                    m.errors as f64 / m.requests as f64
+                }
+            }
             Metric::Rps => m.rps,
             Metric::Requests => m.requests as f64,
             Metric::Errors => m.errors as f64,
@@ -125,10 +147,19 @@ impl Threshold {
             format!("{shown_actual} is within {shown_limit}")
         } else {
             let by = (actual - self.value).abs();
-            let relative = if self.value != 0.0 { format!(" ({:.0}%)", by / self.value.abs() * 100.0) } else { String::new() };
+            let relative = if self.value != 0.0 {
+                format!(" ({:.0}%)", by / self.value.abs() * 100.0)
+            } else {
+                String::new()
+            };
             format!("{shown_actual} misses {shown_limit} by {}{relative}", self.show(by))
         };
-        Verdict { threshold: self.text.clone(), actual: shown_actual, passed, detail }
+        Verdict {
+            threshold: self.text.clone(),
+            actual: shown_actual,
+            passed,
+            detail,
+        }
     }
 
     fn show(&self, v: f64) -> String {
@@ -157,7 +188,14 @@ mod tests {
     use super::*;
 
     fn measured() -> Measured {
-        Measured { requests: 1000, errors: 5, rps: 250.0, min_us: 900.0, max_us: 2e6, mean_us: 20_000.0 }
+        Measured {
+            requests: 1000,
+            errors: 5,
+            rps: 250.0,
+            min_us: 900.0,
+            max_us: 2e6,
+            mean_us: 20_000.0,
+        }
     }
 
     fn percentiles(q: f64) -> f64 {
@@ -166,7 +204,15 @@ mod tests {
 
     #[test]
     fn thresholds_parse_units_and_operators() {
-        for ok in ["p95<300ms", "p99.9 < 1s", "error_rate<1%", "rps>200", "max<=2s", "requests>=10", "mean<50ms"] {
+        for ok in [
+            "p95<300ms",
+            "p99.9 < 1s",
+            "error_rate<1%",
+            "rps>200",
+            "max<=2s",
+            "requests>=10",
+            "mean<50ms",
+        ] {
             Threshold::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in ["p95", "p95<300", "error_rate<1", "latency<1s", "p101<1s", "rps>fast"] {
@@ -184,7 +230,12 @@ mod tests {
         assert_eq!(fail.detail, "400.00ms misses 300.00ms by 100.00ms (33%)");
         let errors = Threshold::parse("error_rate<1%").unwrap().evaluate(&m, &percentiles);
         assert!(errors.passed, "{errors:?}");
-        assert!(!Threshold::parse("error_rate<0.1%").unwrap().evaluate(&m, &percentiles).passed);
+        assert!(
+            !Threshold::parse("error_rate<0.1%")
+                .unwrap()
+                .evaluate(&m, &percentiles)
+                .passed
+        );
         assert!(!Threshold::parse("rps>300").unwrap().evaluate(&m, &percentiles).passed);
         assert!(Threshold::parse("max<=2s").unwrap().evaluate(&m, &percentiles).passed);
     }

@@ -1,0 +1,385 @@
+//! `recordctl load-test` end to end: the real binary against small axum servers on
+//! 127.0.0.1:0 whose own counters and clocks are the reference.
+
+mod servers;
+
+use std::sync::atomic::Ordering;
+
+use recordctl::load::report::LoadReport;
+use servers::{Server, TestServer};
+
+struct Run {
+    code: i32,
+    report: Option<LoadReport>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Timing-sensitive runs take turns: on two cores, parallel load tests would measure each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn recordctl(args: &[&str]) -> Run {
+    let _turn = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("recordctl-load-test-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .arg("load-test")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--no-progress")
+        .output()
+        .await
+        .expect("run recordctl");
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .map(|text| serde_json::from_str(&text).expect("the JSON report deserializes"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+fn scenario_file(text: &str) -> tempfile_like::TempFile {
+    tempfile_like::TempFile::new(text)
+}
+
+mod tempfile_like {
+    pub struct TempFile(pub std::path::PathBuf);
+
+    impl TempFile {
+        pub fn new(text: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("recordctl-scenario-{:016x}.toml", rand::random::<u64>()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        pub fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+const ONE_REQUEST: &str = r#"
+name = "one"
+[[transaction]]
+name = "hit"
+[[transaction.request]]
+name = "hit"
+path = "/hit"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mode_counts_exactly_what_the_server_counted() {
+    let server = TestServer::start(Server::Counting).await;
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "8",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.model, "plain");
+    assert!(report.requests > 100, "{report:?}");
+    assert_eq!(
+        report.requests,
+        server.hits.load(Ordering::SeqCst),
+        "reported requests equal the server's count"
+    );
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.status_codes.get("200"), Some(&report.requests));
+    assert_eq!(report.per_request[0].name, "GET /hit");
+    let ids = server.correlation_ids.lock().unwrap();
+    assert_eq!(
+        ids.len() as u64,
+        report.requests,
+        "every request carries a distinct correlation id"
+    );
+    assert!(
+        ids.iter().all(|id| id.starts_with(&report.run_id)),
+        "ids are run id + sequence"
+    );
+    assert_eq!(
+        server.traceparents.load(Ordering::SeqCst),
+        report.requests,
+        "every request carries a traceparent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_holds_200_per_second_for_5_seconds_within_2_percent() {
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "200/s",
+        "--duration",
+        "5s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    let schedule = report.schedule.clone().expect("open model reports its schedule");
+    assert_eq!(schedule.intended, 1000, "{schedule:?}");
+    assert_eq!(schedule.dropped, 0);
+    let served = server.hits.load(Ordering::SeqCst);
+    assert_eq!(report.requests, served, "reported requests equal the server's count");
+    assert!((980..=1020).contains(&served), "200/s for 5 s within 2%: {served}");
+    assert!(
+        (report.throughput_rps - 200.0).abs() <= 4.0,
+        "rate {}",
+        report.throughput_rps
+    );
+    // The server saw the arrivals spread evenly: each second holds 200 ± 2%.
+    let per_second = server.per_second();
+    for (second, n) in per_second.iter().enumerate().skip(1).take(3) {
+        assert!(
+            (196..=204).contains(n),
+            "second {second}: {n} requests ({per_second:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() {
+    let server = TestServer::start(Server::Stalling).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "200/s",
+        "--duration",
+        "5s",
+        "--max-in-flight",
+        "2",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert!(
+        report.latency.p99_us >= 900_000,
+        "corrected p99 {}µs",
+        report.latency.p99_us
+    );
+    assert!(
+        report.service_time.p99_us < 100_000,
+        "service-time p99 {}µs",
+        report.service_time.p99_us
+    );
+    assert!(
+        report.schedule.unwrap().late > 100,
+        "arrivals during the stalls started late"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_20ms_server_reports_p50_within_2_percent_of_20ms() {
+    let server = TestServer::start(Server::Fixed20ms).await;
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "2",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.requests, server.hits.load(Ordering::SeqCst));
+    let p50 = report.latency.p50_us as f64;
+    assert!((19_600.0..=20_400.0).contains(&p50), "plain mode p50 {p50}µs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_measures_a_fixed_20ms_server_within_7_5_percent() {
+    // The open model goes through reqwest and an arrival clock: a little more overhead
+    // than plain mode, all of it the tool's and so counted, never hidden.
+    let server = TestServer::start(Server::Fixed20ms).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "50/s",
+        "--duration",
+        "3s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.requests, 150);
+    let p50 = report.latency.p50_us as f64;
+    assert!((19_600.0..=21_500.0).contains(&p50), "open model p50 {p50}µs");
+    assert!(report.service_time.p50_us as f64 <= p50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_decide_the_exit_code_and_say_by_how_much() {
+    let server = TestServer::start(Server::Counting).await;
+    let url = server.url("/hit");
+    let pass = recordctl(&[
+        "--target",
+        &url,
+        "--connections",
+        "2",
+        "--duration",
+        "1s",
+        "--threshold",
+        "p99<5s",
+        "--threshold",
+        "error_rate<1%",
+    ])
+    .await;
+    assert_eq!(pass.code, 0, "{}", pass.stderr);
+    assert!(pass.report.unwrap().thresholds.iter().all(|t| t.passed));
+    assert!(pass.stdout.contains("PASSED: 2 threshold(s)"), "{}", pass.stdout);
+    let fail = recordctl(&[
+        "--target",
+        &url,
+        "--connections",
+        "2",
+        "--duration",
+        "1s",
+        "--threshold",
+        "p50<1us",
+        "--threshold",
+        "rps>1",
+    ])
+    .await;
+    assert_eq!(fail.code, 1, "{}", fail.stderr);
+    let report = fail.report.unwrap();
+    let verdict = report.thresholds.iter().find(|t| t.threshold == "p50<1us").unwrap();
+    assert!(
+        !verdict.passed && verdict.detail.contains("misses 1µs by"),
+        "{verdict:?}"
+    );
+    assert!(fail.stdout.contains("FAILED: p50<1us"), "{}", fail.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_values_flow_from_one_response_into_the_next_request() {
+    let server = TestServer::start(Server::Shop).await;
+    let scenario = scenario_file(
+        r#"
+name = "flow"
+[[transaction]]
+name = "buy"
+[[transaction.request]]
+name = "list"
+path = "/items"
+extract = { item_id = "items.0.id", label = "items.0.label" }
+[[transaction.request]]
+name = "view"
+path = "/items/{item_id}"
+headers = { "x-label" = "{label}" }
+[[transaction.request]]
+name = "order"
+method = "POST"
+path = "/orders"
+body = { item = "{item_id}", note = "for {label}" }
+expect_status = [201]
+"#,
+    );
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--users",
+        "2",
+        "--iterations",
+        "3",
+        "--think-time",
+        "0ms",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.model, "closed");
+    assert_eq!(report.requests, 18, "2 users × 3 iterations × 3 requests: {report:?}");
+    assert_eq!(report.errors, 0, "{:?}", report.failed);
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(
+        seen.iter().filter(|s| *s == "view 42 label=blue").count(),
+        6,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|s| *s == "order {\"item\":42,\"note\":\"for blue\"}")
+            .count(),
+        6,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_scenarios_exit_2_with_file_line_and_column() {
+    let scenario = scenario_file("name = \"bad\"\n[[transaction]]\nname = \"t\"\nwieght = 2\n");
+    let run = recordctl(&["--target", "http://127.0.0.1:9", "--scenario", scenario.path()]).await;
+    assert_eq!(run.code, 2);
+    let expected = format!("{}:4:1: unknown field `wieght`", scenario.path());
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert!(run.report.is_none(), "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_exits_3_before_the_clock_starts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = recordctl(&[
+        "--target",
+        &format!("http://127.0.0.1:{port}/"),
+        "--connections",
+        "2",
+        "--duration",
+        "30s",
+    ])
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the target at http://127.0.0.1:{port}/")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.report.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_is_the_default_target() {
+    let run = recordctl(&["--scenario", "smoke"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.target, "embedded recordstore");
+    assert_eq!(report.requests, 2 * 5 * 3, "smoke: 2 users × 5 iterations × 3 requests");
+    assert_eq!(report.errors, 0, "{:?}", report.failed);
+    assert!(report.thresholds.iter().all(|t| t.passed));
+}
