@@ -22,6 +22,9 @@ pub enum Command {
     /// arrival rate), or raw throughput against one URL (--connections).
     #[command(after_help = LOAD_TEST_EXAMPLES)]
     LoadTest(LoadTestArgs),
+    /// Work with saved reports: merge HdrHistogram logs from several load generators.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Run the embedded recordstore (API + worker, SQLite) in the foreground until Ctrl-C.
     #[command(
         after_help = "Examples:\n  recordctl store\n  recordctl store --listen 127.0.0.1:8000 --database sqlite:///tmp/store.db"
@@ -113,4 +116,21 @@ pub struct LoadTestArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge latency histograms saved with `load-test --hdr-out` (e.g. from several machines)
+    /// and print the combined percentiles.
+    #[command(
+        after_help = "Examples:\n  recordctl report merge a.hlog b.hlog\n  recordctl report merge runs/*.hlog --json -"
+    )]
+    Merge {
+        /// HdrHistogram interval logs written by --hdr-out.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Print the merged summary as JSON (to FILE, or - for stdout).
+        #[arg(long, value_name = "FILE")]
+        json: Option<String>,
+    },
 }

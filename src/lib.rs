@@ -36,6 +36,9 @@ pub fn run(cli: cli::Cli) -> u8 {
         match cli.command {
             cli::Command::LoadTest(args) => load::run(args, interrupt).await,
             cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
+            cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
+                load::merge::run(&files, json.as_deref())
+            }
         }
     })
 }

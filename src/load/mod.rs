@@ -3,9 +3,13 @@
 
 pub mod closed;
 pub mod executor;
+pub mod hdr;
+pub mod html;
+pub mod merge;
 pub mod open;
 pub mod plain;
 pub mod plan;
+pub mod push;
 pub mod report;
 pub mod scenario;
 pub mod stats;
@@ -236,10 +240,15 @@ fn progress_bar(
 }
 
 /// Writes the table (stdout, or stderr when JSON goes to stdout) and the requested files.
-/// Returns an exit code when writing failed.
-async fn write_outputs(plan: &LoadPlan, report: &LoadReport, _outcome: &RunOutcome) -> Option<u8> {
+/// Returns an exit code when an output could not be written.
+async fn write_outputs(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> Option<u8> {
     let table = report::render_table(report);
     let json = serde_json::to_string_pretty(report).expect("report serializes");
+    let mut failed = None;
+    let mut fail = |message: String, code: u8| {
+        eprintln!("recordctl: {message}");
+        failed.get_or_insert(code);
+    };
     match plan.outputs.json.as_deref() {
         Some("-") => {
             eprint!("{table}");
@@ -248,11 +257,26 @@ async fn write_outputs(plan: &LoadPlan, report: &LoadReport, _outcome: &RunOutco
         Some(path) => {
             print!("{table}");
             if let Err(e) = std::fs::write(path, &json) {
-                eprintln!("recordctl: cannot write the JSON report to {path}: {e}");
-                return Some(exit::USAGE);
+                fail(format!("cannot write the JSON report to {path}: {e}"), exit::USAGE);
             }
         }
         None => print!("{table}"),
     }
-    None
+    if let Some(path) = &plan.outputs.html
+        && let Err(e) = std::fs::write(path, html::render(report))
+    {
+        fail(format!("cannot write the HTML report to {path}: {e}"), exit::USAGE);
+    }
+    if let Some(path) = &plan.outputs.hdr_out {
+        let started = std::time::SystemTime::now() - outcome.elapsed;
+        if let Err(e) = hdr::write(path, &outcome.stats, started, outcome.elapsed, &report.run_id) {
+            fail(e, exit::USAGE);
+        }
+    }
+    if let Some(gateway) = &plan.outputs.push_gateway
+        && let Err(e) = push::push(gateway, report).await
+    {
+        fail(e, exit::UNREACHABLE);
+    }
+    failed
 }

@@ -383,3 +383,122 @@ async fn the_embedded_store_is_the_default_target() {
     assert_eq!(report.errors, 0, "{:?}", report.failed);
     assert!(report.thresholds.iter().all(|t| t.passed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
+    let server = TestServer::start(Server::Counting).await;
+    let dir = std::env::temp_dir().join(format!("recordctl-outputs-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (html, hlog) = (dir.join("r.html"), dir.join("r.hlog"));
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "2",
+        "--duration",
+        "1s",
+        "--html",
+        html.to_str().unwrap(),
+        "--hdr-out",
+        hlog.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains(&report.run_id) && page.matches("<svg").count() == 3,
+        "three inline charts"
+    );
+    assert!(
+        !page.contains("<script") && !page.contains("<link") && !page.contains("src=\"http"),
+        "self-contained"
+    );
+    let merged = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args([
+            "report",
+            "merge",
+            hlog.to_str().unwrap(),
+            hlog.to_str().unwrap(),
+            "--json",
+            "-",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let doc: recordctl::load::merge::MergedReport = serde_json::from_slice(&merged.stdout).unwrap();
+    let all = doc.histograms.iter().find(|h| h.name == "all").unwrap();
+    assert_eq!(
+        all.latency.count,
+        2 * report.requests,
+        "two copies of the run merge into twice its count"
+    );
+    assert_eq!(all.latency.p50_us, report.latency.p50_us);
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args(["report", "merge", html.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_is_pushed_to_a_real_pushgateway() {
+    let Some(gateway) = servers::Pushgateway::start() else {
+        return;
+    };
+    let server = TestServer::start(Server::Counting).await;
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "2",
+        "--duration",
+        "1s",
+        "--push-gateway",
+        &gateway.url(),
+        "--threshold",
+        "p99<5s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", gateway.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("recordctl_load_test_requests{") && l.contains(&format!("run_id=\"{}\"", report.run_id))
+        })
+        .unwrap_or_else(|| panic!("no pushed requests metric in:\n{metrics}"));
+    assert!(line.ends_with(&format!(" {}", report.requests)), "{line}");
+    assert!(metrics.contains("recordctl_load_test_threshold_passed{"), "{metrics}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "1",
+        "--duration",
+        "1s",
+        "--push-gateway",
+        &format!("http://127.0.0.1:{port}"),
+    ])
+    .await;
+    assert_eq!(unreachable.code, 3, "an unreachable Pushgateway is exit 3");
+    assert!(
+        unreachable.stderr.contains("cannot push to the Pushgateway"),
+        "{}",
+        unreachable.stderr
+    );
+}

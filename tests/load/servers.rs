@@ -218,3 +218,56 @@ async fn order(State(state): State<Shared>, headers: HeaderMap, Json(body): Json
     state.seen.lock().unwrap().push(format!("order {body}"));
     (StatusCode::CREATED, Json(json!({ "order_id": 1 })))
 }
+
+/// The real Pushgateway (Debian's prometheus-pushgateway) on a free port, killed on drop.
+pub struct Pushgateway {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Pushgateway {
+    /// `None` (after a SKIPPED line) when it is not installed outside CI; in CI a failure.
+    pub fn start() -> Option<Pushgateway> {
+        let binary = ["/usr/bin/prometheus-pushgateway", "/usr/bin/pushgateway"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("prometheus-pushgateway is required in CI");
+            }
+            eprintln!("SKIPPED: Pushgateway test (apt-get install prometheus-pushgateway)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(binary)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the pushgateway");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the pushgateway did not listen on {port} within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Pushgateway { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

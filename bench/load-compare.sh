@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# recordctl load-test side by side with oha and wrk against nginx (one worker process)
+# serving a small JSON body on 127.0.0.1. Interleaved rounds, 50 connections, 10 s each;
+# prints requests/s, CPU seconds per 10k requests and peak RSS per tool, medians, ratios.
+#
+#   bench/load-compare.sh                  # 3 rounds
+#   ROUNDS=5 DURATION=20 bench/load-compare.sh
+# Needs: nginx, wrk (Debian), oha (cargo install oha), GNU time (/usr/bin/time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-50}"
+for tool in nginx wrk oha; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (nginx, wrk: apt-get install; oha: cargo install oha)" >&2; exit 3; }
+done
+[ -x /usr/bin/time ] || { echo "/usr/bin/time not found: apt-get install time" >&2; exit 3; }
+
+echo "== building recordctl (release)"
+cargo build --release -q --bin recordctl
+RECORDCTL="$PWD/target/release/recordctl"
+
+WORK=$(mktemp -d /tmp/recordctl-bench.XXXXXX)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  server {
+    listen 127.0.0.1:$PORT;
+    location / { default_type application/json; return 200 '{"status":"ok","service":"bench"}'; }
+  }
+}
+CONF
+nginx -c "$WORK/nginx.conf" &
+NGINX=$!
+trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
+URL="http://127.0.0.1:$PORT/"
+
+# run NAME CMD... : prints "NAME rps cpu_s rss_kb"
+measure() {
+  local name=$1; shift
+  local out="$WORK/$name.out" timing="$WORK/$name.time"
+  /usr/bin/time -f "%U %S %M" -o "$timing" "$@" >"$out" 2>&1 || true
+  local rps
+  case "$name" in
+    wrk) rps=$(awk '/^Requests\/sec:/ {print $2}' "$out") ;;
+    oha) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' "$out") ;;
+    *) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$WORK/$name.json") ;;
+  esac
+  read -r user sys rss <"$timing"
+  echo "$name $rps $(python3 -c "print($user+$sys)") $rss"
+}
+
+results="$WORK/results"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round/$ROUNDS"
+  measure recordctl-plain "$RECORDCTL" load-test --target "$URL" --connections "$CONNECTIONS" --duration "${DURATION}s" \
+    --no-progress --json "$WORK/recordctl-plain.json" | tee -a "$results"
+  measure oha oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json "$URL" | tee -a "$results"
+  measure wrk wrk -t2 -c "$CONNECTIONS" -d "${DURATION}s" "$URL" | tee -a "$results"
+  measure recordctl-closed "$RECORDCTL" load-test --target "${URL%/}" --scenario bench/one-request.toml --users "$CONNECTIONS" \
+    --ramp-up 0s --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-closed.json" | tee -a "$results"
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rps, cpu, rss = line.split()
+    rows.setdefault(name, []).append((float(rps), float(cpu), int(rss)))
+print()
+print(f"{'tool':<18}{'req/s (median)':>16}{'CPU s / 10k req':>18}{'peak RSS MB':>14}")
+med = {}
+for name, runs in rows.items():
+    rps = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] / (r[0] * float(__import__('os').environ.get('DURATION', '10'))) * 10000 for r in runs)
+    rss = max(r[2] for r in runs) / 1024
+    med[name] = (rps, cpu)
+    print(f"{name:<18}{rps:>16.0f}{cpu:>18.3f}{rss:>14.1f}")
+if 'recordctl-plain' in med:
+    p = med['recordctl-plain']
+    for other in ('oha', 'wrk'):
+        if other in med:
+            print(f"recordctl plain / {other}: {p[0]/med[other][0]:.2f}x req/s, {p[1]/med[other][1]:.2f}x CPU per request")
+PY

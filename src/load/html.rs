@@ -1,0 +1,275 @@
+//! A self-contained HTML report: summary, thresholds, and inline SVG charts (latency over
+//! time, throughput over time, latency by percentile). No scripts, no network.
+
+use std::fmt::Write;
+
+use crate::load::report::LoadReport;
+use crate::load::threshold::format_us;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+struct Series<'a> {
+    name: &'a str,
+    color: &'a str,
+    points: Vec<(f64, f64)>,
+}
+
+/// A line chart with axes and a legend, `y_unit` formatting the y tick labels.
+fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], y_fmt: &dyn Fn(f64) -> String, log_x: bool) -> String {
+    let (w, h, left, bottom, top, right) = (760.0, 260.0, 70.0, 40.0, 30.0, 20.0);
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">"#,
+        escape(title)
+    );
+    if x_min > x_max {
+        svg.push_str(r#"<text x="20" y="40">no data</text></svg></figure>"#);
+        return svg;
+    }
+    let sx = |x: f64| {
+        let (a, b, v) = if log_x {
+            ((x_min).ln(), (x_max).ln(), x.ln())
+        } else {
+            (x_min, x_max, x)
+        };
+        left + if b > a { (v - a) / (b - a) } else { 0.5 } * (w - left - right)
+    };
+    let sy = |y: f64| h - bottom - y / y_max * (h - bottom - top);
+    for i in 0..=4 {
+        let y = y_max * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y0:.1}" y2="{y0:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            w - right,
+            left - 6.0,
+            sy(y) + 4.0,
+            escape(&y_fmt(y)),
+            y0 = sy(y)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+        (left + w - right) / 2.0,
+        h - 8.0,
+        escape(x_label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+            s.color,
+            points.join(" ")
+        );
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="8" width="10" height="10" fill="{}"/><text x="{}" y="17" font-size="11">{}</text>"#,
+            left + 10.0 + i as f64 * 140.0,
+            s.color,
+            left + 24.0 + i as f64 * 140.0,
+            escape(s.name)
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+pub fn render(r: &LoadReport) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>recordctl load-test {}</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;max-width:820px}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}\
+         .pass{{color:#080}}.fail{{color:#b00}}figcaption{{font-weight:600;margin-top:1.5em}}</style></head><body>",
+        escape(&r.run_id)
+    );
+    let _ = write!(
+        page,
+        "<h1>Load test {}</h1><p>{} model against {}{} · started {} · {:.1}s · {} requests · {:.1} req/s · {} errors ({:.2}%)</p>",
+        escape(&r.run_id),
+        escape(&r.model),
+        escape(&r.target),
+        r.scenario
+            .as_deref()
+            .map(|s| format!(" · scenario {}", escape(s)))
+            .unwrap_or_default(),
+        escape(&r.started_at),
+        r.duration_s,
+        r.requests,
+        r.throughput_rps,
+        r.errors,
+        r.error_rate * 100.0
+    );
+    let verdict_class = if r.thresholds.iter().all(|t| t.passed) && !r.interrupted {
+        "pass"
+    } else {
+        "fail"
+    };
+    let _ = write!(
+        page,
+        "<p class=\"{verdict_class}\"><strong>{}</strong></p>",
+        escape(&r.verdict())
+    );
+    page.push_str("<table><tr><th>request</th><th>count</th><th>errors</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+    let mut rows: Vec<(&str, u64, u64, &crate::load::report::LatencySummary)> = r
+        .per_request
+        .iter()
+        .map(|n| (n.name.as_str(), n.requests, n.errors, &n.latency))
+        .collect();
+    rows.push(("all (from intended send)", r.requests, r.errors, &r.latency));
+    for (name, count, errors, l) in rows {
+        let _ = write!(page, "<tr><td>{}</td><td>{count}</td><td>{errors}</td>", escape(name));
+        for v in [l.p50_us, l.p90_us, l.p95_us, l.p99_us, l.p999_us, l.max_us] {
+            let _ = write!(page, "<td>{}</td>", format_us(v as f64));
+        }
+        page.push_str("</tr>");
+    }
+    page.push_str("</table>");
+    if !r.thresholds.is_empty() {
+        page.push_str("<h2>Thresholds</h2><ul>");
+        for t in &r.thresholds {
+            let _ = write!(
+                page,
+                "<li class=\"{}\">{} {}: {}</li>",
+                if t.passed { "pass" } else { "fail" },
+                if t.passed { "✓" } else { "✗" },
+                escape(&t.threshold),
+                escape(&t.detail)
+            );
+        }
+        page.push_str("</ul>");
+    }
+    let ms = |v: f64| format!("{v:.1} ms");
+    let seconds: Vec<f64> = r.timeline.iter().map(|s| s.second as f64).collect();
+    let per_second = |f: &dyn Fn(&crate::load::report::SecondReport) -> f64| -> Vec<(f64, f64)> {
+        seconds.iter().copied().zip(r.timeline.iter().map(f)).collect()
+    };
+    page.push_str(&line_chart(
+        "Latency over time",
+        "seconds into the run",
+        &[
+            Series {
+                name: "p50",
+                color: "#1f77b4",
+                points: per_second(&|s| s.p50_us as f64 / 1000.0),
+            },
+            Series {
+                name: "p99",
+                color: "#d62728",
+                points: per_second(&|s| s.p99_us as f64 / 1000.0),
+            },
+            Series {
+                name: "max",
+                color: "#999999",
+                points: per_second(&|s| s.max_us as f64 / 1000.0),
+            },
+        ],
+        &ms,
+        false,
+    ));
+    page.push_str(&line_chart(
+        "Throughput and errors per second",
+        "seconds into the run",
+        &[
+            Series {
+                name: "requests/s",
+                color: "#2ca02c",
+                points: per_second(&|s| s.requests as f64),
+            },
+            Series {
+                name: "errors/s",
+                color: "#d62728",
+                points: per_second(&|s| s.errors as f64),
+            },
+        ],
+        &|v| format!("{v:.0}"),
+        false,
+    ));
+    let l = &r.latency;
+    let pct = |v: u64| v as f64 / 1000.0;
+    let mut percentile_series = vec![Series {
+        name: "from intended send",
+        color: "#d62728",
+        points: vec![
+            (50.0, pct(l.p50_us)),
+            (90.0, pct(l.p90_us)),
+            (95.0, pct(l.p95_us)),
+            (99.0, pct(l.p99_us)),
+            (99.9, pct(l.p999_us)),
+            (99.99, pct(l.max_us)),
+        ],
+    }];
+    if r.model == "open" {
+        let s = &r.service_time;
+        percentile_series.push(Series {
+            name: "service time",
+            color: "#1f77b4",
+            points: vec![
+                (50.0, pct(s.p50_us)),
+                (90.0, pct(s.p90_us)),
+                (95.0, pct(s.p95_us)),
+                (99.0, pct(s.p99_us)),
+                (99.9, pct(s.p999_us)),
+                (99.99, pct(s.max_us)),
+            ],
+        });
+    }
+    // Percentiles on a log scale of 1/(1-p), the usual HdrHistogram plot.
+    for s in &mut percentile_series {
+        for p in &mut s.points {
+            p.0 = 1.0 / (1.0 - p.0 / 100.0);
+        }
+    }
+    page.push_str(&line_chart(
+        "Latency by percentile (50 → 90 → 99 → 99.9 → max)",
+        "percentile (log scale of 1/(1−p))",
+        &percentile_series,
+        &ms,
+        true,
+    ));
+    if !r.slowest.is_empty() {
+        page.push_str("<h2>Slowest requests</h2><table><tr><th>correlation id</th><th>request</th><th>latency</th><th>status</th></tr>");
+        for s in &r.slowest {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&s.correlation_id),
+                escape(&s.name),
+                format_us(s.latency_us as f64),
+                s.status.map(|v| v.to_string()).unwrap_or_default()
+            );
+        }
+        page.push_str("</table>");
+    }
+    if !r.failed.is_empty() {
+        page.push_str("<h2>Failed requests</h2><table><tr><th>correlation id</th><th>request</th><th>error</th></tr>");
+        for f in &r.failed {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+                escape(&f.correlation_id),
+                escape(&f.name),
+                escape(f.error.as_deref().unwrap_or(""))
+            );
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("</body></html>\n");
+    page
+}

@@ -1,0 +1,71 @@
+//! `recordctl report merge`: combine HdrHistogram logs from several runs or machines.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::{Deserialize, Serialize};
+
+use crate::exit;
+use crate::load::hdr;
+use crate::load::report::LatencySummary;
+use crate::load::threshold::format_us;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MergedReport {
+    pub schema_version: u32,
+    pub files: Vec<String>,
+    pub histograms: Vec<MergedHistogram>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MergedHistogram {
+    pub name: String,
+    pub latency: LatencySummary,
+}
+
+pub fn run(files: &[String], json: Option<&str>) -> u8 {
+    let merged = match hdr::read_and_merge(files) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("recordctl: {e}");
+            return exit::USAGE;
+        }
+    };
+    let report = MergedReport {
+        schema_version: 1,
+        files: files.to_vec(),
+        histograms: merged
+            .iter()
+            .map(|(name, h)| MergedHistogram {
+                name: name.clone(),
+                latency: LatencySummary::of(h),
+            })
+            .collect(),
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["request", "count", "min", "p50", "p90", "p95", "p99", "p99.9", "max"]);
+    for h in &report.histograms {
+        let l = &h.latency;
+        let mut row = vec![h.name.clone(), l.count.to_string()];
+        row.extend(
+            [l.min_us, l.p50_us, l.p90_us, l.p95_us, l.p99_us, l.p999_us, l.max_us].map(|v| format_us(v as f64)),
+        );
+        table.add_row(row);
+    }
+    let text = format!("merged {} file(s)\n{table}\n", files.len());
+    let doc = serde_json::to_string_pretty(&report).expect("serializes");
+    match json {
+        Some("-") => {
+            eprint!("{text}");
+            println!("{doc}");
+        }
+        Some(path) => {
+            print!("{text}");
+            if let Err(e) = std::fs::write(path, doc) {
+                eprintln!("recordctl: cannot write {path}: {e}");
+                return exit::USAGE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    exit::OK
+}
