@@ -10,6 +10,7 @@ pub mod open;
 pub mod plain;
 pub mod plan;
 pub mod push;
+pub mod raw_http;
 pub mod report;
 pub mod scenario;
 pub mod stats;

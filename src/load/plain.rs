@@ -1,19 +1,14 @@
 //! Plain mode, for raw throughput: `connections` tasks, each with its own HTTP/1.1
-//! connection (hyper's client connection API, no pool), sending back-to-back GETs of one
-//! URL. Each task records into its own histograms; they are merged at the end, so the hot
+//! connection (a minimal client of our own, see `raw_http`), sending back-to-back GETs of
+//! one URL. Each task records into its own histograms; they are merged at the end, so the hot
 //! path takes no lock and allocates no result record.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::load::raw_http::RawConn;
 use crate::load::stats::{ErrorKind, Live, Sample, Stats};
 
 #[derive(Debug, Clone)]
@@ -29,18 +24,16 @@ impl PlainTarget {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
         let port = uri.port_u16().unwrap_or(80);
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let host_header = uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| host.to_string());
         Ok(PlainTarget {
             authority: format!("{host}:{port}"),
-            host_header: uri
-                .authority()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| host.to_string()),
+            host_header,
             name: format!("GET {}", uri.path()),
-            path,
+            path: path.to_string(),
         })
     }
 }
@@ -58,45 +51,56 @@ pub async fn run(
     let deadline = start + duration;
     let target = Arc::new(target);
     let run_id: Arc<str> = Arc::from(run_id);
-    let tasks: Vec<_> = (0..connections)
-        .map(|worker| {
-            let (target, run_id, live, cancel) = (target.clone(), run_id.clone(), live.clone(), cancel.clone());
-            tokio::spawn(async move {
-                connection_loop(worker, &target, &run_id, start, deadline, timeout, &live, &cancel).await
+    // One single-threaded runtime per core, each driving its share of the connections (as
+    // wrk does): no work stealing, no cross-thread wake-ups on the hot path.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, connections);
+    let mut results = Vec::new();
+    for thread in 0..threads {
+        let share: Vec<usize> = (0..connections).filter(|c| c % threads == thread).collect();
+        let (target, run_id, live, cancel) = (target.clone(), run_id.clone(), live.clone(), cancel.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        results.push(rx);
+        std::thread::Builder::new()
+            .name(format!("recordctl-plain-{thread}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let stats = runtime.block_on(async move {
+                    let tasks: Vec<_> = share
+                        .into_iter()
+                        .map(|worker| {
+                            let (target, run_id, live, cancel) =
+                                (target.clone(), run_id.clone(), live.clone(), cancel.clone());
+                            tokio::spawn(async move {
+                                connection_loop(worker, &target, &run_id, start, deadline, timeout, &live, &cancel)
+                                    .await
+                            })
+                        })
+                        .collect();
+                    let mut stats = Stats::default();
+                    for task in tasks {
+                        if let Ok(s) = task.await {
+                            stats.merge(s);
+                        }
+                    }
+                    stats
+                });
+                let _ = tx.send(stats);
             })
-        })
-        .collect();
+            .expect("spawn a load thread");
+    }
     let mut stats = Stats::default();
-    for task in tasks {
-        if let Ok(s) = task.await {
+    for rx in results {
+        if let Ok(s) = rx.await {
             stats.merge(s);
         }
     }
     stats
-}
-
-/// One HTTP/1.1 connection, driven by the task that uses it (no separate connection task,
-/// so a request costs no cross-task wake-ups).
-struct Conn {
-    sender: http1::SendRequest<Empty<Bytes>>,
-    driver: std::pin::Pin<Box<http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>>>,
-}
-
-async fn connect(target: &PlainTarget) -> Result<Conn, (ErrorKind, String)> {
-    let stream = TcpStream::connect(&target.authority)
-        .await
-        .map_err(|e| (ErrorKind::for_io(&e), format!("connect {}: {e}", target.authority)))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, driver) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
-        (
-            ErrorKind::for_error(&e),
-            format!("handshake with {}: {e}", target.authority),
-        )
-    })?;
-    Ok(Conn {
-        sender,
-        driver: Box::pin(driver),
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -111,21 +115,21 @@ async fn connection_loop(
     cancel: &CancellationToken,
 ) -> Stats {
     let mut stats = Stats::default();
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<RawConn> = None;
     let mut seq: u64 = 0;
     let mut correlation_id = String::with_capacity(48);
+    let (mut local_requests, mut local_errors) = (0u64, 0u64);
     while Instant::now() < deadline && !cancel.is_cancelled() {
         seq += 1;
         correlation_id.clear();
         use std::fmt::Write;
         let _ = write!(correlation_id, "{run_id}-{worker}-{seq}");
         let sent = Instant::now();
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(timeout, exchange(&mut conn, target, &correlation_id)) => {
-                outcome.unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))))
-            }
-            _ = cancel.cancelled() => break,
-        };
+        // Ctrl-C is noticed between requests (the loop condition); a request in flight ends
+        // within its timeout. Waiting on the token here would take its lock every request.
+        let outcome = tokio::time::timeout(timeout, exchange(&mut conn, target, &correlation_id))
+            .await
+            .unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))));
         let done = Instant::now();
         let (status, error) = match outcome {
             Ok(status) if (200..400).contains(&status) => (Some(status), None),
@@ -138,7 +142,15 @@ async fn connection_loop(
                 (None, Some(error))
             }
         };
-        live.note(done - sent, error.is_some());
+        local_requests += 1;
+        local_errors += u64::from(error.is_some());
+        if seq % 16 == 1 {
+            live.sample(done - sent);
+        }
+        if local_requests == 64 {
+            live.add(local_requests, local_errors);
+            (local_requests, local_errors) = (0, 0);
+        }
         let refused = matches!(error, Some((ErrorKind::Refused, _)));
         stats.record(&Sample {
             name: &target.name,
@@ -154,47 +166,67 @@ async fn connection_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    live.add(local_requests, local_errors);
     stats
 }
 
 async fn exchange(
-    conn: &mut Option<Conn>,
+    conn: &mut Option<RawConn>,
     target: &PlainTarget,
     correlation_id: &str,
 ) -> Result<u16, (ErrorKind, String)> {
     if conn.is_none() {
-        *conn = Some(connect(target).await?);
+        *conn = Some(RawConn::connect(&target.authority).await?);
     }
-    let Conn { sender, driver } = conn.as_mut().expect("connected");
-    let trace: u128 = rand::random::<u128>() | 1;
-    let request = Request::get(target.path.as_str())
-        .header("host", target.host_header.as_str())
-        .header("x-correlation-id", correlation_id)
-        .header("traceparent", format!("00-{trace:032x}-{:016x}-01", (trace as u64) | 1))
-        .body(Empty::<Bytes>::new())
-        .expect("valid request");
-    let round_trip = async {
-        sender
-            .ready()
-            .await
-            .map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            frame.map_err(|e| (ErrorKind::for_error(&e), e.to_string()))?;
-        }
-        Ok(status)
-    };
-    tokio::select! {
-        biased;
-        result = round_trip => result,
-        ended = driver.as_mut() => Err(match ended {
-            Ok(()) => (ErrorKind::Reset, "the server closed the connection".to_string()),
-            Err(e) => (ErrorKind::for_error(&e), e.to_string()),
-        }),
+    let tp = traceparent();
+    let headers: [(&str, &[u8]); 2] = [("X-Correlation-ID", correlation_id.as_bytes()), ("traceparent", &tp)];
+    let (status, reusable) = conn
+        .as_mut()
+        .expect("connected")
+        .get(&target.path, &target.host_header, &headers)
+        .await?;
+    if !reusable {
+        *conn = None;
+    }
+    Ok(status)
+}
+
+/// A random sampled W3C traceparent, hex-encoded into a stack buffer.
+fn traceparent() -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (trace, span) = (rand::random::<u128>() | 1, rand::random::<u64>() | 1);
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    for i in 0..32 {
+        buf[3 + i] = HEX[((trace >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    for i in 0..16 {
+        buf[36 + i] = HEX[((span >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_valid_and_random() {
+        let (a, b) = (traceparent(), traceparent());
+        assert_ne!(a, b);
+        let text = std::str::from_utf8(&a).unwrap();
+        assert_eq!(text.len(), 55);
+        assert!(recordstore::telemetry::TraceParent::parse(text).is_some(), "{text}");
+    }
+
+    #[test]
+    fn targets_parse_host_port_and_path() {
+        let t = PlainTarget::parse("http://127.0.0.1:8080/products?limit=5").unwrap();
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.path, "/products?limit=5");
+        assert_eq!(t.name, "GET /products");
+        assert_eq!(
+            PlainTarget::parse("http://localhost").unwrap().authority,
+            "localhost:80"
+        );
     }
 }

@@ -120,6 +120,11 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         max_us: latency.max_us as f64,
         mean_us: latency.mean_us,
     };
+    let service_time = if s.service.is_empty() {
+        latency.clone()
+    } else {
+        LatencySummary::of(&s.service)
+    };
     let percentile = |q: f64| {
         if s.latency.is_empty() {
             0.0
@@ -145,7 +150,7 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         },
         throughput_rps: measured.rps,
         latency,
-        service_time: LatencySummary::of(&s.service),
+        service_time,
         per_request: s
             .per_name
             .iter()

@@ -163,7 +163,11 @@ impl Stats {
         let latency = us(s.latency);
         self.requests += 1;
         self.latency.saturating_record(latency);
-        self.service.saturating_record(s.service.map(us).unwrap_or(latency));
+        // Without a separate service time (closed and plain models) the two are the same; the
+        // report then takes `latency` for both instead of recording twice.
+        if let Some(service) = s.service {
+            self.service.saturating_record(us(service));
+        }
         if let Some(status) = s.status {
             *self.statuses.entry(status).or_insert(0) += 1;
         }
@@ -335,13 +339,31 @@ impl Default for Live {
 impl Live {
     pub fn note(&self, latency: Duration, failed: bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.requests.fetch_add(1, Relaxed);
+        let n = self.requests.fetch_add(1, Relaxed);
         if failed {
             self.errors.fetch_add(1, Relaxed);
         }
+        // Every 16th latency feeds the live p99: enough for a progress bar, and the lock is
+        // not taken on the hot path of every request.
+        if n % 16 == 0
+            && let Ok(mut window) = self.window.try_lock()
+        {
+            window.saturating_record(us(latency));
+        }
+    }
+
+    /// Offers one latency to the live p99 window (skipped when the window is busy).
+    pub fn sample(&self, latency: Duration) {
         if let Ok(mut window) = self.window.try_lock() {
             window.saturating_record(us(latency));
         }
+    }
+
+    /// Adds a batch counted locally by a worker.
+    pub fn add(&self, requests: u64, errors: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(requests, Relaxed);
+        self.errors.fetch_add(errors, Relaxed);
     }
 
     /// The p99 of the window in µs, resetting it.

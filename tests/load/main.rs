@@ -15,11 +15,11 @@ struct Run {
     stderr: String,
 }
 
-/// Timing-sensitive runs take turns: on two cores, parallel load tests would measure each other.
+/// Tests take turns (each holds this for its whole run): on two cores, parallel load tests
+/// and the servers they start would measure each other.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn recordctl(args: &[&str]) -> Run {
-    let _turn = SERIAL.lock().await;
     let dir = std::env::temp_dir().join(format!("recordctl-load-test-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
@@ -81,6 +81,7 @@ path = "/hit"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_mode_counts_exactly_what_the_server_counted() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Counting).await;
     let run = recordctl(&[
         "--target",
@@ -122,6 +123,7 @@ async fn plain_mode_counts_exactly_what_the_server_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_holds_200_per_second_for_5_seconds_within_2_percent() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -160,6 +162,7 @@ async fn the_open_model_holds_200_per_second_for_5_seconds_within_2_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Stalling).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -195,6 +198,7 @@ async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_20ms_server_reports_p50_within_2_percent_of_20ms() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Fixed20ms).await;
     let run = recordctl(&[
         "--target",
@@ -214,6 +218,7 @@ async fn a_fixed_20ms_server_reports_p50_within_2_percent_of_20ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_measures_a_fixed_20ms_server_within_7_5_percent() {
+    let _turn = SERIAL.lock().await;
     // The open model goes through reqwest and an arrival clock: a little more overhead
     // than plain mode, all of it the tool's and so counted, never hidden.
     let server = TestServer::start(Server::Fixed20ms).await;
@@ -239,6 +244,7 @@ async fn the_open_model_measures_a_fixed_20ms_server_within_7_5_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_decide_the_exit_code_and_say_by_how_much() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Counting).await;
     let url = server.url("/hit");
     let pass = recordctl(&[
@@ -282,6 +288,7 @@ async fn thresholds_decide_the_exit_code_and_say_by_how_much() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_values_flow_from_one_response_into_the_next_request() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Shop).await;
     let scenario = scenario_file(
         r#"
@@ -339,6 +346,7 @@ expect_status = [201]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_scenarios_exit_2_with_file_line_and_column() {
+    let _turn = SERIAL.lock().await;
     let scenario = scenario_file("name = \"bad\"\n[[transaction]]\nname = \"t\"\nwieght = 2\n");
     let run = recordctl(&["--target", "http://127.0.0.1:9", "--scenario", scenario.path()]).await;
     assert_eq!(run.code, 2);
@@ -349,6 +357,7 @@ async fn malformed_scenarios_exit_2_with_file_line_and_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_exits_3_before_the_clock_starts() {
+    let _turn = SERIAL.lock().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -375,6 +384,7 @@ async fn an_unreachable_target_exits_3_before_the_clock_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_is_the_default_target() {
+    let _turn = SERIAL.lock().await;
     let run = recordctl(&["--scenario", "smoke"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let report = run.report.unwrap();
@@ -386,6 +396,7 @@ async fn the_embedded_store_is_the_default_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(Server::Counting).await;
     let dir = std::env::temp_dir().join(format!("recordctl-outputs-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -446,6 +457,7 @@ async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_is_pushed_to_a_real_pushgateway() {
+    let _turn = SERIAL.lock().await;
     let Some(gateway) = servers::Pushgateway::start() else {
         return;
     };

@@ -1,0 +1,257 @@
+//! A minimal HTTP/1.1 client connection for plain mode: one request at a time on a
+//! keep-alive connection, the request written from a reused buffer and the response parsed
+//! in place with httparse (Content-Length, chunked, or until close). No per-request
+//! allocation, no channel between a sender and a connection task.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::load::stats::ErrorKind;
+
+pub type Failure = (ErrorKind, String);
+
+pub struct RawConn {
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
+}
+
+/// How the body of a response ends.
+#[derive(Clone, Copy)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+impl RawConn {
+    pub async fn connect(authority: &str) -> Result<RawConn, Failure> {
+        let stream = TcpStream::connect(authority)
+            .await
+            .map_err(|e| (ErrorKind::for_io(&e), format!("connect {authority}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(RawConn {
+            stream,
+            read: BytesMut::with_capacity(16 * 1024),
+            write: Vec::with_capacity(512),
+        })
+    }
+
+    /// Sends `GET path` with the given extra header lines; returns the status and whether the
+    /// connection can be reused.
+    pub async fn get(
+        &mut self,
+        path: &str,
+        host: &str,
+        extra_headers: &[(&str, &[u8])],
+    ) -> Result<(u16, bool), Failure> {
+        self.write.clear();
+        self.write.extend_from_slice(b"GET ");
+        self.write.extend_from_slice(path.as_bytes());
+        self.write.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        self.write.extend_from_slice(host.as_bytes());
+        for (name, value) in extra_headers {
+            self.write.extend_from_slice(b"\r\n");
+            self.write.extend_from_slice(name.as_bytes());
+            self.write.extend_from_slice(b": ");
+            self.write.extend_from_slice(value);
+        }
+        self.write.extend_from_slice(b"\r\n\r\n");
+        self.stream
+            .write_all(&self.write)
+            .await
+            .map_err(|e| io_failure(&e, "write"))?;
+        let (status, head_len, framing, keep_alive) = self.read_head().await?;
+        self.read.advance(head_len);
+        match framing {
+            Framing::Length(n) => self.skip(n).await?,
+            Framing::Chunked => self.skip_chunked().await?,
+            Framing::Close => {
+                while self.fill().await? > 0 {
+                    self.read.clear();
+                }
+                return Ok((status, false));
+            }
+        }
+        Ok((status, keep_alive))
+    }
+
+    /// Reads more bytes; 0 at end of stream.
+    async fn fill(&mut self) -> Result<usize, Failure> {
+        if self.read.capacity() - self.read.len() < 4096 {
+            self.read.reserve(16 * 1024);
+        }
+        self.stream
+            .read_buf(&mut self.read)
+            .await
+            .map_err(|e| io_failure(&e, "read"))
+    }
+
+    async fn read_head(&mut self) -> Result<(u16, usize, Framing, bool), Failure> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.read) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = response.code.unwrap_or(0);
+                    let mut framing = Framing::Close;
+                    let mut keep_alive = response.version == Some(1);
+                    for h in response.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            let n = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+                            framing =
+                                Framing::Length(n.ok_or((ErrorKind::BadResponse, "bad Content-Length".to_string()))?);
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+                            && contains_token(h.value, b"chunked")
+                        {
+                            framing = Framing::Chunked;
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            keep_alive = !contains_token(h.value, b"close")
+                                && (keep_alive || contains_token(h.value, b"keep-alive"));
+                        }
+                    }
+                    if matches!(status, 100..=199 | 204 | 304) {
+                        framing = Framing::Length(0);
+                    }
+                    return Ok((status, len, framing, keep_alive && !matches!(framing, Framing::Close)));
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.read.len() > 1 << 20 {
+                        return Err((ErrorKind::BadResponse, "response head larger than 1 MiB".into()));
+                    }
+                }
+                Err(e) => return Err((ErrorKind::BadResponse, format!("malformed response: {e}"))),
+            }
+            if self.fill().await? == 0 {
+                return Err((ErrorKind::Reset, "connection closed before a response".into()));
+            }
+        }
+    }
+
+    async fn skip(&mut self, mut n: usize) -> Result<(), Failure> {
+        loop {
+            let take = n.min(self.read.len());
+            self.read.advance(take);
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            if self.fill().await? == 0 {
+                return Err((ErrorKind::Reset, "connection closed mid-body".into()));
+            }
+        }
+    }
+
+    async fn skip_chunked(&mut self) -> Result<(), Failure> {
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&self.read) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.read.advance(used);
+                        break size as usize;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if self.fill().await? == 0 {
+                            return Err((ErrorKind::Reset, "connection closed mid-chunk".into()));
+                        }
+                    }
+                    Err(_) => return Err((ErrorKind::BadResponse, "malformed chunk size".into())),
+                }
+            };
+            // The chunk's data and its CRLF; the last (empty) chunk is followed by the
+            // trailer section, which ends with an empty line.
+            if size > 0 {
+                self.skip(size + 2).await?;
+                continue;
+            }
+            loop {
+                if let Some(end) = self.read.windows(2).position(|w| w == b"\r\n") {
+                    self.read.advance(end + 2);
+                    if end == 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if self.fill().await? == 0 {
+                    return Err((ErrorKind::Reset, "connection closed in the trailers".into()));
+                }
+            }
+        }
+    }
+}
+
+fn contains_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn io_failure(e: &std::io::Error, what: &str) -> Failure {
+    (ErrorKind::for_io(e), format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// Serves each connection the canned responses, one per request head received.
+    async fn server(responses: Vec<&'static [u8]>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            for response in responses {
+                loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        break;
+                    }
+                    let mut chunk = [0u8; 1024];
+                    let n = socket.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                // Split writes exercise partial reads.
+                let (a, b) = response.split_at(response.len() / 2);
+                socket.write_all(a).await.unwrap();
+                socket.flush().await.unwrap();
+                socket.write_all(b).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn length_chunked_and_close_framed_responses_are_read_whole() {
+        let addr = server(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nbye",
+        ])
+        .await;
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        let id: &[u8] = b"run-1";
+        assert_eq!(
+            conn.get("/a", &addr, &[("x-correlation-id", id)]).await.unwrap(),
+            (200, true)
+        );
+        assert_eq!(conn.get("/b", &addr, &[]).await.unwrap(), (404, true));
+        assert_eq!(conn.get("/c", &addr, &[]).await.unwrap(), (204, true));
+        assert_eq!(conn.get("/d", &addr, &[]).await.unwrap(), (500, false));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_a_reset() {
+        let addr = server(vec![]).await;
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        let err = conn.get("/", &addr, &[]).await.unwrap_err();
+        assert!(matches!(err.0, ErrorKind::Reset), "{err:?}");
+    }
+}
