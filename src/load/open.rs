@@ -96,11 +96,10 @@ pub async fn run(
                 if Instant::now().saturating_duration_since(due) > LATE_AFTER {
                     late.fetch_add(1, Ordering::Relaxed);
                 }
+                // Once started, a transaction runs to its end (each request bounded by the
+                // timeout) even after Ctrl-C, so every request sent is in the report.
                 let index = executor.pick_transaction();
-                tokio::select! {
-                    _ = executor.run_transaction(index, Pace { intended: Some(due), think: false }, &recorder) => {}
-                    _ = cancel.cancelled() => {}
-                }
+                executor.run_transaction(index, Pace { intended: Some(due), think: false }, &recorder).await;
             });
         }
         // Reap finished tasks so the set does not grow for the whole run.

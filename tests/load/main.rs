@@ -514,3 +514,90 @@ async fn the_summary_is_pushed_to_a_real_pushgateway() {
         unreachable.stderr
     );
 }
+
+/// Starts recordctl, waits until the server has seen `after` requests, sends SIGINT, and
+/// returns the run; panics if it does not stop within 15 s.
+async fn interrupted_run(args: &[&str], server: &TestServer, after: u64) -> Run {
+    let dir = std::env::temp_dir().join(format!("recordctl-interrupt-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .arg("load-test")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--no-progress")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while server.hits.load(Ordering::SeqCst) < after {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached {after} requests"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("recordctl stops within 15 s of Ctrl-C")
+        .unwrap();
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_every_model_with_a_partial_report_and_exit_130() {
+    let _turn = SERIAL.lock().await;
+    let scenario = scenario_file(ONE_REQUEST);
+    for model in [
+        vec!["--connections", "4"],
+        vec!["--rate", "100/s"],
+        vec!["--users", "3", "--think-time", "5ms"],
+    ] {
+        let server = TestServer::start(Server::Counting).await;
+        let mut args = vec!["--duration", "60s"];
+        let url = if model[0] == "--connections" {
+            server.url("/hit")
+        } else {
+            server.url("")
+        };
+        args.extend(["--target", &url]);
+        if model[0] != "--connections" {
+            args.extend(["--scenario", scenario.path()]);
+        }
+        args.extend(model.iter().copied());
+        let run = interrupted_run(&args, &server, 50).await;
+        assert_eq!(run.code, 130, "{model:?}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("INTERRUPTED: partial results"),
+            "{model:?}: {}",
+            run.stdout
+        );
+        let report = run
+            .report
+            .unwrap_or_else(|| panic!("{model:?}: no partial report; {}", run.stderr));
+        assert!(report.interrupted);
+        assert!(report.requests >= 50, "{model:?}: {}", report.requests);
+        assert!(
+            report.duration_s < 30.0,
+            "{model:?} stopped early: {}",
+            report.duration_s
+        );
+        assert_eq!(
+            report.requests,
+            server.hits.load(Ordering::SeqCst),
+            "{model:?}: every request the server saw is in the report"
+        );
+    }
+}
