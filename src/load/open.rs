@@ -99,7 +99,16 @@ pub async fn run(
                 // Once started, a transaction runs to its end (each request bounded by the
                 // timeout) even after Ctrl-C, so every request sent is in the report.
                 let index = executor.pick_transaction();
-                executor.run_transaction(index, Pace { intended: Some(due), think: false }, &recorder).await;
+                executor
+                    .run_transaction(
+                        index,
+                        Pace {
+                            intended: Some(due),
+                            think: false,
+                        },
+                        &recorder,
+                    )
+                    .await;
             });
         }
         // Reap finished tasks so the set does not grow for the whole run.

@@ -3,6 +3,8 @@
 //! one URL. Each task records into its own histograms; they are merged at the end, so the hot
 //! path takes no lock and allocates no result record.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,27 +72,32 @@ pub async fn run(
                     .enable_all()
                     .build()
                     .expect("runtime");
-                let stats = runtime.block_on(async move {
+                // The thread's connections share one Stats (they never run at once), so
+                // memory does not grow with the number of connections.
+                let stats = Rc::new(RefCell::new(Stats::default()));
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async {
                     let tasks: Vec<_> = share
                         .into_iter()
                         .map(|worker| {
-                            let (target, run_id, live, cancel) =
-                                (target.clone(), run_id.clone(), live.clone(), cancel.clone());
-                            tokio::spawn(async move {
-                                connection_loop(worker, &target, &run_id, start, deadline, timeout, &live, &cancel)
-                                    .await
+                            let (target, run_id, live, cancel, stats) = (
+                                target.clone(),
+                                run_id.clone(),
+                                live.clone(),
+                                cancel.clone(),
+                                stats.clone(),
+                            );
+                            tokio::task::spawn_local(async move {
+                                let args = (start, deadline, timeout);
+                                connection_loop(worker, &target, &run_id, args, &live, &cancel, &stats).await
                             })
                         })
                         .collect();
-                    let mut stats = Stats::default();
                     for task in tasks {
-                        if let Ok(s) = task.await {
-                            stats.merge(s);
-                        }
+                        let _ = task.await;
                     }
-                    stats
                 });
-                let _ = tx.send(stats);
+                let _ = tx.send(stats.take());
             })
             .expect("spawn a load thread");
     }
@@ -103,18 +110,15 @@ pub async fn run(
     stats
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn connection_loop(
     worker: usize,
     target: &PlainTarget,
     run_id: &str,
-    start: Instant,
-    deadline: Instant,
-    timeout: Duration,
+    (start, deadline, timeout): (Instant, Instant, Duration),
     live: &Live,
     cancel: &CancellationToken,
-) -> Stats {
-    let mut stats = Stats::default();
+    stats: &RefCell<Stats>,
+) {
     let mut conn: Option<RawConn> = None;
     let mut seq: u64 = 0;
     let mut correlation_id = String::with_capacity(48);
@@ -152,7 +156,7 @@ async fn connection_loop(
             (local_requests, local_errors) = (0, 0);
         }
         let refused = matches!(error, Some((ErrorKind::Refused, _)));
-        stats.record(&Sample {
+        stats.borrow_mut().record(&Sample {
             name: &target.name,
             correlation_id: &correlation_id,
             latency: done - sent,
@@ -167,7 +171,6 @@ async fn connection_loop(
         }
     }
     live.add(local_requests, local_errors);
-    stats
 }
 
 async fn exchange(
