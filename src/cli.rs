@@ -22,6 +22,10 @@ pub enum Command {
     /// arrival rate), or raw throughput against one URL (--connections).
     #[command(after_help = LOAD_TEST_EXAMPLES)]
     LoadTest(LoadTestArgs),
+    /// Run one scripted purchase (browse → product → checkout → poll the order) and, with
+    /// --trace, show it as one timeline of spans, log lines and metrics.
+    #[command(after_help = JOURNEY_EXAMPLES)]
+    Journey(JourneyArgs),
     /// Work with saved reports: merge HdrHistogram logs from several load generators.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -133,4 +137,40 @@ pub enum ReportCommand {
         #[arg(long, value_name = "FILE")]
         json: Option<String>,
     },
+}
+
+const JOURNEY_EXAMPLES: &str = "Without --target the embedded recordstore is started; its spans, log lines and
+metrics are read in memory, so --trace works with nothing else running.
+Exit codes: 0 every journey completed (and, with --trace, every pillar was found); 1 a journey
+failed or a pillar is missing; 2 bad flag; 3 target unreachable; 130 interrupted.
+
+Examples:
+  recordctl journey --trace
+  recordctl journey --correlation-id my-test-1 --json -
+  recordctl journey --count 20 --concurrency 4
+  recordctl journey --target http://localhost:8000";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct JourneyArgs {
+    /// Base URL of the store; default the embedded recordstore.
+    #[arg(long, env = "RECORDCTL_TARGET")]
+    pub target: Option<String>,
+    /// Correlation id for the journey (with --count, a prefix); default a generated one.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// Number of journeys.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Journeys run at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Fetch the journey's trace, log lines and metrics and print one correlated timeline.
+    #[arg(long)]
+    pub trace: bool,
+    /// How long to wait for the order to finish, and for its telemetry with --trace.
+    #[arg(long, default_value = "30s")]
+    pub wait: String,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
 }

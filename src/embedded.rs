@@ -12,7 +12,8 @@ pub struct EmbeddedTarget {
 }
 
 impl EmbeddedTarget {
-    pub async fn start() -> Result<EmbeddedTarget, String> {
+    /// Starts the store; with `capture`, its spans and log lines are kept in memory.
+    pub async fn start_with(capture: bool) -> Result<EmbeddedTarget, String> {
         let dir = std::env::temp_dir().join(format!(
             "recordctl-embedded-{}-{:08x}",
             std::process::id(),
@@ -20,8 +21,7 @@ impl EmbeddedTarget {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut config = Config::embedded(format!("sqlite://{}", dir.join("store.db").display()));
-        // Load tests make many requests: keep spans and log lines out of memory.
-        config.telemetry.capture = false;
+        config.telemetry.capture = capture;
         let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
@@ -29,6 +29,15 @@ impl EmbeddedTarget {
             app: app.spawn().await,
             dir,
         })
+    }
+
+    /// For load tests: many requests, so spans and log lines are not kept.
+    pub async fn start() -> Result<EmbeddedTarget, String> {
+        EmbeddedTarget::start_with(false).await
+    }
+
+    pub fn captured(&self) -> &std::sync::Arc<recordstore::telemetry::Captured> {
+        self.app.captured()
     }
 
     pub fn base_url(&self) -> String {

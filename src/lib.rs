@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod embedded;
 pub mod exit;
+pub mod journey;
 pub mod load;
 mod store_cmd;
 
@@ -35,6 +36,7 @@ pub fn run(cli: cli::Cli) -> u8 {
     runtime.block_on(async {
         match cli.command {
             cli::Command::LoadTest(args) => load::run(args, interrupt).await,
+            cli::Command::Journey(args) => journey::run(args, interrupt).await,
             cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
                 load::merge::run(&files, json.as_deref())

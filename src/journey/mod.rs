@@ -1,0 +1,506 @@
+//! `recordctl journey`: one scripted purchase (or N of them), and with `--trace` the same
+//! purchase as one correlated timeline of spans, log lines and metrics, with a verdict per
+//! pillar.
+
+pub mod steps;
+pub mod telemetry;
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::JourneyArgs;
+use crate::embedded::EmbeddedTarget;
+use crate::exit;
+use crate::load::scenario::parse_duration;
+use steps::{Journey, JourneyResult};
+use telemetry::JourneyTelemetry;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepSummary {
+    pub name: String,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyReport {
+    pub schema_version: u32,
+    pub target: String,
+    pub journeys: Vec<JourneyResult>,
+    pub success_rate: f64,
+    pub steps: Vec<StepSummary>,
+    pub end_to_end_p95_ms: f64,
+    /// With --trace: the first journey's spans, log lines and metrics, and the verdicts.
+    pub telemetry: Option<JourneyTelemetry>,
+    pub verdict: String,
+    pub interrupted: bool,
+}
+
+impl JourneyReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.success_rate < 1.0 || self.telemetry.as_ref().is_some_and(|t| !t.complete()) {
+            exit::CHECKS_FAILED
+        } else {
+            exit::OK
+        }
+    }
+}
+
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() as f64 - 1.0) * q).round() as usize]
+}
+
+pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
+    let wait = match parse_duration(&args.wait) {
+        Ok(wait) => wait,
+        Err(e) => {
+            eprintln!("recordctl: --wait: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.count == 0 || args.concurrency == 0 {
+        eprintln!("recordctl: --count and --concurrency must be at least 1");
+        return exit::USAGE;
+    }
+    if let Some(id) = &args.correlation_id
+        && recordstore::telemetry::CorrelationId::parse(id).is_none()
+    {
+        eprintln!("recordctl: --correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -");
+        return exit::USAGE;
+    }
+    if args.trace && args.target.is_some() {
+        eprintln!(
+            "recordctl: --trace with --target reads the stack's Jaeger, Loki and Prometheus, which this version cannot do yet; \
+             drop --target to follow a journey through the embedded store"
+        );
+        return exit::USAGE;
+    }
+    let embedded = match &args.target {
+        Some(_) => None,
+        None => match EmbeddedTarget::start_with(true).await {
+            Ok(app) => Some(app),
+            Err(e) => {
+                eprintln!("recordctl: cannot start the embedded recordstore: {e}");
+                return exit::UNREACHABLE;
+            }
+        },
+    };
+    let base = args
+        .target
+        .clone()
+        .map(|t| t.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| embedded.as_ref().expect("embedded").base_url());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    if let Err(e) = client.get(format!("{base}/health/live")).send().await {
+        eprintln!(
+            "recordctl: cannot reach the target at {base}: {e} (is it running? drop --target to use the embedded store)"
+        );
+        return exit::UNREACHABLE;
+    }
+    let prefix = args
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| format!("journey-{:08x}", rand::random::<u32>()));
+    let journeys = run_journeys(&client, &base, &prefix, args.count, args.concurrency, wait, &interrupt).await;
+    let telemetry = match (&embedded, args.trace, journeys.first()) {
+        (Some(app), true, Some(first)) => {
+            eprintln!(
+                "recordctl: waiting up to {wait:?} for the telemetry of {}",
+                first.correlation_id
+            );
+            Some(telemetry::collect(app.captured(), &base, first, wait).await)
+        }
+        _ => None,
+    };
+    let report = build_report(
+        if embedded.is_some() {
+            "embedded recordstore"
+        } else {
+            &base
+        },
+        journeys,
+        telemetry,
+        interrupt.is_cancelled(),
+    );
+    let text = render(&report);
+    match args.json.as_deref() {
+        Some("-") => {
+            eprint!("{text}");
+            println!("{}", serde_json::to_string_pretty(&report).expect("serializes"));
+        }
+        Some(path) => {
+            print!("{text}");
+            if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&report).expect("serializes")) {
+                eprintln!("recordctl: cannot write {path}: {e}");
+                return exit::USAGE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    if let Some(app) = embedded {
+        app.stop().await;
+    }
+    report.exit_code()
+}
+
+async fn run_journeys(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    wait: Duration,
+    interrupt: &CancellationToken,
+) -> Vec<JourneyResult> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    let worker = || async {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= count || interrupt.is_cancelled() {
+                return;
+            }
+            let correlation_id = if count == 1 {
+                prefix.to_string()
+            } else {
+                format!("{prefix}-{}", i + 1)
+            };
+            let result = Journey {
+                client,
+                base,
+                correlation_id,
+                wait,
+            }
+            .run()
+            .await;
+            results.lock().unwrap_or_else(|e| e.into_inner()).push((i, result));
+        }
+    };
+    futures_join(concurrency.min(count), worker).await;
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs `n` copies of `make()` concurrently on this task.
+async fn futures_join<F, Fut>(n: usize, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut set = Vec::with_capacity(n);
+    for _ in 0..n {
+        set.push(Box::pin(make()));
+    }
+    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for slot in pending.iter_mut() {
+            if let Some(fut) = slot {
+                if fut.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    all_done = false;
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn build_report(
+    target: &str,
+    journeys: Vec<JourneyResult>,
+    telemetry: Option<JourneyTelemetry>,
+    interrupted: bool,
+) -> JourneyReport {
+    let ok = journeys.iter().filter(|j| j.succeeded()).count();
+    let success_rate = if journeys.is_empty() {
+        0.0
+    } else {
+        ok as f64 / journeys.len() as f64
+    };
+    let mut names: Vec<String> = Vec::new();
+    for j in &journeys {
+        for s in &j.steps {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    let steps = names
+        .into_iter()
+        .map(|name| {
+            let mut times: Vec<f64> = journeys
+                .iter()
+                .flat_map(|j| j.steps.iter().filter(|s| s.name == name).map(|s| s.duration_ms))
+                .collect();
+            StepSummary {
+                p50_ms: percentile(&mut times, 0.5),
+                p95_ms: percentile(&mut times, 0.95),
+                name,
+            }
+        })
+        .collect();
+    let mut e2e: Vec<f64> = journeys.iter().map(|j| j.end_to_end_ms).collect();
+    let missing: Vec<String> = telemetry
+        .iter()
+        .flat_map(|t| {
+            t.pillars
+                .iter()
+                .filter(|p| !p.complete)
+                .map(|p| format!("{}: {}", p.pillar, p.detail))
+        })
+        .collect();
+    let verdict = if interrupted {
+        "INTERRUPTED".to_string()
+    } else if ok < journeys.len() {
+        format!(
+            "FAILED: {} of {} journeys did not complete",
+            journeys.len() - ok,
+            journeys.len()
+        )
+    } else if !missing.is_empty() {
+        format!("INCOMPLETE: {}", missing.join("; "))
+    } else if telemetry.is_some() {
+        "PASSED: the purchase completed and all three pillars are complete".to_string()
+    } else {
+        format!("PASSED: {ok} of {} journeys completed", journeys.len())
+    };
+    JourneyReport {
+        schema_version: SCHEMA_VERSION,
+        target: target.to_string(),
+        end_to_end_p95_ms: percentile(&mut e2e, 0.95),
+        journeys,
+        success_rate,
+        steps,
+        telemetry,
+        verdict,
+        interrupted,
+    }
+}
+
+/// The human report: each journey's steps, the correlated timeline, the verdicts.
+pub fn render(r: &JourneyReport) -> String {
+    let mut out = String::new();
+    for j in r.journeys.iter().take(if r.journeys.len() > 1 { 0 } else { 1 }) {
+        let _ = writeln!(
+            out,
+            "journey {} · trace {} · order {} · {} · {:.1} ms end to end{}",
+            j.correlation_id,
+            j.trace_id,
+            j.order_id.map(|o| o.to_string()).unwrap_or("-".into()),
+            j.outcome,
+            j.end_to_end_ms,
+            j.processing_ms
+                .map(|p| format!(" ({p:.1} ms in the background)"))
+                .unwrap_or_default()
+        );
+        for s in &j.steps {
+            let _ = writeln!(
+                out,
+                "  {:<14} {:<6} {:<18} {:>4} {:>8.2} ms",
+                s.name,
+                s.method,
+                s.path,
+                s.status.map(|v| v.to_string()).unwrap_or("-".into()),
+                s.duration_ms
+            );
+        }
+        if let Some(detail) = &j.detail {
+            let _ = writeln!(out, "  {detail}");
+        }
+    }
+    if r.journeys.len() > 1 {
+        let _ = writeln!(
+            out,
+            "{} journeys · {:.1}% completed · end-to-end p95 {:.1} ms",
+            r.journeys.len(),
+            r.success_rate * 100.0,
+            r.end_to_end_p95_ms
+        );
+        for s in &r.steps {
+            let _ = writeln!(
+                out,
+                "  {:<14} p50 {:>8.2} ms  p95 {:>8.2} ms",
+                s.name, s.p50_ms, s.p95_ms
+            );
+        }
+        for j in r.journeys.iter().filter(|j| !j.succeeded()).take(5) {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                j.correlation_id,
+                j.outcome,
+                j.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if let (Some(t), Some(j)) = (&r.telemetry, r.journeys.first()) {
+        out.push_str(&timeline(j, t));
+        for p in &t.pillars {
+            let _ = writeln!(
+                out,
+                "{} {:<8} {}",
+                if p.complete { "✓" } else { "✗" },
+                p.pillar,
+                p.detail
+            );
+        }
+        if let Some(e) = &t.exemplar {
+            let _ = writeln!(out, "  exemplar: {} = {:.6}s → trace {}", e.series, e.value, e.trace_id);
+        }
+        for m in &t.metrics {
+            let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "  {} {{{}}} {}", m.name, labels.join(","), m.value);
+        }
+    }
+    let _ = writeln!(out, "{}", r.verdict);
+    out
+}
+
+/// Client steps, server spans (as a tree) and log lines, interleaved in time order.
+fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
+    struct Entry {
+        at: u128,
+        depth: usize,
+        text: String,
+    }
+    let mut depth_of: std::collections::HashMap<String, usize> =
+        j.steps.iter().map(|s| (s.client_span_id.clone(), 0)).collect();
+    let mut spans: Vec<_> = t.spans.iter().collect();
+    spans.sort_by_key(|s| s.start_unix_nanos);
+    // Parents start before their children, so one pass in start order finds every depth.
+    for s in &spans {
+        let depth = s
+            .parent_span_id
+            .as_ref()
+            .and_then(|p| depth_of.get(p))
+            .map(|d| d + 1)
+            .unwrap_or(1);
+        depth_of.insert(s.span_id.clone(), depth);
+    }
+    let mut entries: Vec<Entry> = j
+        .steps
+        .iter()
+        .map(|s| Entry {
+            at: s.started_unix_nanos,
+            depth: 0,
+            text: format!(
+                "client {:<20} {} {:<16} {:.2} ms",
+                s.name,
+                s.method,
+                s.status.map(|v| v.to_string()).unwrap_or("-".into()),
+                s.duration_ms
+            ),
+        })
+        .collect();
+    for s in &spans {
+        let status = if s.status == "error" { " ERROR" } else { "" };
+        entries.push(Entry {
+            at: s.start_unix_nanos,
+            depth: depth_of[&s.span_id],
+            text: format!(
+                "{:<18} {:<24} {:.2} ms{status}",
+                s.service,
+                s.name,
+                s.duration().as_secs_f64() * 1000.0
+            ),
+        });
+    }
+    for l in &t.logs {
+        let at = l
+            .get("timestamp")
+            .and_then(|v| v.as_str())
+            .and_then(parse_rfc3339_nanos)
+            .unwrap_or(0);
+        let depth = l
+            .get("span_id")
+            .and_then(|v| v.as_str())
+            .and_then(|id| depth_of.get(id))
+            .map(|d| d + 1)
+            .unwrap_or(1);
+        entries.push(Entry {
+            at,
+            depth,
+            text: format!(
+                "log {:<5} {:<18} {}",
+                l.get("level").and_then(|v| v.as_str()).unwrap_or(""),
+                l.get("service").and_then(|v| v.as_str()).unwrap_or(""),
+                l.get("message").and_then(|v| v.as_str()).unwrap_or("")
+            ),
+        });
+    }
+    entries.sort_by_key(|e| e.at);
+    let first = entries.first().map(|e| e.at).unwrap_or(0);
+    let mut out = String::from("\ntimeline (client steps, spans, log lines):\n");
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{:>+9.1} ms {}{}",
+            (e.at.saturating_sub(first)) as f64 / 1e6,
+            "  ".repeat(e.depth),
+            e.text
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// `2026-11-21T19:30:45.123456Z` → unix nanoseconds (the log lines' own format).
+fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    let frac_nanos: u128 = format!("{frac:0<9}")[..9].parse().ok()?;
+    Some(secs as u128 * 1_000_000_000 + frac_nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_timestamps_parse_back_to_unix_nanos() {
+        assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:01.000002Z"), Some(1_000_002_000));
+        let micros = recordstore::clock::now_micros();
+        let text = recordstore::clock::rfc3339_micros(micros);
+        assert_eq!(parse_rfc3339_nanos(&text), Some(micros as u128 * 1000));
+    }
+
+    #[test]
+    fn percentiles_of_small_samples() {
+        assert_eq!(percentile(&mut [3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(percentile(&mut [], 0.95), 0.0);
+    }
+}

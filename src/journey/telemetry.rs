@@ -1,0 +1,244 @@
+//! The three pillars of one journey from the embedded store: its spans and log lines kept
+//! in memory, and its `/metrics` (OpenMetrics, with exemplars). Waits, polling with backoff,
+//! until the worker's part has arrived or the deadline passes, then judges each pillar.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use recordstore::telemetry::{Captured, CapturedSpan};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::steps::JourneyResult;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricSample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExemplarHit {
+    pub series: String,
+    pub trace_id: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pillar {
+    pub pillar: String,
+    pub complete: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyTelemetry {
+    pub spans: Vec<CapturedSpan>,
+    pub logs: Vec<Map<String, Value>>,
+    pub metrics: Vec<MetricSample>,
+    pub exemplar: Option<ExemplarHit>,
+    pub pillars: Vec<Pillar>,
+}
+
+impl JourneyTelemetry {
+    pub fn complete(&self) -> bool {
+        self.pillars.iter().all(|p| p.complete)
+    }
+}
+
+/// Route templates the journey's requests hit.
+pub const ROUTES: &[&str] = &["/products", "/products/{id}", "/checkout", "/orders/{id}"];
+
+fn worker_span_hangs_off_checkout(spans: &[CapturedSpan]) -> bool {
+    spans.iter().any(|w| {
+        w.service == "recordstore-worker"
+            && w.name == "process order"
+            && spans
+                .iter()
+                .any(|c| c.name == "POST /checkout" && Some(&c.span_id) == w.parent_span_id.as_ref())
+    })
+}
+
+pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, wait: Duration) -> JourneyTelemetry {
+    let deadline = Instant::now() + wait;
+    let mut delay = Duration::from_millis(20);
+    let (spans, logs) = loop {
+        let spans = captured.spans_of_trace(&journey.trace_id);
+        let logs = captured.logs_with_correlation_id(&journey.correlation_id);
+        let worker_logged = logs
+            .iter()
+            .any(|l| l["service"] == "recordstore-worker" && l["message"] == "job finished");
+        if (worker_span_hangs_off_checkout(&spans) && worker_logged) || Instant::now() + delay > deadline {
+            break (spans, logs);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    };
+    let (metrics, exemplar) = scrape(base, &journey.trace_id).await;
+    let pillars = judge(&spans, &logs, &metrics, exemplar.as_ref(), metrics.is_empty());
+    JourneyTelemetry {
+        spans,
+        logs,
+        metrics,
+        exemplar,
+        pillars,
+    }
+}
+
+/// The request counters of the journey's routes, and the latency exemplar carrying its trace id.
+async fn scrape(base: &str, trace_id: &str) -> (Vec<MetricSample>, Option<ExemplarHit>) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await;
+    let Ok(text) = (match response {
+        Ok(r) => r.text().await,
+        Err(e) => Err(e),
+    }) else {
+        return (Vec::new(), None);
+    };
+    let mut metrics = Vec::new();
+    let mut exemplar = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (sample, example) = match line.split_once(" # ") {
+            Some((s, e)) => (s, Some(e)),
+            None => (line, None),
+        };
+        let Some((series, value)) = sample.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = parse_series(series);
+        let on_route = labels.get("route").is_some_and(|r| ROUTES.contains(&r.as_str()));
+        if name == "recordstore_http_requests_total" && on_route {
+            metrics.push(MetricSample {
+                name: name.clone(),
+                labels: labels.clone(),
+                value: value.parse().unwrap_or(0.0),
+            });
+        }
+        if let Some(example) = example
+            && example.contains(&format!("trace_id=\"{trace_id}\""))
+        {
+            let value = example
+                .split('}')
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok());
+            exemplar = Some(ExemplarHit {
+                series: series.to_string(),
+                trace_id: trace_id.to_string(),
+                value: value.unwrap_or(0.0),
+            });
+        }
+    }
+    (metrics, exemplar)
+}
+
+fn parse_series(series: &str) -> (String, BTreeMap<String, String>) {
+    let Some((name, rest)) = series.split_once('{') else {
+        return (series.to_string(), BTreeMap::new());
+    };
+    let labels = rest
+        .trim_end_matches('}')
+        .split("\",")
+        .filter_map(|pair| pair.split_once("=\""))
+        .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+        .collect();
+    (name.to_string(), labels)
+}
+
+fn judge(
+    spans: &[CapturedSpan],
+    logs: &[Map<String, Value>],
+    metrics: &[MetricSample],
+    exemplar: Option<&ExemplarHit>,
+    scrape_failed: bool,
+) -> Vec<Pillar> {
+    let from = |service: &str| spans.iter().filter(|s| s.service == service).count();
+    let (api, worker) = (from("recordstore-api"), from("recordstore-worker"));
+    let traces = if api == 0 {
+        Pillar {
+            pillar: "traces".into(),
+            complete: false,
+            detail: "no spans from recordstore-api: is the app exporting to OTEL_EXPORTER_OTLP_ENDPOINT?".into(),
+        }
+    } else if worker == 0 {
+        Pillar {
+            pillar: "traces".into(),
+            complete: false,
+            detail: format!(
+                "{api} spans from recordstore-api but none from recordstore-worker: is the worker running and exporting to OTEL_EXPORTER_OTLP_ENDPOINT?"
+            ),
+        }
+    } else if !worker_span_hangs_off_checkout(spans) {
+        Pillar {
+            pillar: "traces".into(),
+            complete: false,
+            detail: "the worker's span does not hang off the checkout span: is the trace context stored with the job?"
+                .into(),
+        }
+    } else {
+        Pillar {
+            pillar: "traces".into(),
+            complete: true,
+            detail: format!(
+                "{} spans: {api} from recordstore-api, {worker} from recordstore-worker; the worker's span hangs off the checkout",
+                spans.len()
+            ),
+        }
+    };
+    let log_from = |service: &str| logs.iter().filter(|l| l["service"] == service).count();
+    let (api_lines, worker_lines) = (log_from("recordstore-api"), log_from("recordstore-worker"));
+    let logs_pillar = Pillar {
+        pillar: "logs".into(),
+        complete: api_lines > 0 && worker_lines > 0,
+        detail: match (api_lines, worker_lines) {
+            (0, _) => "no log lines with this correlation id from recordstore-api".into(),
+            (_, 0) => format!(
+                "{api_lines} lines from recordstore-api but none from recordstore-worker: is the worker running?"
+            ),
+            _ => format!(
+                "{} lines: {api_lines} from recordstore-api, {worker_lines} from recordstore-worker",
+                logs.len()
+            ),
+        },
+    };
+    let seen: Vec<&str> = ROUTES
+        .iter()
+        .copied()
+        .filter(|r| {
+            metrics
+                .iter()
+                .any(|m| m.labels.get("route").map(String::as_str) == Some(*r))
+        })
+        .collect();
+    let metrics_pillar = if scrape_failed {
+        Pillar {
+            pillar: "metrics".into(),
+            complete: false,
+            detail: "could not read /metrics from the target".into(),
+        }
+    } else {
+        let missing: Vec<&str> = ROUTES.iter().copied().filter(|r| !seen.contains(r)).collect();
+        Pillar {
+            pillar: "metrics".into(),
+            complete: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!(
+                    "request counters for {} routes; {}",
+                    seen.len(),
+                    if exemplar.is_some() {
+                        "the latency histogram holds this journey's exemplar"
+                    } else {
+                        "no exemplar with this trace id (a later request may have replaced it)"
+                    }
+                )
+            } else {
+                format!("no request counter for {}", missing.join(", "))
+            },
+        }
+    };
+    vec![traces, logs_pillar, metrics_pillar]
+}

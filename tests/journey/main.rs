@@ -1,0 +1,166 @@
+//! `recordctl journey`: one purchase followed through spans, log lines and metrics.
+
+use std::time::Duration;
+
+use recordctl::journey::JourneyReport;
+use recordctl::journey::steps::Journey;
+use recordstore::{Application, Config, Role};
+
+async fn journey(args: &[&str]) -> (i32, Option<JourneyReport>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .arg("journey")
+        .args(args)
+        .args(["--json", "-"])
+        .output()
+        .await
+        .expect("run recordctl");
+    let report = serde_json::from_slice(&out.stdout).ok();
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_trace_on_the_embedded_store_finds_all_three_pillars() {
+    let (code, report, stderr) = journey(&["--trace", "--correlation-id", "it-journey-1"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let report = report.expect("a JSON report");
+    let j = &report.journeys[0];
+    assert_eq!(j.correlation_id, "it-journey-1");
+    assert_eq!(j.outcome, "completed");
+    assert!(j.processing_ms.is_some());
+    let names: Vec<&str> = j.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(&names[..3], ["list products", "view product", "checkout"]);
+    assert!(names[3..].iter().all(|n| *n == "poll order"));
+    let t = report.telemetry.expect("telemetry with --trace");
+    assert!(t.pillars.iter().all(|p| p.complete), "{:?}", t.pillars);
+    // Header injection: the app saw exactly the ids recordctl chose.
+    assert!(t.spans.iter().all(|s| s.trace_id == j.trace_id));
+    for step in &j.steps {
+        let server = t
+            .spans
+            .iter()
+            .find(|s| s.parent_span_id.as_deref() == Some(step.client_span_id.as_str()));
+        let server = server.unwrap_or_else(|| panic!("no server span under the client span of {}", step.name));
+        assert_eq!(server.kind, "server");
+        assert_eq!(server.attribute_str("correlation_id"), Some("it-journey-1"));
+    }
+    assert!(
+        t.logs
+            .iter()
+            .all(|l| l["correlation_id"] == "it-journey-1" && l["trace_id"] == j.trace_id.as_str())
+    );
+    assert_eq!(
+        t.exemplar.as_ref().map(|e| e.trace_id.as_str()),
+        Some(j.trace_id.as_str())
+    );
+    assert!(report.verdict.starts_with("PASSED"), "{}", report.verdict);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_journeys_are_summarised_and_each_keeps_its_own_id() {
+    let (code, report, stderr) = journey(&["--count", "6", "--concurrency", "3", "--correlation-id", "batch"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let report = report.unwrap();
+    assert_eq!(report.journeys.len(), 6);
+    assert_eq!(report.success_rate, 1.0);
+    let ids: std::collections::BTreeSet<_> = report.journeys.iter().map(|j| j.correlation_id.clone()).collect();
+    assert_eq!(ids.len(), 6);
+    assert!(ids.contains("batch-1") && ids.contains("batch-6"));
+    let traces: std::collections::BTreeSet<_> = report.journeys.iter().map(|j| j.trace_id.clone()).collect();
+    assert_eq!(traces.len(), 6, "one trace per journey");
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.name == "checkout" && s.p95_ms >= s.p50_ms)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_without_a_worker_reports_the_missing_worker_spans() {
+    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = Application::build(config, Role::Api, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let client = reqwest::Client::new();
+    let base = app.base_url();
+    let result = Journey {
+        client: &client,
+        base: &base,
+        correlation_id: "no-worker-1".into(),
+        wait: Duration::from_millis(600),
+    }
+    .run()
+    .await;
+    assert_eq!(result.outcome, "timeout");
+    assert!(
+        result.detail.as_deref().unwrap().contains("is the worker running?"),
+        "{result:?}"
+    );
+    let t = recordctl::journey::telemetry::collect(app.captured(), &base, &result, Duration::from_millis(300)).await;
+    let traces = t.pillars.iter().find(|p| p.pillar == "traces").unwrap();
+    assert!(!traces.complete);
+    assert!(
+        traces
+            .detail
+            .contains("none from recordstore-worker: is the worker running"),
+        "{}",
+        traces.detail
+    );
+    let logs = t.pillars.iter().find(|p| p.pillar == "logs").unwrap();
+    assert!(
+        !logs.complete && logs.detail.contains("none from recordstore-worker"),
+        "{}",
+        logs.detail
+    );
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_store_receives_the_ids_recordctl_reports() {
+    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let (code, report, stderr) = journey(&["--target", &app.base_url(), "--correlation-id", "remote-1"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let j = &report.unwrap().journeys[0];
+    let lines = app.captured().logs_with_correlation_id("remote-1");
+    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request completed").collect();
+    assert_eq!(requests.len(), j.steps.len(), "one request log line per step");
+    assert!(requests.iter().all(|l| l["trace_id"] == j.trace_id.as_str()));
+    let order = app.store().get_order(j.order_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(order.correlation_id, "remote-1");
+    assert_eq!(order.trace_id.as_deref(), Some(j.trace_id.as_str()));
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_flags_and_unsupported_combinations_exit_2() {
+    let (code, _, stderr) = journey(&["--correlation-id", "has space"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--correlation-id"));
+    let (code, _, stderr) = journey(&["--trace", "--target", "http://127.0.0.1:9"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("drop --target"), "{stderr}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, stderr) = journey(&["--target", &format!("http://127.0.0.1:{port}")]).await;
+    assert_eq!(code, 3, "{stderr}");
+}
