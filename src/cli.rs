@@ -21,7 +21,7 @@ pub enum Command {
     /// Drive load at a target: a scenario in a closed model (users) or an open model (a fixed
     /// arrival rate), or raw throughput against one URL (--connections).
     #[command(after_help = LOAD_TEST_EXAMPLES)]
-    LoadTest(LoadTestArgs),
+    LoadTest(Box<LoadTestArgs>),
     /// Run one scripted purchase (browse → product → checkout → poll the order) and, with
     /// --trace, show it as one timeline of spans, log lines and metrics.
     #[command(after_help = JOURNEY_EXAMPLES)]

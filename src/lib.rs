@@ -35,7 +35,7 @@ pub fn run(cli: cli::Cli) -> u8 {
     };
     runtime.block_on(async {
         match cli.command {
-            cli::Command::LoadTest(args) => load::run(args, interrupt).await,
+            cli::Command::LoadTest(args) => load::run(*args, interrupt).await,
             cli::Command::Journey(args) => journey::run(args, interrupt).await,
             cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {

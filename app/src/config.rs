@@ -98,11 +98,13 @@ impl Config {
             "0.0.0.0:8000",
             "an address like 0.0.0.0:8000",
         )?;
-        let mut worker = WorkerConfig::default();
-        worker.concurrency = parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "8", "a number of jobs, e.g. 4")?;
-        worker.lease = Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?);
-        worker.poll_interval = Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?);
-        worker.max_attempts = parse(&get, "RECORDSTORE_JOB_MAX_ATTEMPTS", "5", "a number of attempts")?;
+        let worker = WorkerConfig {
+            concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "8", "a number of jobs, e.g. 4")?,
+            lease: Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?),
+            poll_interval: Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?),
+            max_attempts: parse(&get, "RECORDSTORE_JOB_MAX_ATTEMPTS", "5", "a number of attempts")?,
+            ..WorkerConfig::default()
+        };
         if worker.concurrency == 0 || worker.max_attempts < 1 {
             return Err(ConfigError::new(
                 "RECORDSTORE_WORKER_CONCURRENCY/RECORDSTORE_JOB_MAX_ATTEMPTS",

@@ -347,7 +347,7 @@ impl Live {
         }
         // Every 16th latency feeds the live p99: enough for a progress bar, and the lock is
         // not taken on the hot path of every request.
-        if n % 16 == 0
+        if n.is_multiple_of(16)
             && let Ok(mut window) = self.window.try_lock()
         {
             window.saturating_record(us(latency));

@@ -59,8 +59,7 @@ impl LogSink {
             .name("recordstore-log-writer".into())
             .spawn(move || {
                 let mut spare = Vec::with_capacity(64 << 10);
-                loop {
-                    let Some(buffer) = weak.upgrade() else { break };
+                while let Some(buffer) = weak.upgrade() {
                     std::mem::swap(
                         &mut *buffer.pending.lock().unwrap_or_else(|e| e.into_inner()),
                         &mut spare,

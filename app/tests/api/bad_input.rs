@@ -11,7 +11,9 @@ async fn bad_input_gets_a_json_4xx_never_a_500(db: Db) {
     let t = spawn_app(db, Role::Api).await;
     let scarce = t.create_product("Only One Left", 1).await;
     let json = "application/json";
-    let cases: Vec<(&str, &str, &str, Option<&str>, String, u16)> = vec![
+    // (what, method, path, content type, body, expected status)
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, String, u16);
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             "POST",
