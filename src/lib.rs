@@ -1,6 +1,7 @@
 //! recordctl: a toolkit that drives traffic at recordstore (or any HTTP target), breaks it
 //! on purpose, and proves from metrics, logs and traces what happened.
 
+pub mod backends;
 pub mod cli;
 pub mod embedded;
 pub mod exit;

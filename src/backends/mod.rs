@@ -1,0 +1,82 @@
+//! Clients of the stack's backends. They know nothing of clap: each takes a base URL and
+//! answers data or a [`BackendError`] that names the URL and what to do.
+
+pub mod jaeger;
+pub mod loki;
+
+use std::time::Duration;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot reach {backend} at {url}: {reason} (is the stack up? run docker compose up -d)")]
+    Unreachable {
+        backend: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("{backend} at {url} answered {status}: {body}")]
+    Api {
+        backend: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{backend} at {url} answered something unexpected: {reason}")]
+    Decode {
+        backend: &'static str,
+        url: String,
+        reason: String,
+    },
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(DEFAULT_TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
+/// Sends a GET and returns the status, content type and body, or `Unreachable`.
+pub(crate) async fn get(
+    client: &reqwest::Client,
+    backend: &'static str,
+    url: &str,
+    query: &[(&str, String)],
+) -> Result<(u16, String, String), BackendError> {
+    let response = client
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .map_err(|e| BackendError::Unreachable {
+            backend,
+            url: url.to_string(),
+            reason: error_chain(&e),
+        })?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = response.text().await.map_err(|e| BackendError::Unreachable {
+        backend,
+        url: url.to_string(),
+        reason: error_chain(&e),
+    })?;
+    Ok((status, content_type, body))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,232 @@
+//! The Jaeger and Loki clients against fixture servers fed by the app's real output.
+
+mod fixtures;
+
+use std::time::{Duration, Instant};
+
+use recordctl::backends::BackendError;
+use recordctl::backends::jaeger::{JaegerClient, flatten};
+use recordctl::backends::loki::{Direction, LokiClient};
+use recordstore::{Application, Config, Role, RunningApp};
+use serde_json::json;
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// The store, exporting its spans to `otlp`, after one checkout with the given ids has
+/// completed; returns the app and the order id.
+async fn app_after_checkout(
+    otlp: Option<String>,
+    correlation_id: &str,
+    traceparent: &str,
+) -> (RunningApp, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("recordctl-backends-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    config.telemetry.otlp_endpoint = otlp;
+    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let client = reqwest::Client::new();
+    let accepted: serde_json::Value = client
+        .post(format!("{}/checkout", app.base_url()))
+        .header("x-correlation-id", correlation_id)
+        .header("traceparent", traceparent)
+        .json(&json!({ "product_id": 1, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = accepted["order_id"].as_i64().unwrap();
+    let base = app.base_url();
+    eventually("the order to complete", || async {
+        let o: serde_json::Value = client
+            .get(format!("{base}/orders/{order}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (o["status"] == "completed").then_some(())
+    })
+    .await;
+    (app, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_client_reads_the_apps_exported_trace_with_a_16_character_id() {
+    let (fixture, url) = fixtures::JaegerFixture::start().await;
+    // A trace id whose high half is zero: Jaeger shows it as 16 hex characters.
+    let trace = "00000000000000009f3c2b1a0e4d5c6b";
+    let (app, dir) = app_after_checkout(
+        Some(url.clone()),
+        "jaeger-it-1",
+        &format!("00-{trace}-00f067aa0ba902b7-01"),
+    )
+    .await;
+    let jaeger = JaegerClient::new(&url);
+    let spans = eventually("the worker's span in Jaeger", || async {
+        app.telemetry().flush();
+        let raw = jaeger.trace(trace).await.unwrap()?;
+        let spans = flatten(&raw);
+        spans.iter().any(|s| s.service == "recordstore-worker").then_some(spans)
+    })
+    .await;
+    assert!(fixture.span_count() >= spans.len());
+    assert!(
+        spans.iter().all(|s| s.trace_id == trace),
+        "ids normalised to 32 characters"
+    );
+    let checkout = spans
+        .iter()
+        .find(|s| s.operation == "POST /checkout")
+        .expect("the checkout span");
+    assert_eq!(checkout.service, "recordstore-api");
+    assert_eq!(checkout.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(checkout.tags["correlation_id"], "jaeger-it-1");
+    assert_eq!(
+        checkout.tags["http.response.status_code"], 202,
+        "int64 tags stay numbers"
+    );
+    let worker = spans.iter().find(|s| s.operation == "process order").unwrap();
+    assert_eq!(worker.service, "recordstore-worker");
+    assert_eq!(worker.parent_span_id.as_deref(), Some(checkout.span_id.as_str()));
+    assert!(
+        jaeger
+            .trace("1234567890abcdef1234567890abcdef")
+            .await
+            .unwrap()
+            .is_none(),
+        "an unknown trace is None, not an error"
+    );
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_client_finds_the_apps_real_log_lines_by_correlation_id() {
+    let (_fixture, url) = fixtures::LokiFixture::start().await;
+    let (app, dir) = app_after_checkout(
+        None,
+        "loki-it-1",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .await;
+    let lines = eventually("the worker's last log line", || async {
+        let lines = app.captured().logs_with_correlation_id("loki-it-1");
+        lines.iter().any(|l| l["message"] == "job finished").then_some(lines)
+    })
+    .await;
+    // Push them as a log shipper would: one stream per service, nanosecond string timestamps.
+    let mut values: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for (i, line) in lines.iter().enumerate() {
+        let service = line["service"].as_str().unwrap().to_string();
+        values.entry(service).or_default().push((
+            (1_795_000_000_000_000_000u128 + i as u128).to_string(),
+            serde_json::Value::Object(line.clone()).to_string(),
+        ));
+    }
+    let streams: Vec<_> = values
+        .into_iter()
+        .map(|(service, values)| json!({ "stream": { "service": service }, "values": values }))
+        .collect();
+    let pushed = reqwest::Client::new()
+        .post(format!("{url}/loki/api/v1/push"))
+        .json(&json!({ "streams": streams }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 204);
+
+    let loki = LokiClient::new(&url);
+    let found = loki
+        .lines_with_correlation_id("loki-it-1", 0, u128::MAX, 1000, Direction::Forward)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), lines.len());
+    assert!(
+        found.windows(2).all(|w| w[0].timestamp_ns <= w[1].timestamp_ns),
+        "oldest first"
+    );
+    let fields = found[0].fields.as_ref().expect("JSON lines are parsed");
+    assert_eq!(fields["correlation_id"], "loki-it-1");
+    assert!(found.iter().any(|l| l.labels["service"] == "recordstore-worker"));
+    let backward = loki
+        .lines_with_correlation_id("loki-it-1", 0, u128::MAX, 1000, Direction::Backward)
+        .await
+        .unwrap();
+    assert_eq!(backward.first(), found.last());
+    assert!(
+        loki.lines_with_correlation_id("nobody", 0, u128::MAX, 10, Direction::Forward)
+            .await
+            .unwrap()
+            .is_empty(),
+        "empty result"
+    );
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_errors_arrive_as_plain_text_and_are_shown_as_such() {
+    let (_fixture, url) = fixtures::LokiFixture::start().await;
+    let broken = LokiClient::new(&url).with_selector("{service=~");
+    match broken
+        .lines_with_correlation_id("x", 0, 1, 10, Direction::Forward)
+        .await
+    {
+        Err(BackendError::Api { status: 400, body, .. }) => assert!(body.starts_with("parse error"), "{body}"),
+        other => panic!("expected a 400 parse error, got {other:?}"),
+    }
+    let slow = LokiClient::new(&url).with_selector(r#"{timeout="1"}"#);
+    let err = slow
+        .lines_with_correlation_id("x", 0, 1, 10, Direction::Forward)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Api { status: 504, .. }), "{err:?}");
+    assert!(err.to_string().contains("context deadline exceeded"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_backends_name_the_url_and_the_fix() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let err = JaegerClient::new(&url).trace("ab").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot reach Jaeger at {url}/api/traces/")),
+        "{text}"
+    );
+    assert!(text.contains("docker compose up -d"), "{text}");
+    let err = LokiClient::new(&url)
+        .lines_with_correlation_id("x", 0, 1, 1, Direction::Forward)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::Unreachable { backend: "Loki", .. }),
+        "{err:?}"
+    );
+}
