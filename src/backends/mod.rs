@@ -3,6 +3,7 @@
 
 pub mod jaeger;
 pub mod loki;
+pub mod prometheus;
 
 use std::time::Duration;
 

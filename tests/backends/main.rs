@@ -230,3 +230,102 @@ async fn unreachable_backends_name_the_url_and_the_fix() {
         "{err:?}"
     );
 }
+
+/// The real Prometheus (Debian's package) on a free port, scraping `target` every second
+/// with exemplar storage on; killed on drop.
+struct RealPrometheus {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl RealPrometheus {
+    fn start(target: &str) -> Option<RealPrometheus> {
+        if !std::path::Path::new("/usr/bin/prometheus").exists() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("prometheus is required in CI (apt-get install prometheus)");
+            }
+            eprintln!("SKIPPED: real Prometheus test (apt-get install prometheus)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("recordctl-prom-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: recordstore\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        Some(RealPrometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        })
+    }
+}
+
+impl Drop for RealPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_has_the_checkouts_counter_and_its_exemplar() {
+    let trace = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let (app, dir) = app_after_checkout(None, "prom-it-1", &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let Some(prometheus) = RealPrometheus::start(&app.addr().to_string()) else {
+        return;
+    };
+    let client = recordctl::backends::prometheus::PrometheusClient::new(&prometheus.url).unwrap();
+    let samples = eventually("Prometheus to scrape the checkout counter", || async {
+        let s = client
+            .instant(r#"recordstore_http_requests_total{route="/checkout"}"#)
+            .await
+            .ok()?;
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(samples[0].labels["status"], "202");
+    assert_eq!(samples[0].value, 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let exemplar = eventually("the checkout's exemplar", || async {
+        let all = client
+            .exemplars(
+                r#"recordstore_http_request_duration_seconds_bucket{route="/checkout"}"#,
+                now - 600.0,
+                now + 600.0,
+            )
+            .await
+            .ok()?;
+        all.into_iter()
+            .find(|e| e.labels.get("trace_id").map(String::as_str) == Some(trace))
+    })
+    .await;
+    assert_eq!(exemplar.series["route"], "/checkout");
+    assert!(exemplar.value > 0.0);
+    let bad = client.instant("sum(").await.unwrap_err();
+    assert!(
+        matches!(bad, BackendError::Api { .. }),
+        "a PromQL error is Prometheus's answer: {bad:?}"
+    );
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,150 @@
+//! Prometheus: instant queries through prometheus-http-query, and a raw call for
+//! `/api/v1/query_exemplars`, which that crate does not cover.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{BackendError, get, http_client};
+
+const BACKEND: &str = "Prometheus";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Exemplar {
+    pub series: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    pub timestamp: f64,
+}
+
+pub struct PrometheusClient {
+    base: String,
+    client: prometheus_http_query::Client,
+    http: reqwest::Client,
+}
+
+fn map_error(base: &str, e: prometheus_http_query::Error) -> BackendError {
+    match e {
+        prometheus_http_query::Error::Prometheus(p) => BackendError::Api {
+            backend: BACKEND,
+            url: base.to_string(),
+            status: 400,
+            body: p.to_string(),
+        },
+        other => {
+            let text = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            let mut chain = text.clone();
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            if chain.contains("error sending request") || chain.contains("onnect") {
+                BackendError::Unreachable {
+                    backend: BACKEND,
+                    url: base.to_string(),
+                    reason: chain,
+                }
+            } else {
+                BackendError::Decode {
+                    backend: BACKEND,
+                    url: base.to_string(),
+                    reason: chain,
+                }
+            }
+        }
+    }
+}
+
+impl PrometheusClient {
+    pub fn new(base: &str) -> Result<PrometheusClient, BackendError> {
+        let base = base.trim_end_matches('/').to_string();
+        let http = http_client();
+        let client = prometheus_http_query::Client::from(http.clone(), &base).map_err(|e| BackendError::Decode {
+            backend: BACKEND,
+            url: base.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(PrometheusClient { base, client, http })
+    }
+
+    /// An instant query; a vector result as labelled samples.
+    pub async fn instant(&self, promql: &str) -> Result<Vec<Sample>, BackendError> {
+        let result = self
+            .client
+            .query(promql)
+            .get()
+            .await
+            .map_err(|e| map_error(&self.base, e))?;
+        match result.data() {
+            prometheus_http_query::response::Data::Vector(vector) => Ok(vector
+                .iter()
+                .map(|v| Sample {
+                    labels: v.metric().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    value: v.sample().value(),
+                })
+                .collect()),
+            prometheus_http_query::response::Data::Scalar(s) => Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                value: s.value(),
+            }]),
+            prometheus_http_query::response::Data::Matrix(_) => Err(BackendError::Decode {
+                backend: BACKEND,
+                url: self.base.clone(),
+                reason: format!("{promql} gave a range vector; expected an instant vector"),
+            }),
+        }
+    }
+
+    /// Exemplars of `query` between two unix times (seconds).
+    pub async fn exemplars(&self, query: &str, start: f64, end: f64) -> Result<Vec<Exemplar>, BackendError> {
+        let url = format!("{}/api/v1/query_exemplars", self.base);
+        let params = [
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+        ];
+        let (status, _ct, body) = get(&self.http, BACKEND, &url, &params).await?;
+        let doc: Value = serde_json::from_str(&body).map_err(|e| BackendError::Decode {
+            backend: BACKEND,
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        if status != 200 || doc["status"] != "success" {
+            let error = doc["error"].as_str().unwrap_or(body.trim()).to_string();
+            return Err(BackendError::Api {
+                backend: BACKEND,
+                url,
+                status,
+                body: error,
+            });
+        }
+        let labels = |v: &Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for series in doc["data"].as_array().into_iter().flatten() {
+            for e in series["exemplars"].as_array().into_iter().flatten() {
+                out.push(Exemplar {
+                    series: labels(&series["seriesLabels"]),
+                    labels: labels(&e["labels"]),
+                    value: e["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                    timestamp: e["timestamp"].as_f64().unwrap_or(0.0),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
