@@ -140,7 +140,9 @@ pub enum ReportCommand {
 }
 
 const JOURNEY_EXAMPLES: &str = "Without --target the embedded recordstore is started; its spans, log lines and
-metrics are read in memory, so --trace works with nothing else running.
+metrics are read in memory, so --trace works with nothing else running. With --target,
+--trace reads Jaeger, Loki and Prometheus (--jaeger, --loki, --prometheus, or the
+RECORDCTL_*_URL variables; default the compose ports).
 Exit codes: 0 every journey completed (and, with --trace, every pillar was found); 1 a journey
 failed or a pillar is missing; 2 bad flag; 3 target unreachable; 130 interrupted.
 
@@ -148,7 +150,7 @@ Examples:
   recordctl journey --trace
   recordctl journey --correlation-id my-test-1 --json -
   recordctl journey --count 20 --concurrency 4
-  recordctl journey --target http://localhost:8000";
+  recordctl journey --target http://localhost:8000 --trace        # traces from Jaeger, logs from Loki, metrics from Prometheus";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct JourneyArgs {
@@ -173,4 +175,28 @@ pub struct JourneyArgs {
     /// Write the report as JSON to FILE, or - for stdout.
     #[arg(long, value_name = "FILE")]
     pub json: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// Where the stack's backends answer (the compose ports by default).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// Prometheus base URL.
+    #[arg(
+        long = "prometheus",
+        env = "RECORDCTL_PROMETHEUS_URL",
+        default_value = "http://localhost:9090"
+    )]
+    pub prometheus: String,
+    /// Loki base URL.
+    #[arg(long = "loki", env = "RECORDCTL_LOKI_URL", default_value = "http://localhost:3100")]
+    pub loki: String,
+    /// Jaeger query base URL.
+    #[arg(
+        long = "jaeger",
+        env = "RECORDCTL_JAEGER_URL",
+        default_value = "http://localhost:16686"
+    )]
+    pub jaeger: String,
 }

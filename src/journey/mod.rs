@@ -79,13 +79,20 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         eprintln!("recordctl: --correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -");
         return exit::USAGE;
     }
-    if args.trace && args.target.is_some() {
-        eprintln!(
-            "recordctl: --trace with --target reads the stack's Jaeger, Loki and Prometheus, which this version cannot do yet; \
-             drop --target to follow a journey through the embedded store"
-        );
-        return exit::USAGE;
-    }
+    let stack = match (&args.target, args.trace) {
+        (Some(_), true) => match crate::backends::prometheus::PrometheusClient::new(&args.stack.prometheus) {
+            Ok(prometheus) => Some(telemetry::Stack {
+                jaeger: crate::backends::jaeger::JaegerClient::new(&args.stack.jaeger),
+                loki: crate::backends::loki::LokiClient::new(&args.stack.loki),
+                prometheus,
+            }),
+            Err(e) => {
+                eprintln!("recordctl: --prometheus: {e}");
+                return exit::USAGE;
+            }
+        },
+        _ => None,
+    };
     let embedded = match &args.target {
         Some(_) => None,
         None => match EmbeddedTarget::start_with(true).await {
@@ -116,13 +123,20 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         .clone()
         .unwrap_or_else(|| format!("journey-{:08x}", rand::random::<u32>()));
     let journeys = run_journeys(&client, &base, &prefix, args.count, args.concurrency, wait, &interrupt).await;
-    let telemetry = match (&embedded, args.trace, journeys.first()) {
-        (Some(app), true, Some(first)) => {
+    let telemetry = match (&embedded, &stack, args.trace, journeys.first()) {
+        (Some(app), _, true, Some(first)) => {
             eprintln!(
                 "recordctl: waiting up to {wait:?} for the telemetry of {}",
                 first.correlation_id
             );
             Some(telemetry::collect(app.captured(), &base, first, wait).await)
+        }
+        (None, Some(stack), true, Some(first)) => {
+            eprintln!(
+                "recordctl: waiting up to {wait:?} for {} in Jaeger, Loki and Prometheus",
+                first.correlation_id
+            );
+            Some(telemetry::collect_from_stack(stack, first, wait).await)
         }
         _ => None,
     };

@@ -86,6 +86,172 @@ pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, w
     }
 }
 
+/// The stack's backends, for a journey against a deployed store.
+pub struct Stack {
+    pub jaeger: crate::backends::jaeger::JaegerClient,
+    pub loki: crate::backends::loki::LokiClient,
+    pub prometheus: crate::backends::prometheus::PrometheusClient,
+}
+
+fn from_jaeger(s: &crate::backends::jaeger::TraceSpan) -> CapturedSpan {
+    CapturedSpan {
+        trace_id: s.trace_id.clone(),
+        span_id: s.span_id.clone(),
+        parent_span_id: s.parent_span_id.clone(),
+        name: s.operation.clone(),
+        service: s.service.clone(),
+        kind: s
+            .tags
+            .get("span.kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or("internal")
+            .to_string(),
+        start_unix_nanos: u128::from(s.start_us) * 1000,
+        end_unix_nanos: u128::from(s.start_us + s.duration_us) * 1000,
+        status: if s.error { "error".into() } else { "unset".into() },
+        status_message: None,
+        attributes: s.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+/// One look at the three backends; an unreachable backend becomes that pillar's detail.
+async fn look(
+    stack: &Stack,
+    journey: &JourneyResult,
+    start_ns: u128,
+) -> (
+    Vec<CapturedSpan>,
+    Vec<Map<String, Value>>,
+    Vec<MetricSample>,
+    Option<ExemplarHit>,
+    Vec<(String, String)>,
+) {
+    let mut problems = Vec::new();
+    let spans = match stack.jaeger.trace(&journey.trace_id).await {
+        Ok(Some(trace)) => crate::backends::jaeger::flatten(&trace)
+            .iter()
+            .map(from_jaeger)
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            problems.push(("traces".to_string(), e.to_string()));
+            Vec::new()
+        }
+    };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let logs = match stack
+        .loki
+        .lines_with_correlation_id(
+            &journey.correlation_id,
+            start_ns,
+            now_ns + 60_000_000_000,
+            1000,
+            crate::backends::loki::Direction::Forward,
+        )
+        .await
+    {
+        Ok(lines) => lines
+            .into_iter()
+            .map(|l| {
+                l.fields
+                    .unwrap_or_else(|| Map::from_iter([("message".to_string(), Value::String(l.line))]))
+            })
+            .collect(),
+        Err(e) => {
+            problems.push(("logs".to_string(), e.to_string()));
+            Vec::new()
+        }
+    };
+    let mut metrics = Vec::new();
+    for route in ROUTES {
+        match stack
+            .prometheus
+            .instant(&format!("recordstore_http_requests_total{{route=\"{route}\"}}"))
+            .await
+        {
+            Ok(samples) => metrics.extend(samples.into_iter().map(|s| MetricSample {
+                name: "recordstore_http_requests_total".into(),
+                labels: s.labels.into_iter().filter(|(k, _)| k != "__name__").collect(),
+                value: s.value,
+            })),
+            Err(e) => {
+                problems.push(("metrics".to_string(), e.to_string()));
+                break;
+            }
+        }
+    }
+    let (from, to) = (
+        (start_ns / 1_000_000_000) as f64 - 60.0,
+        (now_ns / 1_000_000_000) as f64 + 60.0,
+    );
+    let exemplar = stack
+        .prometheus
+        .exemplars("recordstore_http_request_duration_seconds_bucket", from, to)
+        .await
+        .ok()
+        .and_then(|all| {
+            all.into_iter()
+                .find(|e| e.labels.get("trace_id") == Some(&journey.trace_id))
+        })
+        .map(|e| ExemplarHit {
+            series: e
+                .series
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            trace_id: journey.trace_id.clone(),
+            value: e.value,
+        });
+    (spans, logs, metrics, exemplar, problems)
+}
+
+/// The journey's telemetry from Jaeger, Loki and Prometheus, polled with backoff until the
+/// worker's part has arrived everywhere or `wait` runs out.
+pub async fn collect_from_stack(stack: &Stack, journey: &JourneyResult, wait: Duration) -> JourneyTelemetry {
+    let start_ns = journey
+        .steps
+        .first()
+        .map(|s| s.started_unix_nanos)
+        .unwrap_or(0)
+        .saturating_sub(60_000_000_000);
+    let deadline = Instant::now() + wait;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let (spans, logs, metrics, exemplar, problems) = look(stack, journey, start_ns).await;
+        let worker_logged = logs
+            .iter()
+            .any(|l| l.get("service").and_then(|v| v.as_str()) == Some("recordstore-worker"));
+        let counted = ROUTES.iter().all(|r| {
+            metrics
+                .iter()
+                .any(|m| m.labels.get("route").map(String::as_str) == Some(*r))
+        });
+        let done = worker_span_hangs_off_checkout(&spans) && worker_logged && counted && exemplar.is_some();
+        if done || !problems.is_empty() || Instant::now() + delay > deadline {
+            let mut pillars = judge(&spans, &logs, &metrics, exemplar.as_ref(), false);
+            for (pillar, problem) in problems {
+                if let Some(p) = pillars.iter_mut().find(|p| p.pillar == pillar) {
+                    p.complete = false;
+                    p.detail = problem;
+                }
+            }
+            return JourneyTelemetry {
+                spans,
+                logs,
+                metrics,
+                exemplar,
+                pillars,
+            };
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// The request counters of the journey's routes, and the latency exemplar carrying its trace id.
 async fn scrape(base: &str, trace_id: &str) -> (Vec<MetricSample>, Option<ExemplarHit>) {
     let response = reqwest::Client::new()

@@ -329,3 +329,120 @@ async fn a_real_prometheus_has_the_checkouts_counter_and_its_exemplar() {
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Pushes the app's new log lines to Loki every 100 ms, as a log shipper would.
+fn ship_logs(app: &RunningApp, loki: String) -> tokio::task::JoinHandle<()> {
+    let captured = app.captured().clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut shipped = 0;
+        loop {
+            let lines = captured.logs();
+            if lines.len() > shipped {
+                let values: Vec<_> = lines[shipped..]
+                    .iter()
+                    .map(|l| {
+                        let service = l["service"].as_str().unwrap_or("").to_string();
+                        let ts = recordstore::clock::now_micros() as u128 * 1000;
+                        (
+                            service,
+                            ts.to_string(),
+                            serde_json::Value::Object(l.clone()).to_string(),
+                        )
+                    })
+                    .collect();
+                let streams: Vec<_> = values
+                    .into_iter()
+                    .map(|(service, ts, line)| json!({ "stream": { "service": service }, "values": [[ts, line]] }))
+                    .collect();
+                if client
+                    .post(format!("{loki}/loki/api/v1/push"))
+                    .json(&json!({ "streams": streams }))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    shipped = lines.len();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus() {
+    let (_jaeger, jaeger_url) = fixtures::JaegerFixture::start().await;
+    let (_loki, loki_url) = fixtures::LokiFixture::start().await;
+    let dir = std::env::temp_dir().join(format!("recordctl-stack-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    config.telemetry.otlp_endpoint = Some(jaeger_url.clone());
+    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let Some(prometheus) = RealPrometheus::start(&app.addr().to_string()) else {
+        return;
+    };
+    let shipper = ship_logs(&app, loki_url.clone());
+    // The batch span exporter sends every few seconds; flush often so the test is quick.
+    let telemetry = app.telemetry().clone();
+    let flusher = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let t = telemetry.clone();
+            let _ = tokio::task::spawn_blocking(move || t.flush()).await;
+        }
+    });
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args([
+            "journey",
+            "--trace",
+            "--wait",
+            "30s",
+            "--correlation-id",
+            "stack-it-1",
+            "--json",
+            "-",
+        ])
+        .args([
+            "--target",
+            &app.base_url(),
+            "--jaeger",
+            &jaeger_url,
+            "--loki",
+            &loki_url,
+            "--prometheus",
+            &prometheus.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: recordctl::journey::JourneyReport =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let t = report.telemetry.as_ref().expect("telemetry");
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{stderr}", t.pillars);
+    assert!(t.pillars.iter().all(|p| p.complete), "{:?}", t.pillars);
+    let j = &report.journeys[0];
+    assert!(
+        t.spans
+            .iter()
+            .any(|s| s.service == "recordstore-worker" && s.trace_id == j.trace_id)
+    );
+    assert!(
+        t.logs
+            .iter()
+            .any(|l| l["service"] == "recordstore-worker" && l["correlation_id"] == "stack-it-1")
+    );
+    assert_eq!(
+        t.exemplar.as_ref().map(|e| e.trace_id.as_str()),
+        Some(j.trace_id.as_str())
+    );
+    flusher.abort();
+    shipper.abort();
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

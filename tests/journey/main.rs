@@ -153,9 +153,9 @@ async fn bad_flags_and_unsupported_combinations_exit_2() {
     let (code, _, stderr) = journey(&["--correlation-id", "has space"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--correlation-id"));
-    let (code, _, stderr) = journey(&["--trace", "--target", "http://127.0.0.1:9"]).await;
+    let (code, _, stderr) = journey(&["--trace", "--target", "http://127.0.0.1:9", "--prometheus", "not a url"]).await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("drop --target"), "{stderr}");
+    assert!(stderr.contains("--prometheus"), "{stderr}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
