@@ -26,6 +26,12 @@ pub enum Command {
     /// --trace, show it as one timeline of spans, log lines and metrics.
     #[command(after_help = JOURNEY_EXAMPLES)]
     Journey(JourneyArgs),
+    /// Show the traces, log lines and metrics of one correlation id, trace id or order id
+    /// seen earlier, as one timeline, from the stack's Jaeger, Loki and Prometheus.
+    #[command(
+        after_help = "Examples:\n  recordctl correlate journey-1a2b3c4d\n  recordctl correlate 4bf92f3577b34da6a3ce929d0e0e4736\n  recordctl correlate 42 --target http://localhost:8000   # an order id, resolved through the API\n\nExit codes: 0 all three pillars found; 1 a pillar is missing; 2 bad id; 3 the id cannot be resolved because a backend is unreachable."
+    )]
+    Correlate(CorrelateArgs),
     /// Work with saved reports: merge HdrHistogram logs from several load generators.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -199,4 +205,21 @@ pub struct StackArgs {
         default_value = "http://localhost:16686"
     )]
     pub jaeger: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorrelateArgs {
+    /// A correlation id, a trace id (32 or 16 hex characters) or an order id (digits).
+    pub id: String,
+    /// The store's base URL, to resolve an order id.
+    #[arg(long, env = "RECORDCTL_TARGET", default_value = "http://localhost:8000")]
+    pub target: String,
+    /// How far back to look for log lines.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
 }

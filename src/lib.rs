@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod correlate;
 pub mod embedded;
 pub mod exit;
 pub mod journey;
@@ -38,6 +39,7 @@ pub fn run(cli: cli::Cli) -> u8 {
         match cli.command {
             cli::Command::LoadTest(args) => load::run(*args, interrupt).await,
             cli::Command::Journey(args) => journey::run(args, interrupt).await,
+            cli::Command::Correlate(args) => correlate::run(args).await,
             cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
                 load::merge::run(&files, json.as_deref())

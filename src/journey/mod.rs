@@ -80,14 +80,10 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         return exit::USAGE;
     }
     let stack = match (&args.target, args.trace) {
-        (Some(_), true) => match crate::backends::prometheus::PrometheusClient::new(&args.stack.prometheus) {
-            Ok(prometheus) => Some(telemetry::Stack {
-                jaeger: crate::backends::jaeger::JaegerClient::new(&args.stack.jaeger),
-                loki: crate::backends::loki::LokiClient::new(&args.stack.loki),
-                prometheus,
-            }),
+        (Some(_), true) => match telemetry::Stack::from_args(&args.stack) {
+            Ok(stack) => Some(stack),
             Err(e) => {
-                eprintln!("recordctl: --prometheus: {e}");
+                eprintln!("recordctl: {e}");
                 return exit::USAGE;
             }
         },
@@ -136,7 +132,13 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
                 "recordctl: waiting up to {wait:?} for {} in Jaeger, Loki and Prometheus",
                 first.correlation_id
             );
-            Some(telemetry::collect_from_stack(stack, first, wait).await)
+            let start_ns = first
+                .steps
+                .first()
+                .map(|s| s.started_unix_nanos)
+                .unwrap_or(0)
+                .saturating_sub(60_000_000_000);
+            Some(telemetry::collect_from_stack(stack, first, wait, start_ns).await)
         }
         _ => None,
     };
@@ -393,7 +395,7 @@ pub fn render(r: &JourneyReport) -> String {
 }
 
 /// Client steps, server spans (as a tree) and log lines, interleaved in time order.
-fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
+pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
     struct Entry {
         at: u128,
         depth: usize,

@@ -93,6 +93,17 @@ pub struct Stack {
     pub prometheus: crate::backends::prometheus::PrometheusClient,
 }
 
+impl Stack {
+    pub fn from_args(args: &crate::cli::StackArgs) -> Result<Stack, String> {
+        Ok(Stack {
+            jaeger: crate::backends::jaeger::JaegerClient::new(&args.jaeger),
+            loki: crate::backends::loki::LokiClient::new(&args.loki),
+            prometheus: crate::backends::prometheus::PrometheusClient::new(&args.prometheus)
+                .map_err(|e| format!("--prometheus: {e}"))?,
+        })
+    }
+}
+
 fn from_jaeger(s: &crate::backends::jaeger::TraceSpan) -> CapturedSpan {
     CapturedSpan {
         trace_id: s.trace_id.clone(),
@@ -211,13 +222,13 @@ async fn look(
 
 /// The journey's telemetry from Jaeger, Loki and Prometheus, polled with backoff until the
 /// worker's part has arrived everywhere or `wait` runs out.
-pub async fn collect_from_stack(stack: &Stack, journey: &JourneyResult, wait: Duration) -> JourneyTelemetry {
-    let start_ns = journey
-        .steps
-        .first()
-        .map(|s| s.started_unix_nanos)
-        .unwrap_or(0)
-        .saturating_sub(60_000_000_000);
+/// `start_ns` bounds the log search from below.
+pub async fn collect_from_stack(
+    stack: &Stack,
+    journey: &JourneyResult,
+    wait: Duration,
+    start_ns: u128,
+) -> JourneyTelemetry {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(200);
     loop {

@@ -446,3 +446,35 @@ async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlate_refuses_bad_ids_and_says_when_a_backend_is_unreachable() {
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args(["correlate", "not valid!"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args([
+            "correlate",
+            "someone-1",
+            "--loki",
+            &dead,
+            "--jaeger",
+            &dead,
+            "--prometheus",
+            &dead,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot reach Loki at {dead}")));
+}

@@ -1,0 +1,258 @@
+//! `recordctl correlate ID`: the three-pillar timeline of a correlation id, trace id or
+//! order id seen earlier, from the stack's Jaeger, Loki and Prometheus.
+
+use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::CorrelateArgs;
+use crate::exit;
+use crate::journey::steps::JourneyResult;
+use crate::journey::telemetry::{self, JourneyTelemetry, Stack};
+use crate::load::scenario::parse_duration;
+
+/// What kind of id the user gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Id {
+    Trace(String),
+    Order(i64),
+    Correlation(String),
+}
+
+impl Id {
+    pub fn classify(raw: &str) -> Result<Id, String> {
+        let raw = raw.trim();
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        if (raw.len() == 32 || raw.len() == 16) && hex(raw) && !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Id::Trace(crate::backends::jaeger::normalize_id(raw, 32)));
+        }
+        if let Ok(order) = raw.parse::<i64>()
+            && order > 0
+        {
+            return Ok(Id::Order(order));
+        }
+        recordstore::telemetry::CorrelationId::parse(raw)
+            .map(|c| Id::Correlation(c.as_str().to_string()))
+            .ok_or_else(|| {
+                format!("{raw:?} is not a trace id, an order id or a correlation id ([A-Za-z0-9._:-], 1 to 128)")
+            })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CorrelateReport {
+    pub schema_version: u32,
+    pub id: String,
+    pub correlation_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub order_id: Option<i64>,
+    pub telemetry: Option<JourneyTelemetry>,
+    pub verdict: String,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Finds the correlation id and trace id belonging to `id`. `Err((code, message))`.
+async fn resolve(
+    id: &Id,
+    args: &CorrelateArgs,
+    stack: &Stack,
+    since_ns: u128,
+) -> Result<(Option<String>, Option<String>, Option<i64>), (u8, String)> {
+    match id {
+        Id::Trace(trace) => {
+            let found = stack
+                .jaeger
+                .trace(trace)
+                .await
+                .map_err(|e| (exit::UNREACHABLE, e.to_string()))?;
+            let correlation = found.and_then(|t| {
+                crate::backends::jaeger::flatten(&t).into_iter().find_map(|s| {
+                    s.tags
+                        .get("correlation_id")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
+            });
+            Ok((correlation, Some(trace.clone()), None))
+        }
+        Id::Order(order) => {
+            let url = format!("{}/orders/{order}", args.target.trim_end_matches('/'));
+            let response = reqwest::get(&url).await.map_err(|e| {
+                (
+                    exit::UNREACHABLE,
+                    format!("cannot reach the store at {url}: {e} (set --target)"),
+                )
+            })?;
+            if response.status() == 404 {
+                return Err((exit::CHECKS_FAILED, format!("order {order} not found at {url}")));
+            }
+            let order_doc: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| (exit::UNREACHABLE, format!("{url}: {e}")))?;
+            let correlation = order_doc["correlation_id"].as_str().map(str::to_string);
+            let trace = order_doc["trace_id"].as_str().map(str::to_string);
+            Ok((correlation, trace, Some(*order)))
+        }
+        Id::Correlation(c) => {
+            let lines = stack
+                .loki
+                .lines_with_correlation_id(c, since_ns, now_ns(), 100, crate::backends::loki::Direction::Forward)
+                .await
+                .map_err(|e| (exit::UNREACHABLE, e.to_string()))?;
+            let from_logs = lines
+                .iter()
+                .find_map(|l| l.fields.as_ref()?.get("trace_id")?.as_str().map(str::to_string));
+            let trace = match from_logs {
+                Some(trace) => Some(trace),
+                None => stack
+                    .jaeger
+                    .find_by_tag("recordstore-api", "correlation_id", c, 1)
+                    .await
+                    .ok()
+                    .and_then(|traces| {
+                        traces
+                            .first()
+                            .map(|t| crate::backends::jaeger::normalize_id(&t.trace_id, 32))
+                    }),
+            };
+            Ok((Some(c.clone()), trace, None))
+        }
+    }
+}
+
+pub async fn run(args: CorrelateArgs) -> u8 {
+    let id = match Id::classify(&args.id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("recordctl: {e}");
+            return exit::USAGE;
+        }
+    };
+    let since = match parse_duration(&args.since) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("recordctl: --since: {e}");
+            return exit::USAGE;
+        }
+    };
+    let stack = match Stack::from_args(&args.stack) {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("recordctl: {e}");
+            return exit::USAGE;
+        }
+    };
+    let since_ns = now_ns().saturating_sub(since.as_nanos());
+    let (correlation_id, trace_id, order_id) = match resolve(&id, &args, &stack, since_ns).await {
+        Ok(found) => found,
+        Err((code, message)) => {
+            eprintln!("recordctl: {message}");
+            return code;
+        }
+    };
+    let seen = JourneyResult {
+        correlation_id: correlation_id.clone().unwrap_or_default(),
+        trace_id: trace_id.clone().unwrap_or_default(),
+        order_id,
+        outcome: "seen".into(),
+        detail: None,
+        steps: Vec::new(),
+        end_to_end_ms: 0.0,
+        processing_ms: None,
+    };
+    let telemetry = telemetry::collect_from_stack(&stack, &seen, Duration::ZERO, since_ns).await;
+    let verdict = if telemetry.complete() {
+        "PASSED: all three pillars found".to_string()
+    } else {
+        let missing: Vec<String> = telemetry
+            .pillars
+            .iter()
+            .filter(|p| !p.complete)
+            .map(|p| format!("{}: {}", p.pillar, p.detail))
+            .collect();
+        format!("INCOMPLETE: {}", missing.join("; "))
+    };
+    let code = if telemetry.complete() {
+        exit::OK
+    } else {
+        exit::CHECKS_FAILED
+    };
+    let report = CorrelateReport {
+        schema_version: 1,
+        id: args.id.clone(),
+        correlation_id,
+        trace_id,
+        order_id,
+        telemetry: Some(telemetry),
+        verdict,
+    };
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{} · correlation id {} · trace {}{}",
+        report.id,
+        report.correlation_id.as_deref().unwrap_or("?"),
+        report.trace_id.as_deref().unwrap_or("?"),
+        report.order_id.map(|o| format!(" · order {o}")).unwrap_or_default()
+    );
+    if let Some(t) = &report.telemetry {
+        text.push_str(&crate::journey::timeline(&seen, t));
+        for p in &t.pillars {
+            let _ = writeln!(
+                text,
+                "{} {:<8} {}",
+                if p.complete { "✓" } else { "✗" },
+                p.pillar,
+                p.detail
+            );
+        }
+    }
+    let _ = writeln!(text, "{}", report.verdict);
+    let doc = serde_json::to_string_pretty(&report).expect("serializes");
+    match args.json.as_deref() {
+        Some("-") => {
+            eprint!("{text}");
+            println!("{doc}");
+        }
+        Some(path) => {
+            print!("{text}");
+            if let Err(e) = std::fs::write(path, doc) {
+                eprintln!("recordctl: cannot write {path}: {e}");
+                return exit::USAGE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_classified() {
+        assert_eq!(
+            Id::classify("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            Id::Trace("4bf92f3577b34da6a3ce929d0e0e4736".into())
+        );
+        assert_eq!(
+            Id::classify("aaaabbbbccccdddd").unwrap(),
+            Id::Trace("0000000000000000aaaabbbbccccdddd".into())
+        );
+        assert_eq!(Id::classify("42").unwrap(), Id::Order(42));
+        assert_eq!(
+            Id::classify("journey-1a2b").unwrap(),
+            Id::Correlation("journey-1a2b".into())
+        );
+        assert!(Id::classify("has space").is_err());
+    }
+}
