@@ -185,26 +185,22 @@ pub struct JourneyArgs {
     pub stack: StackArgs,
 }
 
-/// Where the stack's backends answer (the compose ports by default).
+/// Where the stack's backends answer: flag, then environment, then `[backends]` in
+/// recordctl.toml (or --config), then the compose ports.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StackArgs {
-    /// Prometheus base URL.
-    #[arg(
-        long = "prometheus",
-        env = "RECORDCTL_PROMETHEUS_URL",
-        default_value = "http://localhost:9090"
-    )]
-    pub prometheus: String,
-    /// Loki base URL.
-    #[arg(long = "loki", env = "RECORDCTL_LOKI_URL", default_value = "http://localhost:3100")]
-    pub loki: String,
-    /// Jaeger query base URL.
-    #[arg(
-        long = "jaeger",
-        env = "RECORDCTL_JAEGER_URL",
-        default_value = "http://localhost:16686"
-    )]
-    pub jaeger: String,
+    /// Prometheus base URL [default: http://localhost:9090].
+    #[arg(long = "prometheus", env = "RECORDCTL_PROMETHEUS_URL")]
+    pub prometheus: Option<String>,
+    /// Loki base URL [default: http://localhost:3100].
+    #[arg(long = "loki", env = "RECORDCTL_LOKI_URL")]
+    pub loki: Option<String>,
+    /// Jaeger query base URL [default: http://localhost:16686].
+    #[arg(long = "jaeger", env = "RECORDCTL_JAEGER_URL")]
+    pub jaeger: Option<String>,
+    /// A recordctl.toml with a [backends] table (default: ./recordctl.toml when present).
+    #[arg(long = "config", env = "RECORDCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

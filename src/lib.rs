@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod config;
 pub mod correlate;
 pub mod embedded;
 pub mod exit;

@@ -120,10 +120,9 @@ pub fn normalize_id(id: &str, width: usize) -> String {
 /// The shortest form Jaeger accepts for a trace id: 16 characters when the high half is zero.
 pub fn short_trace_id(id: &str) -> String {
     let id = normalize_id(id, 32);
-    if id.starts_with("0000000000000000") {
-        id[16..].to_string()
-    } else {
-        id
+    match id.strip_prefix("0000000000000000") {
+        Some(low) => low.to_string(),
+        None => id,
     }
 }
 

@@ -24,6 +24,26 @@ pub struct Exemplar {
     pub timestamp: f64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    pub labels: BTreeMap<String, String>,
+    pub scrape_url: String,
+    pub health: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub active_at_unix: f64,
+}
+
 pub struct PrometheusClient {
     base: String,
     client: prometheus_http_query::Client,
@@ -102,6 +122,57 @@ impl PrometheusClient {
                 reason: format!("{promql} gave a range vector; expected an instant vector"),
             }),
         }
+    }
+
+    /// A range query: each series with its (unix seconds, value) points.
+    pub async fn range(&self, promql: &str, start: i64, end: i64, step_s: f64) -> Result<Vec<Series>, BackendError> {
+        let result = self
+            .client
+            .query_range(promql, start, end, step_s)
+            .get()
+            .await
+            .map_err(|e| map_error(&self.base, e))?;
+        match result.data() {
+            prometheus_http_query::response::Data::Matrix(matrix) => Ok(matrix
+                .iter()
+                .map(|m| Series {
+                    labels: m.metric().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    points: m.samples().iter().map(|s| (s.timestamp(), s.value())).collect(),
+                })
+                .collect()),
+            _ => Err(BackendError::Decode {
+                backend: BACKEND,
+                url: self.base.clone(),
+                reason: format!("{promql}: expected a range vector"),
+            }),
+        }
+    }
+
+    /// Active scrape targets and their health (`up`, `down`, `unknown`).
+    pub async fn targets(&self) -> Result<Vec<Target>, BackendError> {
+        let targets = self.client.targets(None).await.map_err(|e| map_error(&self.base, e))?;
+        Ok(targets
+            .active()
+            .iter()
+            .map(|t| Target {
+                labels: t.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                scrape_url: t.scrape_url().to_string(),
+                health: format!("{:?}", t.health()).to_lowercase(),
+            })
+            .collect())
+    }
+
+    /// Alerts pending or firing, with when they became active.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, BackendError> {
+        let alerts = self.client.alerts().await.map_err(|e| map_error(&self.base, e))?;
+        Ok(alerts
+            .iter()
+            .map(|a| Alert {
+                labels: a.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                state: format!("{:?}", a.state()).to_lowercase(),
+                active_at_unix: a.active_at().unix_timestamp() as f64 + f64::from(a.active_at().nanosecond()) / 1e9,
+            })
+            .collect())
     }
 
     /// Exemplars of `query` between two unix times (seconds).

@@ -95,11 +95,12 @@ pub struct Stack {
 
 impl Stack {
     pub fn from_args(args: &crate::cli::StackArgs) -> Result<Stack, String> {
+        let urls = crate::config::resolve(args)?;
         Ok(Stack {
-            jaeger: crate::backends::jaeger::JaegerClient::new(&args.jaeger),
-            loki: crate::backends::loki::LokiClient::new(&args.loki),
-            prometheus: crate::backends::prometheus::PrometheusClient::new(&args.prometheus)
-                .map_err(|e| format!("--prometheus: {e}"))?,
+            jaeger: crate::backends::jaeger::JaegerClient::new(&urls.jaeger),
+            loki: crate::backends::loki::LokiClient::new(&urls.loki),
+            prometheus: crate::backends::prometheus::PrometheusClient::new(&urls.prometheus)
+                .map_err(|e| format!("--prometheus {}: {e}", urls.prometheus))?,
         })
     }
 }

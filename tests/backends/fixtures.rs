@@ -25,10 +25,17 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// Jaeger JSON spans with their service names.
+type SpansByTrace = BTreeMap<String, Vec<(Value, String)>>;
+/// (labels, nanosecond timestamp, line) as pushed.
+type PushedLine = (BTreeMap<String, String>, u128, String);
+/// Streams keyed by their labels' JSON, for the answer.
+type Grouped = BTreeMap<String, (BTreeMap<String, String>, Vec<(String, String)>)>;
+
 /// Spans by trace id (32 hex), each as Jaeger's JSON span plus its service name.
 #[derive(Clone, Default)]
 pub struct JaegerFixture {
-    traces: Arc<Mutex<BTreeMap<String, Vec<(Value, String)>>>>,
+    traces: Arc<Mutex<SpansByTrace>>,
 }
 
 impl JaegerFixture {
@@ -147,7 +154,7 @@ async fn jaeger_trace(State(fixture): State<JaegerFixture>, Path(id): Path<Strin
 
 #[derive(Clone, Default)]
 pub struct LokiFixture {
-    streams: Arc<Mutex<Vec<(BTreeMap<String, String>, u128, String)>>>,
+    streams: Arc<Mutex<Vec<PushedLine>>>,
 }
 
 impl LokiFixture {
@@ -218,7 +225,7 @@ async fn loki_query_range(State(fixture): State<LokiFixture>, Query(q): Query<BT
         q.get("end").and_then(|v| v.parse().ok()).unwrap_or(u128::MAX),
     );
     let streams = fixture.streams.lock().unwrap();
-    let mut grouped: BTreeMap<String, (BTreeMap<String, String>, Vec<(String, String)>)> = BTreeMap::new();
+    let mut grouped: Grouped = BTreeMap::new();
     for (labels, ts, line) in streams.iter() {
         let matches = labels.get(label).is_some_and(|v| v.starts_with(&prefix))
             && line.contains(&needle)

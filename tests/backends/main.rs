@@ -321,6 +321,27 @@ async fn a_real_prometheus_has_the_checkouts_counter_and_its_exemplar() {
     .await;
     assert_eq!(exemplar.series["route"], "/checkout");
     assert!(exemplar.value > 0.0);
+    let targets = client.targets().await.unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].health, "up");
+    assert!(
+        targets[0].scrape_url.ends_with(&format!("{}/metrics", app.addr())),
+        "{:?}",
+        targets[0]
+    );
+    assert!(client.alerts().await.unwrap().is_empty(), "no rules, no alerts");
+    let end = now as i64 + 5;
+    let series = client
+        .range(
+            r#"recordstore_http_requests_total{route="/checkout"}"#,
+            end - 120,
+            end,
+            1.0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 1);
+    assert!(series[0].points.iter().any(|(_, v)| *v == 1.0));
     let bad = client.instant("sum(").await.unwrap_err();
     assert!(
         matches!(bad, BackendError::Api { .. }),

@@ -164,3 +164,29 @@ async fn bad_flags_and_unsupported_combinations_exit_2() {
     let (code, _, stderr) = journey(&["--target", &format!("http://127.0.0.1:{port}")]).await;
     assert_eq!(code, 3, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_against_a_store_without_a_worker_exits_1_and_says_why() {
+    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = Application::build(config, Role::Api, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let (code, report, stderr) = journey(&["--target", &app.base_url(), "--wait", "1s"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let report = report.unwrap();
+    assert_eq!(report.journeys[0].outcome, "timeout");
+    assert!(report.verdict.starts_with("FAILED"), "{}", report.verdict);
+    assert!(
+        report.journeys[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("is the worker running?")
+    );
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

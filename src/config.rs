@@ -1,0 +1,113 @@
+//! recordctl.toml: defaults for the stack's backend URLs, below flags and environment.
+
+use serde::Deserialize;
+
+use crate::cli::StackArgs;
+
+pub const DEFAULT_PROMETHEUS: &str = "http://localhost:9090";
+pub const DEFAULT_LOKI: &str = "http://localhost:3100";
+pub const DEFAULT_JAEGER: &str = "http://localhost:16686";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    backends: Backends,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Backends {
+    prometheus: Option<String>,
+    loki: Option<String>,
+    jaeger: Option<String>,
+    alertmanager: Option<String>,
+}
+
+/// The resolved backend URLs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendUrls {
+    pub prometheus: String,
+    pub loki: String,
+    pub jaeger: String,
+}
+
+/// Flag or environment (already in `args`), else the file, else the compose default. A
+/// file named by --config must exist; ./recordctl.toml is read only when present.
+pub fn resolve(args: &StackArgs) -> Result<BackendUrls, String> {
+    let (path, required) = match &args.config {
+        Some(path) => (path.clone(), true),
+        None => ("recordctl.toml".to_string(), false),
+    };
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str::<File>(&text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                format!(
+                    ":{}:{}",
+                    before.matches('\n').count() + 1,
+                    before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1
+                )
+            });
+            format!("{path}{}: {}", at.unwrap_or_default(), e.message().trim())
+        })?,
+        Err(e) if required => return Err(format!("cannot read {path}: {e}")),
+        Err(_) => File::default(),
+    };
+    let _ = &file.backends.alertmanager;
+    Ok(BackendUrls {
+        prometheus: args
+            .prometheus
+            .clone()
+            .or(file.backends.prometheus)
+            .unwrap_or_else(|| DEFAULT_PROMETHEUS.into()),
+        loki: args
+            .loki
+            .clone()
+            .or(file.backends.loki)
+            .unwrap_or_else(|| DEFAULT_LOKI.into()),
+        jaeger: args
+            .jaeger
+            .clone()
+            .or(file.backends.jaeger)
+            .unwrap_or_else(|| DEFAULT_JAEGER.into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<&str>, loki: Option<&str>) -> StackArgs {
+        StackArgs {
+            prometheus: None,
+            loki: loki.map(str::to_string),
+            jaeger: None,
+            config: config.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let path = std::env::temp_dir().join(format!("recordctl-{:x}.toml", rand::random::<u64>()));
+        std::fs::write(
+            &path,
+            "[backends]\nloki = \"http://loki:3100\"\njaeger = \"http://jaeger:16686\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let urls = resolve(&args(Some(p), Some("http://flag:1"))).unwrap();
+        assert_eq!(urls.loki, "http://flag:1");
+        assert_eq!(urls.jaeger, "http://jaeger:16686");
+        assert_eq!(urls.prometheus, DEFAULT_PROMETHEUS);
+        std::fs::write(&path, "[backends]\nlokki = \"x\"\n").unwrap();
+        let err = resolve(&args(Some(p), None)).unwrap_err();
+        assert!(err.starts_with(&format!("{p}:2:1: unknown field `lokki`")), "{err}");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            resolve(&args(Some("/no/such/recordctl.toml"), None))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+    }
+}
