@@ -44,6 +44,14 @@ pub struct Alert {
     pub active_at_unix: f64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleStatus {
+    pub group: String,
+    pub name: String,
+    pub kind: String,
+    pub health: String,
+}
+
 pub struct PrometheusClient {
     base: String,
     client: prometheus_http_query::Client,
@@ -173,6 +181,28 @@ impl PrometheusClient {
                 active_at_unix: a.active_at().unix_timestamp() as f64 + f64::from(a.active_at().nanosecond()) / 1e9,
             })
             .collect())
+    }
+
+    /// Loaded rules: (group, rule name, `recording` or `alerting`, health).
+    pub async fn rules(&self) -> Result<Vec<RuleStatus>, BackendError> {
+        use prometheus_http_query::response::Rule;
+        let groups = self.client.rules().get().await.map_err(|e| map_error(&self.base, e))?;
+        let mut out = Vec::new();
+        for group in &groups {
+            for rule in group.rules() {
+                let (name, kind, health) = match rule {
+                    Rule::Recording(r) => (r.name().to_string(), "recording", format!("{:?}", r.health())),
+                    Rule::Alerting(a) => (a.name().to_string(), "alerting", format!("{:?}", a.health())),
+                };
+                out.push(RuleStatus {
+                    group: group.name().to_string(),
+                    name,
+                    kind: kind.to_string(),
+                    health: health.to_lowercase(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Exemplars of `query` between two unix times (seconds).

@@ -45,6 +45,8 @@ impl JourneyReport {
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
             exit::INTERRUPTED
+        } else if self.telemetry.as_ref().is_some_and(|t| !t.unreachable.is_empty()) {
+            exit::UNREACHABLE
         } else if self.success_rate < 1.0 || self.telemetry.as_ref().is_some_and(|t| !t.complete()) {
             exit::CHECKS_FAILED
         } else {

@@ -39,6 +39,9 @@ pub struct JourneyTelemetry {
     pub metrics: Vec<MetricSample>,
     pub exemplar: Option<ExemplarHit>,
     pub pillars: Vec<Pillar>,
+    /// Backends that could not be reached at all (exit code 3).
+    #[serde(default)]
+    pub unreachable: Vec<String>,
 }
 
 impl JourneyTelemetry {
@@ -83,7 +86,12 @@ pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, w
         metrics,
         exemplar,
         pillars,
+        unreachable: Vec::new(),
     }
+}
+
+fn unreachable(e: &crate::backends::BackendError) -> bool {
+    matches!(e, crate::backends::BackendError::Unreachable { .. })
 }
 
 /// The stack's backends, for a journey against a deployed store.
@@ -136,7 +144,7 @@ async fn look(
     Vec<Map<String, Value>>,
     Vec<MetricSample>,
     Option<ExemplarHit>,
-    Vec<(String, String)>,
+    Vec<(String, String, bool)>,
 ) {
     let mut problems = Vec::new();
     let spans = match stack.jaeger.trace(&journey.trace_id).await {
@@ -146,7 +154,7 @@ async fn look(
             .collect(),
         Ok(None) => Vec::new(),
         Err(e) => {
-            problems.push(("traces".to_string(), e.to_string()));
+            problems.push(("traces".to_string(), e.to_string(), unreachable(&e)));
             Vec::new()
         }
     };
@@ -173,7 +181,7 @@ async fn look(
             })
             .collect(),
         Err(e) => {
-            problems.push(("logs".to_string(), e.to_string()));
+            problems.push(("logs".to_string(), e.to_string(), unreachable(&e)));
             Vec::new()
         }
     };
@@ -190,7 +198,7 @@ async fn look(
                 value: s.value,
             })),
             Err(e) => {
-                problems.push(("metrics".to_string(), e.to_string()));
+                problems.push(("metrics".to_string(), e.to_string(), unreachable(&e)));
                 break;
             }
         }
@@ -245,7 +253,11 @@ pub async fn collect_from_stack(
         let done = worker_span_hangs_off_checkout(&spans) && worker_logged && counted && exemplar.is_some();
         if done || !problems.is_empty() || Instant::now() + delay > deadline {
             let mut pillars = judge(&spans, &logs, &metrics, exemplar.as_ref(), false);
-            for (pillar, problem) in problems {
+            let mut unreachable = Vec::new();
+            for (pillar, problem, is_unreachable) in problems {
+                if is_unreachable {
+                    unreachable.push(problem.clone());
+                }
                 if let Some(p) = pillars.iter_mut().find(|p| p.pillar == pillar) {
                     p.complete = false;
                     p.detail = problem;
@@ -257,6 +269,7 @@ pub async fn collect_from_stack(
                 metrics,
                 exemplar,
                 pillars,
+                unreachable,
             };
         }
         tokio::time::sleep(delay).await;

@@ -44,6 +44,7 @@ impl JaegerFixture {
         let app = Router::new()
             .route("/v1/traces", post(otlp_traces))
             .route("/api/traces/{id}", get(jaeger_trace))
+            .route("/api/traces", get(jaeger_search))
             .with_state(fixture.clone());
         let addr = serve(app).await;
         (fixture, format!("http://{addr}"))
@@ -150,6 +151,45 @@ async fn jaeger_trace(State(fixture): State<JaegerFixture>, Path(id): Path<Strin
     }
     Json(json!({ "data": [{ "traceID": id, "spans": out, "processes": processes, "warnings": null }], "total": 0, "limit": 0, "offset": 0, "errors": null }))
         .into_response()
+}
+
+/// `GET /api/traces?service=S&tags={"k":"v"}`: traces with a span of S carrying the tag.
+async fn jaeger_search(State(fixture): State<JaegerFixture>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(service) = q.get("service") else {
+        let body = json!({ "data": null, "total": 0, "limit": 0, "offset": 0, "errors": [{ "code": 400, "msg": "parameter 'service' is required" }] });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    };
+    let tags: BTreeMap<String, String> = q
+        .get("tags")
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let matching: Vec<String> = {
+        let traces = fixture.traces.lock().unwrap();
+        traces
+            .iter()
+            .filter(|(_, spans)| {
+                spans.iter().any(|(span, s)| {
+                    s == service
+                        && tags.iter().all(|(k, v)| {
+                            span["tags"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|t| t["key"] == k.as_str() && t["value"] == v.as_str())
+                        })
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let mut data = Vec::new();
+    for id in matching {
+        let response = jaeger_trace(State(fixture.clone()), Path(id)).await;
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        data.extend(doc["data"].as_array().cloned().unwrap_or_default());
+    }
+    Json(json!({ "data": data, "total": data.len(), "limit": 0, "offset": 0, "errors": null })).into_response()
 }
 
 #[derive(Clone, Default)]

@@ -250,8 +250,11 @@ impl RealPrometheus {
         }
         let dir = std::env::temp_dir().join(format!("recordctl-prom-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
+        let rules = "groups:\n  - name: recordctl-test\n    rules:\n      - record: job:recordstore_http_requests:rate1m\n        expr: sum(rate(recordstore_http_requests_total[1m]))\n";
+        std::fs::write(dir.join("rules.yml"), rules).unwrap();
         let config = format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: recordstore\n    static_configs:\n      - targets: ['{target}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: recordstore\n    static_configs:\n      - targets: ['{target}']\n",
+            dir.join("rules.yml").display()
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -329,7 +332,16 @@ async fn a_real_prometheus_has_the_checkouts_counter_and_its_exemplar() {
         "{:?}",
         targets[0]
     );
-    assert!(client.alerts().await.unwrap().is_empty(), "no rules, no alerts");
+    assert!(
+        client.alerts().await.unwrap().is_empty(),
+        "no alerting rules, no alerts"
+    );
+    let rules = client.rules().await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        (rules[0].group.as_str(), rules[0].kind.as_str()),
+        ("recordctl-test", "recording")
+    );
     let end = now as i64 + 5;
     let series = client
         .range(

@@ -190,3 +190,45 @@ async fn a_journey_against_a_store_without_a_worker_exits_1_and_says_why() {
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_backends_exit_3_and_name_their_urls() {
+    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let (code, report, stderr) = journey(&[
+        "--target",
+        &app.base_url(),
+        "--trace",
+        "--jaeger",
+        &dead,
+        "--loki",
+        &dead,
+        "--prometheus",
+        &dead,
+    ])
+    .await;
+    assert_eq!(code, 3, "{stderr}");
+    let t = report.unwrap().telemetry.unwrap();
+    assert!(
+        t.unreachable
+            .iter()
+            .any(|u| u.contains(&format!("cannot reach Jaeger at {dead}"))),
+        "{:?}",
+        t.unreachable
+    );
+    assert!(t.pillars.iter().all(|p| !p.complete));
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
