@@ -198,7 +198,13 @@ impl PrometheusClient {
                     group: group.name().to_string(),
                     name,
                     kind: kind.to_string(),
-                    health: health.to_lowercase(),
+                    // The API's own words for rule health: ok, err, unknown.
+                    health: match health.as_str() {
+                        "Good" => "ok",
+                        "Bad" => "err",
+                        _ => "unknown",
+                    }
+                    .to_string(),
                 });
             }
         }

@@ -1,0 +1,184 @@
+//! The stack's Prometheus and Alertmanager configuration, checked by the real tools:
+//! promtool (config, rules, rule unit tests), amtool, and a real Prometheus evaluating every
+//! rule against the real app.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs a tool; `None` (after a SKIPPED line) when it is not installed outside CI.
+fn run(tool: &str, args: &[&str]) -> Option<std::process::Output> {
+    match Command::new(tool).args(args).output() {
+        Ok(out) => Some(out),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => panic!("{tool} is required in CI"),
+        Err(_) => {
+            eprintln!("SKIPPED: {tool} checks ({tool} not installed)");
+            None
+        }
+    }
+}
+
+fn assert_success(what: &str, out: std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn promtool_accepts_the_config_and_rules_and_every_rule_unit_test_passes() {
+    let config = repo("observability/prometheus.yml");
+    let Some(out) = run("promtool", &["check", "config", config.to_str().unwrap()]) else {
+        return;
+    };
+    assert_success("promtool check config", out);
+    for rules in ["observability/rules/slo.yml", "observability/rules/causes.yml"] {
+        let out = run("promtool", &["check", "rules", repo(rules).to_str().unwrap()]).unwrap();
+        assert_success(&format!("promtool check rules {rules}"), out);
+    }
+    let out = run(
+        "promtool",
+        &[
+            "test",
+            "rules",
+            repo("observability/tests/causes_test.yml").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_success("promtool test rules", out);
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn every_cause_alert_has_a_unit_test_and_a_runbook() {
+    let rules = std::fs::read_to_string(repo("observability/rules/causes.yml")).unwrap();
+    let tests = std::fs::read_to_string(repo("observability/tests/causes_test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "ApiDown",
+            "DatabaseDown",
+            "WorkerDown",
+            "JobBacklog",
+            "PaymentGatewayCircuitOpen",
+            "HighErrorRate",
+            "HighLatency"
+        ]
+    );
+    for alert in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}")),
+            "no promtool test for {alert}"
+        );
+    }
+    assert_eq!(
+        rules.matches("runbook:").count(),
+        7,
+        "every cause alert carries a runbook note"
+    );
+}
+
+#[test]
+fn amtool_accepts_the_alertmanager_config() {
+    let config = repo("observability/alertmanager.yml");
+    let Some(out) = run("amtool", &["check-config", config.to_str().unwrap()]) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_success("amtool check-config", out);
+    assert!(text.contains("3 inhibit rules"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_error() {
+    if !Path::new("/usr/bin/prometheus").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus is required in CI"
+        );
+        eprintln!("SKIPPED: rule evaluation (apt-get install prometheus)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("recordctl-rules-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    // Some traffic, so the rules have series to work on.
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        client
+            .post(format!("{}/checkout", app.base_url()))
+            .json(&serde_json::json!({ "product_id": 1, "quantity": 1 }))
+            .send()
+            .await
+            .unwrap();
+        client.get(format!("{}/products", app.base_url())).send().await.unwrap();
+    }
+    // The project's rule files with their evaluation intervals shortened to 1 s.
+    for file in ["slo.yml", "causes.yml"] {
+        let text = std::fs::read_to_string(repo(&format!("observability/rules/{file}")))
+            .unwrap()
+            .replace("interval: 15s", "interval: 1s");
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{}']\n",
+        dir.join("slo.yml").display(),
+        dir.join("causes.yml").display(),
+        app.addr()
+    );
+    std::fs::write(dir.join("prometheus.yml"), yml).unwrap();
+    let mut prometheus = Command::new("/usr/bin/prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--enable-feature=exemplar-storage")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = recordctl::backends::prometheus::PrometheusClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rules = loop {
+        if let Ok(rules) = prom.rules().await
+            && rules.len() == 30
+            && rules.iter().all(|r| r.health != "unknown")
+        {
+            break rules;
+        }
+        assert!(Instant::now() < deadline, "rules were not all evaluated within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bad: Vec<_> = rules.iter().filter(|r| r.health != "ok").collect();
+    assert!(bad.is_empty(), "rules that failed to evaluate: {bad:?}");
+    // And the alerts that concern the app stay quiet on a healthy store.
+    let firing = prom.alerts().await.unwrap();
+    assert!(
+        firing.iter().all(|a| a.labels["alertname"] != "DatabaseDown"),
+        "{firing:?}"
+    );
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    app.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
