@@ -1,6 +1,7 @@
 //! Integration tests of recordstore: the real app on 127.0.0.1:0 against SQLite and a real
 //! PostgreSQL server, driven over HTTP.
 
+mod alerts;
 mod bad_input;
 mod checkout;
 mod concurrency;
