@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod exit;
 pub mod journey;
 pub mod load;
+pub mod output;
 mod store_cmd;
 
 use tokio_util::sync::CancellationToken;

@@ -216,20 +216,9 @@ pub async fn run(args: CorrelateArgs) -> u8 {
         }
     }
     let _ = writeln!(text, "{}", report.verdict);
-    let doc = serde_json::to_string_pretty(&report).expect("serializes");
-    match args.json.as_deref() {
-        Some("-") => {
-            eprint!("{text}");
-            println!("{doc}");
-        }
-        Some(path) => {
-            print!("{text}");
-            if let Err(e) = std::fs::write(path, doc) {
-                eprintln!("recordctl: cannot write {path}: {e}");
-                return exit::USAGE;
-            }
-        }
-        None => print!("{text}"),
+    if let Err(e) = crate::output::emit(&text, &report, args.json.as_deref()) {
+        eprintln!("recordctl: {e}");
+        return exit::USAGE;
     }
     code
 }

@@ -155,22 +155,13 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         interrupt.is_cancelled(),
     );
     let text = render(&report);
-    match args.json.as_deref() {
-        Some("-") => {
-            eprint!("{text}");
-            println!("{}", serde_json::to_string_pretty(&report).expect("serializes"));
-        }
-        Some(path) => {
-            print!("{text}");
-            if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&report).expect("serializes")) {
-                eprintln!("recordctl: cannot write {path}: {e}");
-                return exit::USAGE;
-            }
-        }
-        None => print!("{text}"),
-    }
+    let written = crate::output::emit(&text, &report, args.json.as_deref());
     if let Some(app) = embedded {
         app.stop().await;
+    }
+    if let Err(e) = written {
+        eprintln!("recordctl: {e}");
+        return exit::USAGE;
     }
     report.exit_code()
 }

@@ -52,20 +52,9 @@ pub fn run(files: &[String], json: Option<&str>) -> u8 {
         table.add_row(row);
     }
     let text = format!("merged {} file(s)\n{table}\n", files.len());
-    let doc = serde_json::to_string_pretty(&report).expect("serializes");
-    match json {
-        Some("-") => {
-            eprint!("{text}");
-            println!("{doc}");
-        }
-        Some(path) => {
-            print!("{text}");
-            if let Err(e) = std::fs::write(path, doc) {
-                eprintln!("recordctl: cannot write {path}: {e}");
-                return exit::USAGE;
-            }
-        }
-        None => print!("{text}"),
+    if let Err(e) = crate::output::emit(&text, &report, json) {
+        eprintln!("recordctl: {e}");
+        return exit::USAGE;
     }
     exit::OK
 }

@@ -244,24 +244,13 @@ fn progress_bar(
 /// Returns an exit code when an output could not be written.
 async fn write_outputs(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> Option<u8> {
     let table = report::render_table(report);
-    let json = serde_json::to_string_pretty(report).expect("report serializes");
     let mut failed = None;
     let mut fail = |message: String, code: u8| {
         eprintln!("recordctl: {message}");
         failed.get_or_insert(code);
     };
-    match plan.outputs.json.as_deref() {
-        Some("-") => {
-            eprint!("{table}");
-            println!("{json}");
-        }
-        Some(path) => {
-            print!("{table}");
-            if let Err(e) = std::fs::write(path, &json) {
-                fail(format!("cannot write the JSON report to {path}: {e}"), exit::USAGE);
-            }
-        }
-        None => print!("{table}"),
+    if let Err(e) = crate::output::emit(&table, report, plan.outputs.json.as_deref()) {
+        fail(e, exit::USAGE);
     }
     if let Some(path) = &plan.outputs.html
         && let Err(e) = std::fs::write(path, html::render(report))

@@ -1,0 +1,25 @@
+//! Where results go: the human text on stdout, or — with `--json -` — the JSON document on
+//! stdout and the text on stderr, so a pipe gets exactly one document.
+
+use serde::Serialize;
+
+/// Writes `text` and, when asked, `doc` as pretty JSON to `json` (`-` for stdout).
+/// Returns the message to show when the JSON file cannot be written.
+pub fn emit(text: &str, doc: &impl Serialize, json: Option<&str>) -> Result<(), String> {
+    let rendered = || serde_json::to_string_pretty(doc).expect("reports serialize");
+    match json {
+        Some("-") => {
+            eprint!("{text}");
+            println!("{}", rendered());
+            Ok(())
+        }
+        Some(path) => {
+            print!("{text}");
+            std::fs::write(path, rendered()).map_err(|e| format!("cannot write the JSON report to {path}: {e}"))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
