@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{BackendError, get, http_client};
+use super::{BackendError, get, get_json, http_client};
 
 const BACKEND: &str = "Jaeger";
 
@@ -225,20 +225,7 @@ impl JaegerClient {
             ("limit", limit.to_string()),
             ("lookback", "2d".to_string()),
         ];
-        let (status, _ct, body) = get(&self.http, BACKEND, &url, &query).await?;
-        if status != 200 {
-            return Err(BackendError::Api {
-                backend: BACKEND,
-                url,
-                status,
-                body: body.trim().to_string(),
-            });
-        }
-        let envelope: Envelope = serde_json::from_str(&body).map_err(|e| BackendError::Decode {
-            backend: BACKEND,
-            url,
-            reason: e.to_string(),
-        })?;
+        let envelope: Envelope = get_json(&self.http, BACKEND, &url, &query).await?;
         Ok(envelope.data.unwrap_or_default())
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{BackendError, get, http_client};
+use super::{BackendError, get_json, http_client};
 
 const BACKEND: &str = "Loki";
 
@@ -117,20 +117,7 @@ impl LokiClient {
                 .to_string(),
             ),
         ];
-        let (status, _content_type, body) = get(&self.http, BACKEND, &url, &query).await?;
-        if status != 200 {
-            return Err(BackendError::Api {
-                backend: BACKEND,
-                url,
-                status,
-                body: body.trim().to_string(),
-            });
-        }
-        let envelope: Envelope = serde_json::from_str(&body).map_err(|e| BackendError::Decode {
-            backend: BACKEND,
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let envelope: Envelope = get_json(&self.http, BACKEND, &url, &query).await?;
         let data = match (envelope.status.as_str(), envelope.data) {
             ("success", Some(data)) => data,
             (status, _) => {

@@ -71,6 +71,30 @@ pub(crate) async fn get(
     Ok((status, content_type, body))
 }
 
+/// A GET that must answer 200 with a JSON document of type `T`; any other status is
+/// shown with its body as the backend sent it (Loki's errors are plain text).
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    backend: &'static str,
+    url: &str,
+    query: &[(&str, String)],
+) -> Result<T, BackendError> {
+    let (status, _content_type, body) = get(client, backend, url, query).await?;
+    if status != 200 {
+        return Err(BackendError::Api {
+            backend,
+            url: url.to_string(),
+            status,
+            body: body.trim().to_string(),
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| BackendError::Decode {
+        backend,
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

@@ -6,6 +6,19 @@ use recordctl::journey::JourneyReport;
 use recordctl::journey::steps::Journey;
 use recordstore::{Application, Config, Role};
 
+/// A store on a throwaway SQLite database (removed by the caller with the returned dir).
+async fn store(role: Role) -> (recordstore::RunningApp, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = Application::build(config, role, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    (app, dir)
+}
+
 async fn journey(args: &[&str]) -> (i32, Option<JourneyReport>, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
         .arg("journey")
@@ -81,14 +94,7 @@ async fn several_journeys_are_summarised_and_each_keeps_its_own_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journey_without_a_worker_reports_the_missing_worker_spans() {
-    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = Application::build(config, Role::Api, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let (app, dir) = store(Role::Api).await;
     let client = reqwest::Client::new();
     let base = app.base_url();
     let result = Journey {
@@ -126,14 +132,7 @@ async fn a_journey_without_a_worker_reports_the_missing_worker_spans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_store_receives_the_ids_recordctl_reports() {
-    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let (app, dir) = store(Role::ApiAndWorker).await;
     let (code, report, stderr) = journey(&["--target", &app.base_url(), "--correlation-id", "remote-1"]).await;
     assert_eq!(code, 0, "{stderr}");
     let j = &report.unwrap().journeys[0];
@@ -167,14 +166,7 @@ async fn bad_flags_and_unsupported_combinations_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journey_against_a_store_without_a_worker_exits_1_and_says_why() {
-    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = Application::build(config, Role::Api, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let (app, dir) = store(Role::Api).await;
     let (code, report, stderr) = journey(&["--target", &app.base_url(), "--wait", "1s"]).await;
     assert_eq!(code, 1, "{stderr}");
     let report = report.unwrap();
@@ -193,14 +185,7 @@ async fn a_journey_against_a_store_without_a_worker_exits_1_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backends_exit_3_and_name_their_urls() {
-    let dir = std::env::temp_dir().join(format!("recordctl-journey-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let (app, dir) = store(Role::ApiAndWorker).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
