@@ -32,6 +32,22 @@ pub enum Command {
         after_help = "Examples:\n  recordctl correlate journey-1a2b3c4d\n  recordctl correlate 4bf92f3577b34da6a3ce929d0e0e4736\n  recordctl correlate 42 --target http://localhost:8000   # an order id, resolved through the API\n\nExit codes: 0 all three pillars found; 1 a pillar is missing; 2 bad id; 3 the id cannot be resolved because a backend is unreachable."
     )]
     Correlate(CorrelateArgs),
+    /// Break the system on purpose while traffic runs (drills/NAME.toml), measure time to
+    /// detect and to recover, check no acknowledged order was lost, and put everything back.
+    #[command(after_help = DRILL_EXAMPLES)]
+    Drill(DrillArgs),
+    /// Probe HTTP(S) or TCP endpoints like blackbox_exporter: phase timings, status, body and
+    /// header expressions, latency limit, certificate expiry; once or continuously.
+    #[command(after_help = PROBE_EXAMPLES)]
+    Probe(ProbeArgs),
+    /// The CI gate: health, readiness, one purchase journey (traced when backends are
+    /// configured), the sample probes. Embedded store by default.
+    #[command(after_help = SMOKE_EXAMPLES)]
+    Smoke(SmokeArgs),
+    /// Check every endpoint recordctl would use (target, Prometheus, Loki, Jaeger,
+    /// Alertmanager, Docker and the compose project) and say how to fix what is missing.
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Work with saved reports: merge HdrHistogram logs from several load generators.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -50,6 +66,213 @@ pub struct StoreArgs {
     /// Database URL (sqlite://… or postgres://…); default a fresh SQLite file in a temp dir.
     #[arg(long)]
     pub database: Option<String>,
+}
+
+const PROBE_EXAMPLES: &str = "Exit codes: 0 every probe passed (continuous: availability at least --min-availability);
+1 a probe failed; 2 bad flag or probes file; 3 the Pushgateway is unreachable; 130 interrupted.
+
+Examples:
+  recordctl probe http://localhost:8000/health/ready --expect-status 200 --max-latency 500ms
+  recordctl probe https://example.internal/ --insecure --format prometheus
+  recordctl probe http://localhost:8000/products --body-regex '\"products\"' --header-regex 'content-type: json'
+  recordctl probe tcp://localhost:5432
+  recordctl probe --file probes.toml --target http://localhost:8000
+  recordctl probe --file probes.toml --target http://localhost:8000 --every 10s --for 5m --json -
+  recordctl probe --file sample --target http://localhost:8000 --push-gateway http://localhost:9091";
+
+const SMOKE_EXAMPLES: &str =
+    "Checks: live, ready, journey (an order completed; with backends configured, its trace, log
+lines and metrics too), then each sample probe (probes.toml).
+
+Exit codes: 0 every check passed; 1 a check failed; 2 bad flag; 3 the target is unreachable.
+
+Examples:
+  recordctl smoke                                   # embedded store: passes in any CI with no setup
+  recordctl smoke --junit smoke.xml
+  recordctl smoke --target http://localhost:8000 --trace --json smoke.json";
+
+const DOCTOR_EXAMPLES: &str = "Exit codes: 0 everything required answered (warnings allowed); 3 something required is
+missing (each row says how to fix it).
+
+Examples:
+  recordctl doctor
+  recordctl doctor --target http://localhost:8000 --prometheus http://localhost:9090 --json -
+  recordctl doctor --skip docker";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeFormat {
+    Table,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// http://…, https://… or tcp://host:port (a path like /health/ready needs --target).
+    pub url: Option<String>,
+    /// A probes file (TOML, [[probe]] entries); `sample` for the built-in probes.toml.
+    #[arg(long, short = 'f')]
+    pub file: Option<String>,
+    /// Base URL that paths in the file (or the URL argument) are joined to.
+    #[arg(long, env = "RECORDCTL_TARGET")]
+    pub target: Option<String>,
+    /// Accepted status codes (comma-separated) [default: any 2xx].
+    #[arg(long, value_delimiter = ',')]
+    pub expect_status: Vec<u16>,
+    /// Fail when the whole probe takes longer (e.g. 500ms).
+    #[arg(long)]
+    pub max_latency: Option<String>,
+    /// The body must match (repeatable).
+    #[arg(long)]
+    pub body_regex: Vec<String>,
+    /// The body must not match (repeatable).
+    #[arg(long)]
+    pub body_not_regex: Vec<String>,
+    /// A header must match: 'Name: regex' (repeatable).
+    #[arg(long)]
+    pub header_regex: Vec<String>,
+    /// Extra request header: 'Name: value' (repeatable).
+    #[arg(long, short = 'H')]
+    pub header: Vec<String>,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Report a redirect instead of following it.
+    #[arg(long)]
+    pub no_follow_redirects: bool,
+    /// Accept any TLS certificate (its expiry is still reported).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+    /// Give up on a probe after this long.
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+    /// TCP: send this after connecting.
+    #[arg(long)]
+    pub send: Option<String>,
+    /// TCP: the answer must match this regex.
+    #[arg(long)]
+    pub expect: Option<String>,
+    /// Continuous: probe every DURATION ...
+    #[arg(long)]
+    pub every: Option<String>,
+    /// ... for DURATION, then report availability and latency percentiles over the window.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub r#for: Option<String>,
+    /// Continuous: lowest availability (percent) that passes.
+    #[arg(long, default_value_t = 100.0)]
+    pub min_availability: f64,
+    #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]
+    pub format: ProbeFormat,
+    /// Also write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    /// Push the results (blackbox_exporter's metric names) to a Pushgateway.
+    #[arg(long, value_name = "URL")]
+    pub push_gateway: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmokeArgs {
+    /// The store's base URL; default the embedded recordstore.
+    #[arg(long, env = "RECORDCTL_TARGET")]
+    pub target: Option<String>,
+    /// Also check the journey's trace, log lines and metrics (on by default for the embedded
+    /// store; for a deployed one it needs the stack's backends).
+    #[arg(long)]
+    pub trace: bool,
+    /// How long the journey may wait for its order (and telemetry).
+    #[arg(long, default_value = "30s")]
+    pub wait: String,
+    /// Probes to run [default: the built-in probes.toml].
+    #[arg(long)]
+    pub probes: Option<String>,
+    /// Write a JUnit XML report (one test case per check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<String>,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// The store's base URL.
+    #[arg(long, env = "RECORDCTL_TARGET", default_value = "http://localhost:8000")]
+    pub target: String,
+    /// Compose project to inspect [default: the one with recordstore's services].
+    #[arg(long, env = "COMPOSE_PROJECT_NAME")]
+    pub project: Option<String>,
+    /// Leave out checks: target, prometheus, loki, jaeger, alertmanager, docker (repeatable
+    /// or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+const DRILL_EXAMPLES: &str = "Built-in drills: db-outage, db-freeze, worker-crash, api-restart, network-partition,
+payment-latency (a drills/NAME.toml in the working directory takes precedence).
+
+Only containers of the compose project (label com.docker.compose.project) and only the
+services the drill names are touched. Before each change a journal entry is written
+(.recordctl/drill-journal.json); every change is undone on success, failure, Ctrl-C, SIGTERM
+or panic. After a SIGKILL, run `recordctl drill --restore`.
+
+Exit codes: 0 hypothesis held, alerts fired in time, no order lost; 1 a check failed (or the
+steady state did not hold beforehand: nothing touched); 2 bad drill file or flag;
+3 Docker, Prometheus or the target unreachable; 130 interrupted (after restoring).
+
+Examples:
+  recordctl drill --list
+  recordctl drill db-outage --dry-run
+  recordctl drill db-outage --yes --json report.json --junit drill.xml
+  recordctl drill drills/my-drill.toml --project recordstore --target http://localhost:8000
+  recordctl drill --restore";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrillArgs {
+    /// A built-in drill name or a drill TOML file.
+    pub drill: Option<String>,
+    /// List the built-in drills.
+    #[arg(long)]
+    pub list: bool,
+    /// Undo every change the journal says is still in place (after a killed drill).
+    #[arg(long, conflicts_with_all = ["drill", "list", "dry_run"])]
+    pub restore: bool,
+    /// Print the plan (containers, faults, undo steps) and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Base URL of the deployed store.
+    #[arg(long, env = "RECORDCTL_TARGET", default_value = "http://localhost:8000")]
+    pub target: String,
+    /// Compose project whose containers the drill may touch [default: the one project that
+    /// has the drill's services].
+    #[arg(long, env = "COMPOSE_PROJECT_NAME")]
+    pub project: Option<String>,
+    /// The store's admin token, for payment faults.
+    #[arg(long, env = "RECORDSTORE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Lower the drill's cap on how long any fault is held (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub max_fault: Option<String>,
+    /// Where the undo journal lives.
+    #[arg(long, default_value = ".recordctl/drill-journal.json")]
+    pub journal: String,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    /// Write a JUnit XML report (one test case per promise) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
 }
 
 const LOAD_TEST_EXAMPLES: &str = "Models:
@@ -198,6 +421,9 @@ pub struct StackArgs {
     /// Jaeger query base URL [default: http://localhost:16686].
     #[arg(long = "jaeger", env = "RECORDCTL_JAEGER_URL")]
     pub jaeger: Option<String>,
+    /// Alertmanager base URL [default: http://localhost:9093].
+    #[arg(long = "alertmanager", env = "RECORDCTL_ALERTMANAGER_URL")]
+    pub alertmanager: Option<String>,
     /// A recordctl.toml with a [backends] table (default: ./recordctl.toml when present).
     #[arg(long = "config", env = "RECORDCTL_CONFIG", value_name = "FILE")]
     pub config: Option<String>,

@@ -7,6 +7,7 @@ use crate::cli::StackArgs;
 pub const DEFAULT_PROMETHEUS: &str = "http://localhost:9090";
 pub const DEFAULT_LOKI: &str = "http://localhost:3100";
 pub const DEFAULT_JAEGER: &str = "http://localhost:16686";
+pub const DEFAULT_ALERTMANAGER: &str = "http://localhost:9093";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +31,7 @@ pub struct BackendUrls {
     pub prometheus: String,
     pub loki: String,
     pub jaeger: String,
+    pub alertmanager: String,
 }
 
 /// Flag or environment (already in `args`), else the file, else the compose default. A
@@ -54,7 +56,6 @@ pub fn resolve(args: &StackArgs) -> Result<BackendUrls, String> {
         Err(e) if required => return Err(format!("cannot read {path}: {e}")),
         Err(_) => File::default(),
     };
-    let _ = &file.backends.alertmanager;
     Ok(BackendUrls {
         prometheus: args
             .prometheus
@@ -71,6 +72,11 @@ pub fn resolve(args: &StackArgs) -> Result<BackendUrls, String> {
             .clone()
             .or(file.backends.jaeger)
             .unwrap_or_else(|| DEFAULT_JAEGER.into()),
+        alertmanager: args
+            .alertmanager
+            .clone()
+            .or(file.backends.alertmanager)
+            .unwrap_or_else(|| DEFAULT_ALERTMANAGER.into()),
     })
 }
 
@@ -83,6 +89,7 @@ mod tests {
             prometheus: None,
             loki: loki.map(str::to_string),
             jaeger: None,
+            alertmanager: None,
             config: config.map(str::to_string),
         }
     }

@@ -5,11 +5,16 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod correlate;
+pub mod doctor;
+pub mod drill;
 pub mod embedded;
 pub mod exit;
 pub mod journey;
+pub mod junit;
 pub mod load;
 pub mod output;
+pub mod probe;
+pub mod smoke;
 mod store_cmd;
 
 use tokio_util::sync::CancellationToken;
@@ -42,6 +47,10 @@ pub fn run(cli: cli::Cli) -> u8 {
             cli::Command::LoadTest(args) => load::run(*args, interrupt).await,
             cli::Command::Journey(args) => journey::run(args, interrupt).await,
             cli::Command::Correlate(args) => correlate::run(args).await,
+            cli::Command::Drill(args) => drill::run(args, interrupt).await,
+            cli::Command::Probe(args) => probe::run(args, interrupt).await,
+            cli::Command::Smoke(args) => smoke::run(args, interrupt).await,
+            cli::Command::Doctor(args) => doctor::run(args).await,
             cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
                 load::merge::run(&files, json.as_deref())

@@ -2,6 +2,7 @@
 //! a telemetry contract — correlation ids, W3C trace context, JSON logs, Prometheus metrics
 //! with exemplars — so recordctl can drive it, break it and follow it.
 
+pub mod alert_sink;
 pub mod clock;
 pub mod config;
 pub mod error;

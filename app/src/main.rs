@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
     after_help = "Configuration comes from the environment (DATABASE_URL, RECORDSTORE_LISTEN, \
 OTEL_EXPORTER_OTLP_ENDPOINT, LOG_LEVEL, RECORDSTORE_ADMIN_TOKEN, ...); see README.md.\n\n\
 Examples:\n  recordstore serve\n  DATABASE_URL=postgres://app:app@localhost:5432/store recordstore serve\n  \
-RECORDSTORE_LISTEN=0.0.0.0:8001 recordstore worker\n  recordstore demo"
+RECORDSTORE_LISTEN=0.0.0.0:8001 recordstore worker\n  recordstore demo\n  \
+recordstore healthcheck http://127.0.0.1:8000/health/ready"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,17 @@ enum Command {
     Migrate,
     /// Start the store on a temporary SQLite database, buy one record, and show it complete.
     Demo,
+    /// Exit 0 when URL answers 2xx within the timeout, else 1: a container healthcheck that
+    /// needs no curl. The default URL is /health/ready on RECORDSTORE_LISTEN's port.
+    Healthcheck {
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Receive Alertmanager webhooks on RECORDSTORE_LISTEN: one JSON log line per alert,
+    /// the latest listed at GET /alerts.
+    AlertSink,
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -58,8 +70,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), (u8, String)> {
-    if let Command::Demo = command {
-        return demo().await.map_err(|e| (1, format!("{e:#}")));
+    match command {
+        Command::Demo => return demo().await.map_err(|e| (1, format!("{e:#}"))),
+        Command::Healthcheck { url, timeout } => return healthcheck(url, timeout).await,
+        Command::AlertSink => return alert_sink().await,
+        _ => {}
     }
     let config = Config::from_env().map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     let role = match command {
@@ -77,7 +92,7 @@ async fn run(command: Command) -> Result<(), (u8, String)> {
             println!("migrations applied: {applied:?}; products seeded: {seeded}");
             return Ok(());
         }
-        Command::Demo => unreachable!("handled above"),
+        Command::Demo | Command::Healthcheck { .. } | Command::AlertSink => unreachable!("handled above"),
     };
     let app = Application::build(config, role, Duration::from_secs(60))
         .await
@@ -85,6 +100,40 @@ async fn run(command: Command) -> Result<(), (u8, String)> {
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
     app.run_until(cancel)
+        .await
+        .map_err(|e| (1, format!("server error: {e}")))
+}
+
+async fn healthcheck(url: Option<String>, timeout: u64) -> Result<(), (u8, String)> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let listen = Config::from_env().map_err(|e| (EXIT_CONFIG, e.to_string()))?.listen;
+            format!("http://127.0.0.1:{}/health/ready", listen.port())
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout))
+        .build()
+        .map_err(|e| (1, e.to_string()))?;
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err((1, format!("{url} answered {}", response.status()))),
+        Err(e) => Err((1, format!("{url}: {e}"))),
+    }
+}
+
+async fn alert_sink() -> Result<(), (u8, String)> {
+    let listen = Config::from_env().map_err(|e| (EXIT_CONFIG, e.to_string()))?.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| (EXIT_UNAVAILABLE, format!("cannot listen on {listen}: {e}")))?;
+    eprintln!("recordstore alert-sink listening on {listen}");
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    let router = recordstore::alert_sink::router(recordstore::alert_sink::Received::default());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.cancelled_owned())
         .await
         .map_err(|e| (1, format!("server error: {e}")))
 }

@@ -200,6 +200,7 @@ impl Worker {
         tracing::info!("order confirmation sent");
         if self.store.finish_order(order.id, order_status::COMPLETED, None).await? {
             self.metrics.order_transitions.with(&[order_status::COMPLETED]).inc();
+            self.observe_completion(job, order_status::COMPLETED);
             tracing::info!("order completed");
         }
         self.finish(job, "done", None, JobOutcome::Completed).await
@@ -230,10 +231,17 @@ impl Worker {
             .await?
         {
             self.metrics.order_transitions.with(&[order_status::FAILED]).inc();
+            self.observe_completion(job, order_status::FAILED);
             tracing::warn!(reason, "order failed");
         }
         self.finish(job, "failed", Some(reason), JobOutcome::Failed(reason.to_string()))
             .await
+    }
+
+    /// The order and its job are written together, so the job's creation time is the checkout's.
+    fn observe_completion(&self, job: &Job, status: &str) {
+        let waited = (crate::clock::now_ms() - job.created_at_ms).max(0) as f64 / 1000.0;
+        self.metrics.order_completion.with(&[status]).observe(waited);
     }
 
     async fn finish(

@@ -172,6 +172,17 @@ impl JaegerClient {
         }
     }
 
+    /// The services Jaeger has spans of (`GET /api/services`).
+    pub async fn services(&self) -> Result<Vec<String>, BackendError> {
+        #[derive(serde::Deserialize)]
+        struct Services {
+            data: Option<Vec<String>>,
+        }
+        let url = format!("{}/api/services", self.base);
+        let services: Services = get_json(&self.http, BACKEND, &url, &[]).await?;
+        Ok(services.data.unwrap_or_default())
+    }
+
     /// The trace, or `None` when Jaeger does not know it (yet).
     pub async fn trace(&self, trace_id: &str) -> Result<Option<RawTrace>, BackendError> {
         let url = format!("{}/api/traces/{}", self.base, short_trace_id(trace_id));

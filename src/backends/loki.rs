@@ -82,6 +82,22 @@ impl LokiClient {
         self
     }
 
+    /// `GET /ready`: Loki answers 200 `ready` once it accepts pushes and queries.
+    pub async fn ready(&self) -> Result<(), BackendError> {
+        let url = format!("{}/ready", self.base);
+        let (status, _content_type, body) = super::get(&self.http, BACKEND, &url, &[]).await?;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(BackendError::Api {
+                backend: BACKEND,
+                url,
+                status,
+                body: body.trim().to_string(),
+            })
+        }
+    }
+
     /// The LogQL query for lines whose `correlation_id` field is `id`.
     pub fn query_for(&self, id: &str) -> String {
         format!(

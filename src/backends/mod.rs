@@ -1,6 +1,7 @@
 //! Clients of the stack's backends. They know nothing of clap: each takes a base URL and
 //! answers data or a [`BackendError`] that names the URL and what to do.
 
+pub mod docker;
 pub mod jaeger;
 pub mod loki;
 pub mod prometheus;
@@ -95,7 +96,7 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

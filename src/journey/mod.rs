@@ -81,31 +81,14 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         eprintln!("recordctl: --correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -");
         return exit::USAGE;
     }
-    let stack = match (&args.target, args.trace) {
-        (Some(_), true) => match telemetry::Stack::from_args(&args.stack) {
-            Ok(stack) => Some(stack),
-            Err(e) => {
-                eprintln!("recordctl: {e}");
-                return exit::USAGE;
-            }
-        },
-        _ => None,
+    let source = match TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await {
+        Ok(source) => source,
+        Err((code, message)) => {
+            eprintln!("recordctl: {message}");
+            return code;
+        }
     };
-    let embedded = match &args.target {
-        Some(_) => None,
-        None => match EmbeddedTarget::start_with(true).await {
-            Ok(app) => Some(app),
-            Err(e) => {
-                eprintln!("recordctl: cannot start the embedded recordstore: {e}");
-                return exit::UNREACHABLE;
-            }
-        },
-    };
-    let base = args
-        .target
-        .clone()
-        .map(|t| t.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| embedded.as_ref().expect("embedded").base_url());
+    let base = source.base.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -121,31 +104,12 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         .clone()
         .unwrap_or_else(|| format!("journey-{:08x}", rand::random::<u32>()));
     let journeys = run_journeys(&client, &base, &prefix, args.count, args.concurrency, wait, &interrupt).await;
-    let telemetry = match (&embedded, &stack, args.trace, journeys.first()) {
-        (Some(app), _, true, Some(first)) => {
-            eprintln!(
-                "recordctl: waiting up to {wait:?} for the telemetry of {}",
-                first.correlation_id
-            );
-            Some(telemetry::collect(app.captured(), &base, first, wait).await)
-        }
-        (None, Some(stack), true, Some(first)) => {
-            eprintln!(
-                "recordctl: waiting up to {wait:?} for {} in Jaeger, Loki and Prometheus",
-                first.correlation_id
-            );
-            let start_ns = first
-                .steps
-                .first()
-                .map(|s| s.started_unix_nanos)
-                .unwrap_or(0)
-                .saturating_sub(60_000_000_000);
-            Some(telemetry::collect_from_stack(stack, first, wait, start_ns).await)
-        }
+    let telemetry = match (args.trace, journeys.first()) {
+        (true, Some(first)) => source.collect(first, wait).await,
         _ => None,
     };
     let report = build_report(
-        if embedded.is_some() {
+        if source.embedded.is_some() {
             "embedded recordstore"
         } else {
             &base
@@ -156,14 +120,82 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
     );
     let text = render(&report);
     let written = crate::output::emit(&text, &report, args.json.as_deref());
-    if let Some(app) = embedded {
-        app.stop().await;
-    }
+    source.stop().await;
     if let Err(e) = written {
         eprintln!("recordctl: {e}");
         return exit::USAGE;
     }
     report.exit_code()
+}
+
+/// Where a journey runs and where its telemetry is read: the embedded store (spans and log
+/// lines in memory), or a deployed target with the stack's backends (when traced).
+pub(crate) struct TraceSource {
+    pub embedded: Option<EmbeddedTarget>,
+    pub stack: Option<telemetry::Stack>,
+    pub base: String,
+}
+
+impl TraceSource {
+    /// Starts the embedded store when there is no target; resolves the backends when a
+    /// deployed target is traced. Errors carry their exit code.
+    pub async fn open(
+        target: Option<&str>,
+        trace: bool,
+        stack: &crate::cli::StackArgs,
+    ) -> Result<TraceSource, (u8, String)> {
+        let stack = match (target, trace) {
+            (Some(_), true) => Some(telemetry::Stack::from_args(stack).map_err(|e| (exit::USAGE, e))?),
+            _ => None,
+        };
+        let embedded = match target {
+            Some(_) => None,
+            None => Some(
+                EmbeddedTarget::start_with(true)
+                    .await
+                    .map_err(|e| (exit::UNREACHABLE, format!("cannot start the embedded recordstore: {e}")))?,
+            ),
+        };
+        let base = match (target, &embedded) {
+            (Some(t), _) => t.trim_end_matches('/').to_string(),
+            (None, app) => app.as_ref().expect("started above").base_url(),
+        };
+        Ok(TraceSource { embedded, stack, base })
+    }
+
+    /// The journey's trace, log lines and metrics, waiting up to `wait`; `None` when there is
+    /// nowhere to read them (a deployed target without backends).
+    pub async fn collect(&self, journey: &steps::JourneyResult, wait: Duration) -> Option<telemetry::JourneyTelemetry> {
+        match (&self.embedded, &self.stack) {
+            (Some(app), _) => {
+                eprintln!(
+                    "recordctl: waiting up to {wait:?} for the telemetry of {}",
+                    journey.correlation_id
+                );
+                Some(telemetry::collect(app.captured(), &self.base, journey, wait).await)
+            }
+            (None, Some(stack)) => {
+                eprintln!(
+                    "recordctl: waiting up to {wait:?} for {} in Jaeger, Loki and Prometheus",
+                    journey.correlation_id
+                );
+                let start_ns = journey
+                    .steps
+                    .first()
+                    .map(|s| s.started_unix_nanos)
+                    .unwrap_or(0)
+                    .saturating_sub(60_000_000_000);
+                Some(telemetry::collect_from_stack(stack, journey, wait, start_ns).await)
+            }
+            (None, None) => None,
+        }
+    }
+
+    pub async fn stop(self) {
+        if let Some(app) = self.embedded {
+            app.stop().await;
+        }
+    }
 }
 
 async fn run_journeys(

@@ -251,7 +251,10 @@ pub async fn collect_from_stack(
                 .any(|m| m.labels.get("route").map(String::as_str) == Some(*r))
         });
         let done = worker_span_hangs_off_checkout(&spans) && worker_logged && counted && exemplar.is_some();
-        if done || !problems.is_empty() || Instant::now() + delay > deadline {
+        // An unreachable backend will not come back in time: say so now. Other answers (a
+        // Prometheus still starting answers 503) may clear: keep looking until the deadline.
+        let unreachable = problems.iter().any(|(_, _, is_unreachable)| *is_unreachable);
+        if done || unreachable || Instant::now() + delay > deadline {
             let mut pillars = judge(&spans, &logs, &metrics, exemplar.as_ref(), false);
             let mut unreachable = Vec::new();
             for (pillar, problem, is_unreachable) in problems {

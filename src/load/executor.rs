@@ -20,6 +20,22 @@ pub struct Executor {
     seq: AtomicU64,
     started: Instant,
     cumulative_weights: Vec<u32>,
+    observer: Option<Observer>,
+}
+
+/// Sees every answered request (drills keep a ledger of acknowledged checkouts with it).
+pub type Observer = std::sync::Arc<dyn Fn(&Seen<'_>) + Send + Sync>;
+
+/// One answered request, as an [`Observer`] sees it.
+pub struct Seen<'a> {
+    pub name: &'a str,
+    pub method: &'static str,
+    /// The path template from the scenario, e.g. `/checkout` or `/orders/{order_id}`.
+    pub path: &'a str,
+    pub status: u16,
+    /// The JSON body when the scenario needed it (extraction or polling), else null.
+    pub body: &'a Value,
+    pub correlation_id: &'a str,
 }
 
 /// How a transaction is run.
@@ -71,7 +87,13 @@ impl Executor {
             seq: AtomicU64::new(0),
             started,
             cumulative_weights,
+            observer: None,
         })
+    }
+
+    pub fn with_observer(mut self, observer: Observer) -> Executor {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -169,6 +191,16 @@ impl Executor {
         let due = intended.unwrap_or(sent).min(sent);
         let result = self.exchange(spec, vars, &correlation_id).await;
         let done = Instant::now();
+        if let (Some(observer), Ok((status, body))) = (&self.observer, &result) {
+            observer(&Seen {
+                name: &spec.name,
+                method: spec.method.as_str(),
+                path: &spec.path,
+                status: *status,
+                body: body.as_ref().unwrap_or(&Value::Null),
+                correlation_id: &correlation_id,
+            });
+        }
         let (status, outcome) = match result {
             Ok((status, body)) => (Some(status), Ok(body)),
             Err((status, failure)) => (status, Err(failure)),

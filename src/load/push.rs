@@ -78,15 +78,21 @@ pub fn exposition(r: &LoadReport) -> String {
 }
 
 pub async fn push(gateway: &str, r: &LoadReport) -> Result<(), String> {
-    let url = format!(
-        "{}/metrics/job/recordctl_load_test/run_id/{}",
-        gateway.trim_end_matches('/'),
-        r.run_id
-    );
+    put_exposition(
+        gateway,
+        &format!("job/recordctl_load_test/run_id/{}", r.run_id),
+        exposition(r),
+    )
+    .await
+}
+
+/// PUTs text exposition to `{gateway}/metrics/{group}` (replacing that group's metrics).
+pub async fn put_exposition(gateway: &str, group: &str, body: String) -> Result<(), String> {
+    let url = format!("{}/metrics/{group}", gateway.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .put(&url)
         .header("content-type", "text/plain; version=0.0.4")
-        .body(exposition(r))
+        .body(body)
         .timeout(std::time::Duration::from_secs(10))
         .send()
         .await

@@ -263,7 +263,14 @@ pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
 
 /// Parses and validates scenario text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+    let scenario: Scenario = from_toml(text, file)?;
+    validate(&scenario).map_err(|(needle, message)| located(text, file, needle.as_deref(), message))?;
+    Ok(scenario)
+}
+
+/// Deserializes TOML, placing serde's complaint at its line and column in `file`.
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, ScenarioError> {
+    toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
         ScenarioError {
             file: file.to_string(),
@@ -271,17 +278,18 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
             column,
             message: e.message().trim().to_string(),
         }
-    })?;
-    validate(&scenario).map_err(|(needle, message)| {
-        let (line, column) = needle.and_then(|n| text.find(&n)).map(|o| line_col(text, o)).unzip();
-        ScenarioError {
-            file: file.to_string(),
-            line,
-            column,
-            message,
-        }
-    })?;
-    Ok(scenario)
+    })
+}
+
+/// An error placed at the first occurrence of `needle` in the text (unplaced without one).
+pub(crate) fn located(text: &str, file: &str, needle: Option<&str>, message: String) -> ScenarioError {
+    let (line, column) = needle.and_then(|n| text.find(n)).map(|o| line_col(text, o)).unzip();
+    ScenarioError {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// Checks what serde cannot: names, weights, variables used before they are extracted.

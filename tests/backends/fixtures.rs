@@ -45,6 +45,7 @@ impl JaegerFixture {
             .route("/v1/traces", post(otlp_traces))
             .route("/api/traces/{id}", get(jaeger_trace))
             .route("/api/traces", get(jaeger_search))
+            .route("/api/services", get(jaeger_services))
             .with_state(fixture.clone());
         let addr = serve(app).await;
         (fixture, format!("http://{addr}"))
@@ -53,6 +54,15 @@ impl JaegerFixture {
     pub fn span_count(&self) -> usize {
         self.traces.lock().unwrap().values().map(Vec::len).sum()
     }
+}
+
+/// `GET /api/services`: the services that sent spans, in Jaeger's envelope.
+async fn jaeger_services(State(fixture): State<JaegerFixture>) -> Json<Value> {
+    let traces = fixture.traces.lock().unwrap();
+    let mut services: Vec<String> = traces.values().flatten().map(|(_, service)| service.clone()).collect();
+    services.sort();
+    services.dedup();
+    Json(json!({ "data": services, "total": services.len(), "limit": 0, "offset": 0, "errors": null }))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -203,6 +213,7 @@ impl LokiFixture {
         let app = Router::new()
             .route("/loki/api/v1/push", post(loki_push))
             .route("/loki/api/v1/query_range", get(loki_query_range))
+            .route("/ready", get(|| async { "ready\n" }))
             .with_state(fixture.clone());
         let addr = serve(app).await;
         (fixture, format!("http://{addr}"))

@@ -1,6 +1,8 @@
 //! The Jaeger and Loki clients against fixture servers fed by the app's real output.
 
 mod fixtures;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -233,65 +235,23 @@ async fn unreachable_backends_name_the_url_and_the_fix() {
 
 /// The real Prometheus (Debian's package) on a free port, scraping `target` every second
 /// with exemplar storage on; killed on drop.
-struct RealPrometheus {
-    child: std::process::Child,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl RealPrometheus {
-    fn start(target: &str) -> Option<RealPrometheus> {
-        if !std::path::Path::new("/usr/bin/prometheus").exists() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("prometheus is required in CI (apt-get install prometheus)");
-            }
-            eprintln!("SKIPPED: real Prometheus test (apt-get install prometheus)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("recordctl-prom-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let rules = "groups:\n  - name: recordctl-test\n    rules:\n      - record: job:recordstore_http_requests:rate1m\n        expr: sum(rate(recordstore_http_requests_total[1m]))\n";
-        std::fs::write(dir.join("rules.yml"), rules).unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: recordstore\n    static_configs:\n      - targets: ['{target}']\n",
-            dir.join("rules.yml").display()
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        Some(RealPrometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        })
+/// Debian's Prometheus scraping `target` as job `recordstore`, with one recording rule.
+fn real_prometheus(target: &str) -> Option<(support::Prometheus, support::TempDir)> {
+    if !support::Prometheus::available() {
+        return None;
     }
-}
-
-impl Drop for RealPrometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let dir = support::TempDir::new("recordctl-prom-rules");
+    let rules = "groups:\n  - name: recordctl-test\n    rules:\n      - record: job:recordstore_http_requests:rate1m\n        expr: sum(rate(recordstore_http_requests_total[1m]))\n";
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    let scrape = format!("  - job_name: recordstore\n    static_configs:\n      - targets: ['{target}']\n");
+    Some((support::Prometheus::start(&scrape, &[dir.join("rules.yml")], ""), dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_has_the_checkouts_counter_and_its_exemplar() {
     let trace = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
     let (app, dir) = app_after_checkout(None, "prom-it-1", &format!("00-{trace}-00f067aa0ba902b7-01")).await;
-    let Some(prometheus) = RealPrometheus::start(&app.addr().to_string()) else {
+    let Some((prometheus, _rules)) = real_prometheus(&app.addr().to_string()) else {
         return;
     };
     let client = recordctl::backends::prometheus::PrometheusClient::new(&prometheus.url).unwrap();
@@ -416,7 +376,7 @@ async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus
         .unwrap()
         .spawn()
         .await;
-    let Some(prometheus) = RealPrometheus::start(&app.addr().to_string()) else {
+    let Some((prometheus, _rules)) = real_prometheus(&app.addr().to_string()) else {
         return;
     };
     let shipper = ship_logs(&app, loki_url.clone());

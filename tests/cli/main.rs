@@ -37,3 +37,27 @@ fn usage_errors_exit_2_and_name_the_problem() {
     let out = recordctl(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_drill_dry_run_prints_the_plan_even_without_a_stack() {
+    let out = Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args(["drill", "db-outage", "--dry-run"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .output()
+        .expect("run recordctl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("fault 1: stop db on (container not resolved)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expect: DatabaseDown Firing within 90s"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    let out = Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args(["drill", "no-such-drill"])
+        .output()
+        .expect("run recordctl");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built-in drills: db-outage"));
+}

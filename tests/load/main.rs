@@ -2,6 +2,8 @@
 //! 127.0.0.1:0 whose own counters and clocks are the reference.
 
 mod servers;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::sync::atomic::Ordering;
 

@@ -2,13 +2,13 @@
 //! promtool (config, rules, rule unit tests), amtool, and a real Prometheus evaluating every
 //! rule against the real app.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::repo;
 
 /// Runs a tool; `None` (after a SKIPPED line) when it is not installed outside CI.
 fn run(tool: &str, args: &[&str]) -> Option<std::process::Output> {
@@ -102,12 +102,7 @@ fn amtool_accepts_the_alertmanager_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_error() {
-    if !Path::new("/usr/bin/prometheus").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prometheus is required in CI"
-        );
-        eprintln!("SKIPPED: rule evaluation (apt-get install prometheus)");
+    if !support::Prometheus::available() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("recordctl-rules-{:016x}", rand::random::<u64>()));
@@ -129,35 +124,19 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
             .unwrap();
         client.get(format!("{}/products", app.base_url())).send().await.unwrap();
     }
-    // The project's rule files with their evaluation intervals shortened to 1 s.
-    for file in ["slo.yml", "causes.yml"] {
-        let text = std::fs::read_to_string(repo(&format!("observability/rules/{file}")))
-            .unwrap()
-            .replace("interval: 15s", "interval: 1s");
-        std::fs::write(dir.join(file), text).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let yml = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{}']\n",
-        dir.join("slo.yml").display(),
-        dir.join("causes.yml").display(),
-        app.addr()
+    // The project's rule files (their evaluation intervals shortened to 1 s).
+    let prometheus = support::Prometheus::start(
+        &format!(
+            "  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{}']\n",
+            app.addr()
+        ),
+        &[
+            repo("observability/rules/slo.yml"),
+            repo("observability/rules/causes.yml"),
+        ],
+        "",
     );
-    std::fs::write(dir.join("prometheus.yml"), yml).unwrap();
-    let mut prometheus = Command::new("/usr/bin/prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--enable-feature=exemplar-storage")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let prom = recordctl::backends::prometheus::PrometheusClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let prom = prometheus.client();
     let deadline = Instant::now() + Duration::from_secs(30);
     let rules = loop {
         if let Ok(rules) = prom.rules().await
@@ -177,8 +156,7 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
         firing.iter().all(|a| a.labels["alertname"] != "DatabaseDown"),
         "{firing:?}"
     );
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -39,6 +39,7 @@ pub struct MetricsInner {
     pub jobs_processed: Arc<Family>,
     pub job_duration: Arc<Family>,
     pub job_attempts: Arc<Family>,
+    pub order_completion: Arc<Family>,
     pub payments: Arc<Family>,
     pub payment_duration: Arc<Family>,
     pub breaker_state: Arc<Family>,
@@ -123,6 +124,12 @@ impl Metrics {
             &["result"],
             ATTEMPT_BUCKETS,
         );
+        let order_completion = r.histogram(
+            "recordstore_order_completion_seconds",
+            "Time in seconds from an accepted checkout to the order's final status (completed or failed), the end-to-end time a buyer waits.",
+            &["status"],
+            JOB_BUCKETS,
+        );
         let payments = r.counter(
             "recordstore_payment_requests",
             "Payment gateway calls by result: success, declined, error, circuit_open.",
@@ -176,6 +183,7 @@ impl Metrics {
                 jobs_processed,
                 job_duration,
                 job_attempts,
+                order_completion,
                 payments,
                 payment_duration,
                 breaker_state,

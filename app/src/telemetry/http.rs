@@ -126,11 +126,12 @@ async fn handle(state: AppState, mut request: Request, next: Next) -> Response {
     m.http_duration
         .with(&[method, &route])
         .observe_with_exemplar(elapsed.as_secs_f64(), exemplar);
-    if let Some(len) = response
+    // Hyper writes content-length later; the body knows its size now (streams do not).
+    let declared = response
         .headers()
         .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-    {
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    if let Some(len) = declared.or_else(|| axum::body::HttpBody::size_hint(response.body()).exact()) {
         m.http_response_size.with(&[&route]).inc_by(len);
     }
 

@@ -1,0 +1,375 @@
+//! `recordctl doctor`: one look at everything recordctl would use — the target, Prometheus
+//! (and whether it scrapes the app), Loki, Jaeger (and whether the app's services reported),
+//! Alertmanager, Docker and the compose project's containers — with a fix per failure.
+
+use std::time::Duration;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use crate::backends::docker::DockerClient;
+use crate::backends::jaeger::JaegerClient;
+use crate::backends::loki::LokiClient;
+use crate::backends::prometheus::PrometheusClient;
+use crate::cli::DoctorArgs;
+use crate::exit;
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Row {
+    pub component: String,
+    pub check: String,
+    pub status: Status,
+    pub detail: String,
+    /// How to fix it, when it is not ok.
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DoctorReport {
+    pub rows: Vec<Row>,
+    /// Something required failed.
+    pub failed: bool,
+}
+
+fn row(component: &str, check: &str, status: Status, detail: impl Into<String>, fix: &str) -> Row {
+    Row {
+        component: component.into(),
+        check: check.into(),
+        status,
+        detail: detail.into(),
+        fix: if status == Status::Ok {
+            String::new()
+        } else {
+            fix.into()
+        },
+    }
+}
+
+/// The app services a compose project of recordstore has.
+const APP_SERVICES: &[&str] = &["api", "worker", "db"];
+
+pub async fn run(args: DoctorArgs) -> u8 {
+    let urls = match crate::config::resolve(&args.stack) {
+        Ok(urls) => urls,
+        Err(e) => {
+            eprintln!("recordctl doctor: {e}");
+            return exit::USAGE;
+        }
+    };
+    let skip = |name: &str| args.skip.iter().any(|s| s.eq_ignore_ascii_case(name));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let mut rows = Vec::new();
+    let target = args.target.trim_end_matches('/');
+    if !skip("target") {
+        rows.extend(target_rows(&http, target).await);
+    }
+    if !skip("prometheus") {
+        rows.extend(prometheus_rows(&http, &urls.prometheus).await);
+    }
+    if !skip("loki") {
+        rows.push(match LokiClient::new(&urls.loki).ready().await {
+            Ok(()) => row("Loki", "ready", Status::Ok, format!("{}/ready", urls.loki), ""),
+            Err(e) => row(
+                "Loki",
+                "ready",
+                Status::Fail,
+                e.to_string(),
+                "docker compose up -d loki promtail (or --loki URL / RECORDCTL_LOKI_URL)",
+            ),
+        });
+    }
+    if !skip("jaeger") {
+        rows.push(match JaegerClient::new(&urls.jaeger).services().await {
+            Err(e) => row(
+                "Jaeger",
+                "services",
+                Status::Fail,
+                e.to_string(),
+                "docker compose up -d jaeger (or --jaeger URL / RECORDCTL_JAEGER_URL)",
+            ),
+            Ok(services) => {
+                let missing: Vec<&str> = ["recordstore-api", "recordstore-worker"]
+                    .into_iter()
+                    .filter(|s| !services.iter().any(|have| have == s))
+                    .collect();
+                if missing.is_empty() {
+                    row("Jaeger", "services", Status::Ok, services.join(", "), "")
+                } else {
+                    row(
+                        "Jaeger",
+                        "services",
+                        Status::Warn,
+                        format!("no spans yet from {} (has: {})", missing.join(", "), services.join(", ")),
+                        "send traffic (recordctl journey --target …); check the app's OTEL_EXPORTER_OTLP_ENDPOINT points at jaeger:4318",
+                    )
+                }
+            }
+        });
+    }
+    if !skip("alertmanager") {
+        let url = format!("{}/-/ready", urls.alertmanager.trim_end_matches('/'));
+        rows.push(match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => row("Alertmanager", "ready", Status::Ok, url, ""),
+            Ok(r) => row(
+                "Alertmanager",
+                "ready",
+                Status::Fail,
+                format!("{url} answered {}", r.status()),
+                "docker compose logs alertmanager",
+            ),
+            Err(e) => row(
+                "Alertmanager",
+                "ready",
+                Status::Fail,
+                format!("cannot reach {url}: {}", crate::backends::error_chain(&e)),
+                "docker compose up -d alertmanager (or --alertmanager URL / RECORDCTL_ALERTMANAGER_URL)",
+            ),
+        });
+    }
+    if !skip("docker") {
+        rows.extend(docker_rows(args.project.as_deref()).await);
+    }
+    let report = DoctorReport {
+        failed: rows.iter().any(|r| r.status == Status::Fail),
+        rows,
+    };
+    if let Err(e) = crate::output::emit(&render(&report), &report, args.json.as_deref()) {
+        eprintln!("recordctl doctor: {e}");
+    }
+    if report.failed { exit::UNREACHABLE } else { exit::OK }
+}
+
+async fn target_rows(http: &reqwest::Client, target: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (check, path, fix) in [
+        (
+            "live",
+            "/health/live",
+            "start the store: docker compose up -d (or recordctl store --listen 127.0.0.1:8000), or pass --target URL",
+        ),
+        (
+            "ready",
+            "/health/ready",
+            "the store is up but not ready (its database?): docker compose ps db; docker compose logs api",
+        ),
+    ] {
+        let url = format!("{target}{path}");
+        rows.push(match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => row("target", check, Status::Ok, url, ""),
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                row(
+                    "target",
+                    check,
+                    Status::Fail,
+                    format!(
+                        "{url} answered {status}: {}",
+                        body.chars().take(160).collect::<String>()
+                    ),
+                    fix,
+                )
+            }
+            Err(e) => row(
+                "target",
+                check,
+                Status::Fail,
+                format!("cannot reach {url}: {}", crate::backends::error_chain(&e)),
+                fix,
+            ),
+        });
+    }
+    rows
+}
+
+async fn prometheus_rows(http: &reqwest::Client, base: &str) -> Vec<Row> {
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/-/ready");
+    let ready = match http.get(&url).send().await {
+        Ok(r) if r.status().is_success() => row("Prometheus", "ready", Status::Ok, url, ""),
+        Ok(r) => row(
+            "Prometheus",
+            "ready",
+            Status::Fail,
+            format!("{url} answered {}", r.status()),
+            "docker compose logs prometheus",
+        ),
+        Err(e) => row(
+            "Prometheus",
+            "ready",
+            Status::Fail,
+            format!("cannot reach {url}: {}", crate::backends::error_chain(&e)),
+            "docker compose up -d prometheus (or --prometheus URL / RECORDCTL_PROMETHEUS_URL)",
+        ),
+    };
+    if ready.status == Status::Fail {
+        return vec![ready];
+    }
+    let targets = match PrometheusClient::new(base) {
+        Ok(client) => client.targets().await,
+        Err(e) => Err(e),
+    };
+    let scrape = match targets {
+        Err(e) => row(
+            "Prometheus",
+            "app targets up",
+            Status::Fail,
+            e.to_string(),
+            "check Prometheus's logs",
+        ),
+        Ok(targets) => {
+            let job = |t: &crate::backends::prometheus::Target| t.labels.get("job").cloned().unwrap_or_default();
+            let app: Vec<_> = targets.iter().filter(|t| job(t).starts_with("recordstore")).collect();
+            let down: Vec<String> = app
+                .iter()
+                .filter(|t| t.health != "up")
+                .map(|t| format!("{} {} ({})", job(t), t.scrape_url, t.health))
+                .collect();
+            if app.is_empty() {
+                row(
+                    "Prometheus",
+                    "app targets up",
+                    Status::Fail,
+                    "no recordstore-* scrape jobs",
+                    "load observability/prometheus.yml (jobs recordstore-api, recordstore-worker)",
+                )
+            } else if down.is_empty() {
+                row(
+                    "Prometheus",
+                    "app targets up",
+                    Status::Ok,
+                    format!("{} targets up", app.len()),
+                    "",
+                )
+            } else {
+                row(
+                    "Prometheus",
+                    "app targets up",
+                    Status::Fail,
+                    format!("down: {}", down.join("; ")),
+                    "the app is not reachable from Prometheus: docker compose ps; see http://localhost:9090/targets",
+                )
+            }
+        }
+    };
+    vec![ready, scrape]
+}
+
+async fn docker_rows(project: Option<&str>) -> Vec<Row> {
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            return vec![row(
+                "Docker",
+                "engine",
+                Status::Fail,
+                e.to_string(),
+                "start the Docker engine (drills need it), or --skip docker",
+            )];
+        }
+    };
+    let version = docker.server_version().await.unwrap_or_default();
+    let mut rows = vec![row("Docker", "engine", Status::Ok, format!("version {version}"), "")];
+    let project = match project {
+        Some(project) => project.to_string(),
+        None => match docker.projects().await {
+            Ok(projects) => {
+                let found: Vec<String> = projects
+                    .iter()
+                    .filter(|(_, services)| APP_SERVICES.iter().all(|s| services.iter().any(|have| have == s)))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                match found.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        rows.push(row(
+                            "Docker",
+                            "compose project",
+                            Status::Fail,
+                            "no compose project with services api, worker and db",
+                            "docker compose up -d (in the recordctl checkout)",
+                        ));
+                        return rows;
+                    }
+                    many => {
+                        rows.push(row(
+                            "Docker",
+                            "compose project",
+                            Status::Fail,
+                            format!("several projects: {}", many.join(", ")),
+                            "choose one with --project",
+                        ));
+                        return rows;
+                    }
+                }
+            }
+            Err(e) => {
+                rows.push(row("Docker", "compose project", Status::Fail, e.to_string(), ""));
+                return rows;
+            }
+        },
+    };
+    match docker.project(&project).await {
+        Ok(containers) if containers.is_empty() => rows.push(row(
+            "Docker",
+            "compose project",
+            Status::Fail,
+            format!("project {project} has no containers"),
+            "docker compose up -d",
+        )),
+        Ok(mut containers) => {
+            containers.sort_by(|a, b| a.service.cmp(&b.service));
+            for c in containers {
+                let status = match (c.state.as_str(), c.health.as_str()) {
+                    ("running", "healthy" | "none") => Status::Ok,
+                    ("running", "starting") => Status::Warn,
+                    _ => Status::Fail,
+                };
+                rows.push(row(
+                    "Docker",
+                    &format!("{project}/{}", c.service),
+                    status,
+                    format!("{} {} (health: {})", c.name, c.state, c.health),
+                    &format!(
+                        "docker compose logs {0}; docker compose up -d {0} (after a drill: recordctl drill --restore)",
+                        c.service
+                    ),
+                ));
+            }
+        }
+        Err(e) => rows.push(row("Docker", "compose project", Status::Fail, e.to_string(), "")),
+    }
+    rows
+}
+
+pub fn render(report: &DoctorReport) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["component", "check", "status", "detail", "fix"]);
+    for r in &report.rows {
+        table.add_row([
+            r.component.clone(),
+            r.check.clone(),
+            match r.status {
+                Status::Ok => "ok".into(),
+                Status::Warn => "warn".into(),
+                Status::Fail => "FAIL".into(),
+            },
+            r.detail.clone(),
+            r.fix.clone(),
+        ]);
+    }
+    format!("{table}\n")
+}

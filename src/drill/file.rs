@@ -1,0 +1,388 @@
+//! Drill files (`drills/*.toml`): targets by compose service, the steady-state hypothesis,
+//! background traffic, faults, expected alerts, the recovery deadline and safety limits.
+//! Parsed with `file:line:col` errors and validated before anything is touched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::load::scenario::{HumanDuration, ScenarioError, from_toml, located};
+
+pub type DrillError = ScenarioError;
+
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("db-outage", include_str!("../../drills/db-outage.toml")),
+    ("db-freeze", include_str!("../../drills/db-freeze.toml")),
+    ("worker-crash", include_str!("../../drills/worker-crash.toml")),
+    ("api-restart", include_str!("../../drills/api-restart.toml")),
+    ("network-partition", include_str!("../../drills/network-partition.toml")),
+    ("payment-latency", include_str!("../../drills/payment-latency.toml")),
+];
+
+/// No fault is held longer than this, whatever a file says.
+pub const HARD_MAX_FAULT: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The compose services this drill may change; anything else is refused.
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub steady_state: SteadyState,
+    #[serde(default)]
+    pub traffic: Option<Traffic>,
+    #[serde(rename = "fault")]
+    pub faults: Vec<Fault>,
+    #[serde(default, rename = "expect_alert")]
+    pub expected_alerts: Vec<ExpectedAlert>,
+    #[serde(default)]
+    pub recovery: Recovery,
+    #[serde(default)]
+    pub safety: Safety,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteadyState {
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<Probe>,
+    #[serde(default, rename = "query")]
+    pub queries: Vec<Query>,
+}
+
+/// An HTTP GET of the target that must answer `status` within `max_latency`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub name: String,
+    pub path: String,
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    #[serde(default = "default_probe_latency")]
+    pub max_latency: HumanDuration,
+}
+
+/// A PromQL expression whose first sample must lie within [min, max]. No sample fails,
+/// unless `absent_ok`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    pub name: String,
+    pub promql: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub absent_ok: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// A built-in scenario (browse, purchase, smoke) or a scenario file.
+    #[serde(default = "default_scenario")]
+    pub scenario: String,
+    /// Transactions started per second (open model).
+    pub rate: f64,
+    #[serde(default = "default_traffic_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Stop the container (SIGTERM, then SIGKILL after the grace period); undo: start it.
+    Stop,
+    /// Freeze every process of the container (cgroup freezer); undo: unpause.
+    Pause,
+    /// Send a signal (SIGKILL by default); undo: start it again if it is not running.
+    Kill,
+    /// Restart the container; nothing to undo, but the drill waits for it to be running.
+    Restart,
+    /// Disconnect the container from a network; undo: connect it again with its aliases.
+    Disconnect,
+    /// Set the app's payment-gateway fault through `/admin/faults`; undo: DELETE it.
+    PaymentFault,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Pause => "pause",
+            Action::Kill => "kill",
+            Action::Restart => "restart",
+            Action::Disconnect => "disconnect",
+            Action::PaymentFault => "payment-fault",
+        }
+    }
+
+    pub fn uses_docker(self) -> bool {
+        self != Action::PaymentFault
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub action: Action,
+    /// The compose service acted on (for payment-fault: the service whose API is called,
+    /// usually `api`).
+    pub service: String,
+    /// How long the fault is held before it is undone.
+    pub duration: HumanDuration,
+    /// Undo earlier, as soon as this alert reaches this state.
+    pub until: Option<Until>,
+    /// kill: the signal (default SIGKILL).
+    pub signal: Option<String>,
+    /// disconnect: the network (default every network of the container).
+    pub network: Option<String>,
+    /// payment-fault: added latency and failure share.
+    pub latency_ms: Option<u64>,
+    pub error_rate: Option<f64>,
+    /// kill: wait this long before starting the container again (default: the duration).
+    #[serde(default)]
+    pub restart_after: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Until {
+    pub alert: String,
+    #[serde(default = "firing")]
+    pub state: AlertState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAlert {
+    pub name: String,
+    #[serde(default = "firing")]
+    pub state: AlertState,
+    /// Counted from the moment the fault is injected.
+    pub within: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// After the undo, the steady state must hold again within this.
+    #[serde(default = "default_recovery")]
+    pub deadline: HumanDuration,
+    /// And every acknowledged order must reach a final status within this.
+    #[serde(default = "default_recovery")]
+    pub orders_deadline: HumanDuration,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            deadline: default_recovery(),
+            orders_deadline: default_recovery(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Cap on every fault's hold (and on the time the drill waits for `until`).
+    #[serde(default = "default_max_fault")]
+    pub max_fault_duration: HumanDuration,
+    /// Stop grace period given to `stop` and `restart`, in seconds.
+    #[serde(default = "default_grace")]
+    pub stop_grace_seconds: i32,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_fault_duration: default_max_fault(),
+            stop_grace_seconds: default_grace(),
+        }
+    }
+}
+
+fn ok_status() -> u16 {
+    200
+}
+fn default_probe_latency() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn default_scenario() -> String {
+    "purchase".into()
+}
+fn default_traffic_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn firing() -> AlertState {
+    AlertState::Firing
+}
+fn default_recovery() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+fn default_max_fault() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_grace() -> i32 {
+    5
+}
+
+/// A built-in drill name, a name in `drills/`, or a path.
+pub fn load(spec: &str) -> Result<(Drill, String), DrillError> {
+    if let Some((name, text)) = BUILTIN.iter().find(|(name, _)| *name == spec) {
+        let path = format!("drills/{name}.toml");
+        // A checkout's own copy wins, so edits take effect; else the built-in one.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return parse(&text, &path).map(|d| (d, path));
+        }
+        let file = format!("{path} (built in)");
+        return parse(text, &file).map(|d| (d, file));
+    }
+    let path = PathBuf::from(spec);
+    let path = if path.exists() || path.extension().is_some() {
+        path
+    } else {
+        Path::new("drills").join(format!("{spec}.toml"))
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| DrillError {
+        file: path.display().to_string(),
+        line: None,
+        column: None,
+        message: format!(
+            "cannot read the drill: {e} (built-in drills: {})",
+            BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    let file = path.display().to_string();
+    parse(&text, &file).map(|d| (d, file))
+}
+
+pub fn parse(text: &str, file: &str) -> Result<Drill, DrillError> {
+    let drill: Drill = from_toml(text, file)?;
+    validate(&drill).map_err(|(needle, message)| located(text, file, needle.as_deref(), message))?;
+    Ok(drill)
+}
+
+/// What serde cannot check; errors carry a snippet to locate in the text.
+fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
+    if d.services.is_empty() {
+        return Err((
+            Some("services".into()),
+            "`services` must name at least one compose service".into(),
+        ));
+    }
+    if d.faults.is_empty() {
+        return Err((None, "a drill needs at least one [[fault]]".into()));
+    }
+    let cap = d.safety.max_fault_duration.0.min(HARD_MAX_FAULT);
+    for fault in &d.faults {
+        if !d.services.contains(&fault.service) {
+            return Err((
+                Some(format!("service = \"{}\"", fault.service)),
+                format!(
+                    "fault acts on service {:?}, which is not in this drill's `services` ({:?})",
+                    fault.service, d.services
+                ),
+            ));
+        }
+        if fault.duration.0 > cap {
+            return Err((
+                Some("duration".into()),
+                format!(
+                    "fault duration {:?} exceeds the safety cap {:?} (safety.max_fault_duration, at most 30m)",
+                    fault.duration.0, cap
+                ),
+            ));
+        }
+        if let Some(signal) = &fault.signal
+            && !signal.starts_with("SIG")
+        {
+            return Err((
+                Some(format!("signal = \"{signal}\"")),
+                format!("signal {signal:?} should be a name like SIGKILL or SIGTERM"),
+            ));
+        }
+        if fault.action == Action::PaymentFault && fault.latency_ms.is_none() && fault.error_rate.is_none() {
+            return Err((
+                Some("payment-fault".into()),
+                "a payment-fault needs latency_ms and/or error_rate".into(),
+            ));
+        }
+        if let Some(rate) = fault.error_rate
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err((
+                Some("error_rate".into()),
+                format!("error_rate {rate} must be within 0..=1"),
+            ));
+        }
+    }
+    if let Some(traffic) = &d.traffic
+        && !(traffic.rate > 0.0 && traffic.rate <= 1000.0)
+    {
+        return Err((
+            Some("rate".into()),
+            format!("traffic rate {} must be within (0, 1000] per second", traffic.rate),
+        ));
+    }
+    for query in &d.steady_state.queries {
+        if query.min.is_none() && query.max.is_none() {
+            return Err((
+                Some(format!("name = \"{}\"", query.name)),
+                format!("query {:?} needs min and/or max", query.name),
+            ));
+        }
+    }
+    for probe in &d.steady_state.probes {
+        if !probe.path.starts_with('/') {
+            return Err((
+                Some(format!("path = \"{}\"", probe.path)),
+                format!("probe path {:?} must start with /", probe.path),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_drill_parses() {
+        for (name, text) in BUILTIN {
+            let drill = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&drill.name, name);
+        }
+    }
+
+    #[test]
+    fn mistakes_are_located_and_explained() {
+        let base =
+            "name = \"x\"\nservices = [\"db\"]\n[[fault]]\naction = \"stop\"\nservice = \"db\"\nduration = \"10s\"\n";
+        parse(base, "x.toml").unwrap();
+        let err = parse(&base.replace("action = \"stop\"", "action = \"explode\""), "x.toml").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.to_string().starts_with("x.toml:4:"), "{err}");
+        let err = parse(&base.replace("service = \"db\"", "service = \"api\""), "x.toml").unwrap_err();
+        assert!(err.message.contains("not in this drill's `services`"), "{err}");
+        assert_eq!(err.line, Some(5), "{err}");
+        let err = parse(&base.replace("\"10s\"", "\"2h\""), "x.toml").unwrap_err();
+        assert!(err.message.contains("safety cap"), "{err}");
+        let err = parse(&base.replace("duration", "durtion"), "x.toml").unwrap_err();
+        assert!(err.message.contains("unknown field"), "{err}");
+        let err = parse(&format!("{base}[safety]\nmax_fault_duration = \"5s\"\n"), "x.toml").unwrap_err();
+        assert!(err.message.contains("exceeds the safety cap 5s"), "{err}");
+    }
+}

@@ -1,0 +1,208 @@
+//! The drill journal (`.recordctl/drill-journal.json`): before each change, an entry saying
+//! what will be changed and how to undo it; after the undo, the entry is marked undone. After
+//! a SIGKILL, `recordctl drill --restore` undoes whatever the journal says is still changed.
+//! Written to a temp file and renamed, so a crash never leaves half a journal.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_PATH: &str = ".recordctl/drill-journal.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Journal {
+    pub drill: String,
+    pub project: String,
+    pub pid: u32,
+    pub started_at_ms: i64,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub id: usize,
+    pub at_ms: i64,
+    /// stop, pause, kill, restart, disconnect, payment-fault.
+    pub action: String,
+    pub service: String,
+    /// The container, by id and name (empty for payment-fault).
+    pub container_id: String,
+    pub container_name: String,
+    /// What undoes it.
+    pub undo: Undo,
+    pub state: EntryState,
+    /// What went wrong undoing it, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Start the container (after stop or kill).
+    Start,
+    /// Unpause the container.
+    Unpause,
+    /// Make sure the container is running (after restart).
+    EnsureRunning,
+    /// Connect the container to each network again with its aliases.
+    Reconnect { networks: Vec<(String, Vec<String>)> },
+    /// DELETE `url` with the admin token.
+    ClearPaymentFault { url: String, token_env: String },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryState {
+    /// Written before the action: it may or may not have happened.
+    Applying,
+    Applied,
+    Undone,
+}
+
+impl Entry {
+    pub fn needs_undo(&self) -> bool {
+        self.state != EntryState::Undone
+    }
+}
+
+pub struct JournalFile {
+    path: PathBuf,
+    pub journal: Journal,
+}
+
+impl JournalFile {
+    /// Starts a new journal for a drill. Refuses when the file still has changes not undone
+    /// (a drill was killed): those must be restored first.
+    pub fn create(path: &Path, drill: &str, project: &str) -> Result<JournalFile, String> {
+        if let Some(old) = read(path)?
+            && old.entries.iter().any(Entry::needs_undo)
+        {
+            return Err(format!(
+                "{} holds changes of drill {:?} (pid {}) that were never undone; run `recordctl drill --restore` first",
+                path.display(),
+                old.drill,
+                old.pid
+            ));
+        }
+        let file = JournalFile {
+            path: path.to_path_buf(),
+            journal: Journal {
+                drill: drill.to_string(),
+                project: project.to_string(),
+                pid: std::process::id(),
+                started_at_ms: now_ms(),
+                entries: Vec::new(),
+            },
+        };
+        file.save()?;
+        Ok(file)
+    }
+
+    pub fn open(path: &Path) -> Result<Option<JournalFile>, String> {
+        Ok(read(path)?.map(|journal| JournalFile {
+            path: path.to_path_buf(),
+            journal,
+        }))
+    }
+
+    /// Records an action about to happen; returns its entry id.
+    pub fn before(&mut self, mut entry: Entry) -> Result<usize, String> {
+        entry.id = self.journal.entries.len();
+        entry.at_ms = now_ms();
+        entry.state = EntryState::Applying;
+        let id = entry.id;
+        self.journal.entries.push(entry);
+        self.save()?;
+        Ok(id)
+    }
+
+    pub fn mark(&mut self, id: usize, state: EntryState, undo_error: Option<String>) -> Result<(), String> {
+        if let Some(entry) = self.journal.entries.get_mut(id) {
+            entry.state = state;
+            entry.undo_error = undo_error;
+        }
+        self.save()
+    }
+
+    pub fn pending(&self) -> Vec<Entry> {
+        self.journal
+            .entries
+            .iter()
+            .filter(|e| e.needs_undo())
+            .cloned()
+            .collect()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn save(&self) -> Result<(), String> {
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&self.journal).expect("journal serializes");
+        std::fs::write(&tmp, text + "\n").map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Journal>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: not a drill journal: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            id: 0,
+            at_ms: 0,
+            action: "stop".into(),
+            service: "db".into(),
+            container_id: "abc".into(),
+            container_name: "p-db-1".into(),
+            undo: Undo::Reconnect {
+                networks: vec![("net".into(), vec!["db".into()])],
+            },
+            state: EntryState::Applied,
+            undo_error: None,
+        }
+    }
+
+    #[test]
+    fn a_journal_with_changes_not_undone_blocks_the_next_drill_until_restored() {
+        let dir = std::env::temp_dir().join(format!("journal-{:x}", rand::random::<u64>()));
+        let path = dir.join("j.json");
+        let mut journal = JournalFile::create(&path, "db-outage", "p").unwrap();
+        let id = journal.before(entry()).unwrap();
+        let reread = JournalFile::open(&path).unwrap().unwrap();
+        assert_eq!(reread.journal.entries[0].state, EntryState::Applying);
+        assert_eq!(reread.pending().len(), 1);
+        let err = JournalFile::create(&path, "other", "p").err().unwrap();
+        assert!(err.contains("--restore"), "{err}");
+        journal.mark(id, EntryState::Undone, None).unwrap();
+        JournalFile::create(&path, "other", "p").unwrap();
+        std::fs::write(&path, "{ nope").unwrap();
+        assert!(JournalFile::open(&path).err().unwrap().contains("not a drill journal"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

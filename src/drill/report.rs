@@ -1,0 +1,447 @@
+//! The drill's report: plan text, timeline table, JSON (serde) and JUnit XML.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use super::file::{AlertState, Drill};
+use super::traffic::Ack;
+use crate::backends::docker::ServiceContainer;
+use crate::load::open::ScheduleReport;
+use crate::load::stats::Stats;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    /// Seconds since the drill started.
+    pub t_s: f64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// One second of observation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tick {
+    pub t_s: f64,
+    /// baseline, fault, recovery.
+    pub phase: String,
+    /// /health/ready's status; none when it did not answer within 1 s.
+    pub probe_status: Option<u16>,
+    pub probe_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Active alerts as `name:state`.
+    pub alerts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertOutcome {
+    pub name: String,
+    pub state: AlertState,
+    pub within_s: f64,
+    /// Seconds from the fault to Prometheus's activeAt (pending), to the first time the drill
+    /// saw it firing, and to the first time Alertmanager had it.
+    pub pending_after_s: Option<f64>,
+    pub firing_after_s: Option<f64>,
+    pub alertmanager_after_s: Option<f64>,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TrafficSummary {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub checkouts_acknowledged: usize,
+    pub late_arrivals: u64,
+    pub dropped_arrivals: u64,
+}
+
+impl TrafficSummary {
+    pub fn from_stats(stats: &Stats, schedule: &ScheduleReport, acks: &[Ack]) -> TrafficSummary {
+        TrafficSummary {
+            requests: stats.requests,
+            errors: stats.failures,
+            error_rate: if stats.requests == 0 {
+                0.0
+            } else {
+                stats.failures as f64 / stats.requests as f64
+            },
+            statuses: stats.statuses.clone(),
+            error_kinds: stats.errors.iter().map(|(k, v)| (format!("{k:?}"), *v)).collect(),
+            checkouts_acknowledged: acks.len(),
+            late_arrivals: schedule.late,
+            dropped_arrivals: schedule.dropped,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LedgerReport {
+    pub acknowledged: usize,
+    pub completed: usize,
+    pub failed: usize,
+    /// Acknowledged, but the store does not know the order.
+    pub lost: Vec<i64>,
+    /// Correlation ids of checkouts that produced more than one order.
+    pub duplicated: Vec<String>,
+    /// Known, but not in a final status by the deadline.
+    pub unfinished: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Budget {
+    pub remaining_before: Option<f64>,
+    pub remaining_after: Option<f64>,
+    /// Share of the 30-day checkout error budget the drill used.
+    pub burned: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Restored {
+    pub what: String,
+    pub ok: bool,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DrillReport {
+    pub drill: String,
+    pub file: String,
+    pub project: String,
+    pub target: String,
+    /// passed, failed, preflight-failed, error, interrupted.
+    pub verdict: String,
+    pub passed: bool,
+    pub preflight: Vec<Check>,
+    pub after: Vec<Check>,
+    pub timeline: Vec<Event>,
+    /// From the fault to the first expected alert reaching its state.
+    pub time_to_detect_s: Option<f64>,
+    /// From the revert to the steady state holding again.
+    pub time_to_recover_s: Option<f64>,
+    /// From the fault to the steady state holding again.
+    pub impact_s: Option<f64>,
+    pub first_error_after_s: Option<f64>,
+    pub alerts: Vec<AlertOutcome>,
+    /// Alerts seen during the drill that it did not expect.
+    pub unexpected_alerts: Vec<String>,
+    pub traffic: Option<TrafficSummary>,
+    pub error_budget: Option<Budget>,
+    pub ledger: Option<LedgerReport>,
+    pub restored: Vec<Restored>,
+    pub failures: Vec<String>,
+    pub seconds: Vec<Tick>,
+}
+
+impl DrillReport {
+    pub fn preflight_failed(
+        drill: &str,
+        file: &str,
+        project: &str,
+        target: &str,
+        preflight: Vec<Check>,
+    ) -> DrillReport {
+        let failures = preflight
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("steady state before the drill: {}: {}", c.name, c.detail))
+            .collect();
+        DrillReport {
+            drill: drill.into(),
+            file: file.into(),
+            project: project.into(),
+            target: target.into(),
+            verdict: "preflight-failed".into(),
+            passed: false,
+            preflight,
+            after: Vec::new(),
+            timeline: Vec::new(),
+            time_to_detect_s: None,
+            time_to_recover_s: None,
+            impact_s: None,
+            first_error_after_s: None,
+            alerts: Vec::new(),
+            unexpected_alerts: Vec::new(),
+            traffic: None,
+            error_budget: None,
+            ledger: None,
+            restored: Vec::new(),
+            failures,
+            seconds: Vec::new(),
+        }
+    }
+}
+
+pub fn plan_text(
+    drill: &Drill,
+    file: &str,
+    project: &str,
+    target: &str,
+    containers: &BTreeMap<String, ServiceContainer>,
+    prometheus: &str,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "drill {} ({file}): {}", drill.name, drill.description);
+    let _ = writeln!(out, "  project {project}, target {target}, Prometheus {prometheus}");
+    let _ = writeln!(out, "  may touch only: {}", drill.services.join(", "));
+    for probe in &drill.steady_state.probes {
+        let _ = writeln!(
+            out,
+            "  steady state: GET {}{} answers {} within {:?}",
+            target, probe.path, probe.status, probe.max_latency.0
+        );
+    }
+    for query in &drill.steady_state.queries {
+        let _ = writeln!(
+            out,
+            "  steady state: {} ({}{}{})",
+            query.name,
+            query.promql,
+            query.min.map(|m| format!(" >= {m}")).unwrap_or_default(),
+            query.max.map(|m| format!(" <= {m}")).unwrap_or_default()
+        );
+    }
+    if let Some(t) = &drill.traffic {
+        let _ = writeln!(
+            out,
+            "  traffic: scenario {} at {}/s (open model), ledger of acknowledged checkouts",
+            t.scenario, t.rate
+        );
+    }
+    for (i, fault) in drill.faults.iter().enumerate() {
+        let container = containers
+            .get(&fault.service)
+            .map(|c| format!("{} [{}, {}]", c.name, &c.id[..c.id.len().min(12)], c.state))
+            .unwrap_or_else(|| {
+                if fault.action.uses_docker() {
+                    "(container not resolved)".into()
+                } else {
+                    format!("{target}/admin/faults")
+                }
+            });
+        let undo = match fault.action {
+            super::file::Action::Stop | super::file::Action::Kill => "start it",
+            super::file::Action::Pause => "unpause it",
+            super::file::Action::Restart => "make sure it runs",
+            super::file::Action::Disconnect => "reconnect it with its aliases",
+            super::file::Action::PaymentFault => "DELETE /admin/faults",
+        };
+        let _ = writeln!(
+            out,
+            "  fault {}: {} on {container} for {:?}{}; undo: {undo}",
+            i + 1,
+            super::describe(fault),
+            fault.duration.0.min(drill.safety.max_fault_duration.0),
+            fault
+                .until
+                .as_ref()
+                .map(|u| format!(" or until {} is {:?}", u.alert, u.state))
+                .unwrap_or_default()
+        );
+    }
+    for alert in &drill.expected_alerts {
+        let _ = writeln!(
+            out,
+            "  expect: {} {:?} within {:?} of the fault",
+            alert.name, alert.state, alert.within.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  recovery: steady state within {:?} of the revert; acknowledged orders final within {:?}; cap per fault {:?}",
+        drill.recovery.deadline.0, drill.recovery.orders_deadline.0, drill.safety.max_fault_duration.0
+    );
+    out
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into())
+}
+
+impl LedgerReport {
+    /// `N acknowledged: … completed, … failed, … lost, … duplicated, … unfinished`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} acknowledged: {} completed, {} failed, {} lost, {} duplicated, {} unfinished",
+            self.acknowledged,
+            self.completed,
+            self.failed,
+            self.lost.len(),
+            self.duplicated.len(),
+            self.unfinished.len()
+        )
+    }
+}
+
+pub fn render_table(r: &DrillReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\ndrill {} on project {} — {}",
+        r.drill,
+        r.project,
+        r.verdict.to_uppercase()
+    );
+    if !r.timeline.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["t", "event", "detail"]);
+        for e in &r.timeline {
+            table.add_row([format!("{:.1}s", e.t_s), e.kind.clone(), e.detail.clone()]);
+        }
+        let _ = writeln!(out, "{table}");
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(["measure", "value"]);
+    table.add_row([
+        "time to detect (fault → expected alert)".to_string(),
+        secs(r.time_to_detect_s),
+    ]);
+    table.add_row(["first error after the fault".to_string(), secs(r.first_error_after_s)]);
+    table.add_row([
+        "time to recover (revert → steady state)".to_string(),
+        secs(r.time_to_recover_s),
+    ]);
+    table.add_row(["impact (fault → steady state)".to_string(), secs(r.impact_s)]);
+    if let Some(t) = &r.traffic {
+        table.add_row([
+            "traffic requests / errors".to_string(),
+            format!("{} / {} ({:.2}%)", t.requests, t.errors, t.error_rate * 100.0),
+        ]);
+    }
+    if let Some(b) = &r.error_budget
+        && let Some(burned) = b.burned
+    {
+        table.add_row([
+            "checkout error budget burned (30 d)".to_string(),
+            format!("{:.2}%", burned * 100.0),
+        ]);
+    }
+    if let Some(l) = &r.ledger {
+        table.add_row(["acknowledged orders".to_string(), l.summary()]);
+    }
+    for a in &r.alerts {
+        table.add_row([
+            format!("alert {} {:?} (within {:.0} s)", a.name, a.state, a.within_s),
+            format!(
+                "{} — pending {}, firing {}, Alertmanager {}",
+                if a.met { "met" } else { "MISSED" },
+                secs(a.pending_after_s),
+                secs(a.firing_after_s),
+                secs(a.alertmanager_after_s)
+            ),
+        ]);
+    }
+    if !r.unexpected_alerts.is_empty() {
+        table.add_row(["other alerts seen".to_string(), r.unexpected_alerts.join(", ")]);
+    }
+    for restored in &r.restored {
+        table.add_row([
+            format!("restored {}", restored.what),
+            if restored.ok {
+                "ok".to_string()
+            } else {
+                restored.error.clone()
+            },
+        ]);
+    }
+    let _ = writeln!(out, "{table}");
+    for f in &r.failures {
+        let _ = writeln!(out, "FAILED: {f}");
+    }
+    out
+}
+
+/// One test case per promise: preflight, each expected alert, recovery, the ledger, the restore.
+pub fn junit(r: &DrillReport) -> String {
+    let mut cases: Vec<(String, Option<String>)> = Vec::new();
+    let preflight_failures: Vec<&Check> = r.preflight.iter().filter(|c| !c.ok).collect();
+    cases.push((
+        "steady state before the drill".into(),
+        (!preflight_failures.is_empty()).then(|| {
+            preflight_failures
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+    ));
+    if r.verdict != "preflight-failed" {
+        for a in &r.alerts {
+            cases.push((
+                format!("alert {} {:?} within {:.0} s", a.name, a.state, a.within_s),
+                (!a.met).then(|| match (a.state, a.pending_after_s, a.firing_after_s) {
+                    (AlertState::Firing, _, Some(s)) | (AlertState::Pending, Some(s), _) => {
+                        format!("expected within {:.0} s of the fault, got {s:.1} s", a.within_s)
+                    }
+                    _ => format!("expected within {:.0} s of the fault, it never did", a.within_s),
+                }),
+            ));
+        }
+        let after_failures: Vec<&Check> = r.after.iter().filter(|c| !c.ok).collect();
+        cases.push((
+            "steady state after the revert".into(),
+            if r.time_to_recover_s.is_some() {
+                None
+            } else {
+                Some(format!(
+                    "expected the steady state to hold again, got: {}",
+                    after_failures
+                        .iter()
+                        .map(|c| c.detail.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            },
+        ));
+        if let Some(l) = &r.ledger {
+            cases.push((
+                "no acknowledged order lost or unfinished".into(),
+                (!l.lost.is_empty() || !l.unfinished.is_empty()).then(|| {
+                    format!(
+                        "expected all {} acknowledged orders to finish, got lost {:?}, unfinished {:?}",
+                        l.acknowledged, l.lost, l.unfinished
+                    )
+                }),
+            ));
+            cases.push((
+                "no checkout made two orders".into(),
+                (!l.duplicated.is_empty()).then(|| format!("duplicated correlation ids: {:?}", l.duplicated)),
+            ));
+        }
+        cases.push((
+            "every change undone".into(),
+            r.restored
+                .iter()
+                .find(|x| !x.ok)
+                .map(|x| format!("could not undo {}: {}", x.what, x.error)),
+        ));
+    }
+    let cases: Vec<crate::junit::Case> = cases
+        .into_iter()
+        .map(|(name, failure)| crate::junit::Case {
+            name,
+            seconds: None,
+            failure,
+        })
+        .collect();
+    crate::junit::render(
+        "recordctl drill",
+        &format!("drill {}", r.drill),
+        &format!("drill.{}", r.drill),
+        &cases,
+    )
+}

@@ -1,0 +1,483 @@
+//! The connection-level probe engine: each phase timed where it happens (resolve, connect,
+//! TLS handshake, processing = request written → first response byte, transfer = first byte
+//! → end of body), as blackbox_exporter reports them; HTTP/1.1 by hand (httparse), redirects
+//! followed hop by hop with the phases summed over hops, TLS through rustls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::spec::{HttpSpec, TcpSpec};
+
+/// Seconds spent in each phase, summed over redirects.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Phases {
+    pub resolve: f64,
+    pub connect: f64,
+    pub tls: f64,
+    pub processing: f64,
+    pub transfer: f64,
+}
+
+/// One probe's outcome, with what blackbox_exporter would report for it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ProbeResult {
+    pub name: String,
+    pub target: String,
+    /// http or tcp.
+    pub kind: String,
+    pub success: bool,
+    /// Why it failed, in words.
+    pub failure: Option<String>,
+    pub duration_s: f64,
+    pub phases: Phases,
+    /// The final status code; 0 when no response came.
+    pub status_code: u16,
+    pub redirects: u32,
+    /// The final hop was TLS.
+    pub tls: bool,
+    /// Earliest notAfter among the certificates the server presented, Unix seconds.
+    pub cert_expiry_unix: Option<i64>,
+    pub content_length: Option<i64>,
+    pub body_length: usize,
+    pub http_version: Option<f64>,
+    pub failed_due_to_regex: bool,
+    /// The address connected to.
+    pub ip: Option<String>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+const MAX_REDIRECTS: u32 = 10;
+const MAX_BODY: usize = 8 << 20;
+
+pub async fn http(spec: &HttpSpec) -> ProbeResult {
+    let mut result = ProbeResult {
+        name: spec.name.clone(),
+        target: spec.url.clone(),
+        kind: "http".into(),
+        ..ProbeResult::default()
+    };
+    let started = Instant::now();
+    let mut body = Vec::new();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let outcome = tokio::time::timeout(spec.timeout, hops(spec, &mut result, &mut body, &mut headers)).await;
+    result.duration_s = started.elapsed().as_secs_f64();
+    let failure = match outcome {
+        Err(_) => Some(format!("no complete answer within {:?}", spec.timeout)),
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(())) => judge(spec, &mut result, &body, &headers),
+    };
+    result.success = failure.is_none();
+    result.failure = failure;
+    result
+}
+
+/// The verdict on a complete answer: status, regular expressions, latency.
+fn judge(spec: &HttpSpec, result: &mut ProbeResult, body: &[u8], headers: &[(String, String)]) -> Option<String> {
+    let status_ok = if spec.expect_status.is_empty() {
+        (200..300).contains(&result.status_code)
+    } else {
+        spec.expect_status.contains(&result.status_code)
+    };
+    if !status_ok {
+        return Some(format!(
+            "status {} (expected {})",
+            result.status_code,
+            if spec.expect_status.is_empty() {
+                "2xx".to_string()
+            } else {
+                format!("{:?}", spec.expect_status)
+            }
+        ));
+    }
+    let text = String::from_utf8_lossy(body);
+    for re in &spec.body_regex {
+        if !re.is_match(&text) {
+            result.failed_due_to_regex = true;
+            return Some(format!("body does not match /{re}/"));
+        }
+    }
+    for re in &spec.body_not_regex {
+        if re.is_match(&text) {
+            result.failed_due_to_regex = true;
+            return Some(format!("body matches /{re}/, which it must not"));
+        }
+    }
+    for (name, re) in &spec.header_regex {
+        let value = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        if !value.is_some_and(|v| re.is_match(v)) {
+            result.failed_due_to_regex = true;
+            return Some(format!("header {name} is {value:?}, which does not match /{re}/"));
+        }
+    }
+    if let Some(max) = spec.max_latency
+        && result.duration_s > max.as_secs_f64()
+    {
+        return Some(format!(
+            "took {:.0} ms, more than the {:.0} ms allowed",
+            result.duration_s * 1000.0,
+            max.as_secs_f64() * 1000.0
+        ));
+    }
+    None
+}
+
+async fn hops(
+    spec: &HttpSpec,
+    result: &mut ProbeResult,
+    body: &mut Vec<u8>,
+    headers: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    let mut url = reqwest::Url::parse(&spec.url).map_err(|e| format!("bad URL {}: {e}", spec.url))?;
+    loop {
+        let (status, location) = hop(spec, &url, result, body, headers).await?;
+        result.status_code = status;
+        let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+        match (redirect && spec.follow_redirects, location) {
+            (true, Some(location)) => {
+                if result.redirects >= MAX_REDIRECTS {
+                    return Err(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                result.redirects += 1;
+                url = url
+                    .join(&location)
+                    .map_err(|e| format!("bad redirect Location {location:?}: {e}"))?;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn resolve(host: &str, port: u16, result: &mut ProbeResult) -> Result<SocketAddr, String> {
+    let started = Instant::now();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    result.phases.resolve += started.elapsed().as_secs_f64();
+    // IPv4 first, as the stack's blackbox modules prefer it.
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host} resolves to no address"))?;
+    result.ip = Some(addr.ip().to_string());
+    Ok(addr)
+}
+
+async fn connect(addr: SocketAddr, result: &mut ProbeResult) -> Result<TcpStream, String> {
+    let started = Instant::now();
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    result.phases.connect += started.elapsed().as_secs_f64();
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One request/response; returns the status and the Location header.
+async fn hop(
+    spec: &HttpSpec,
+    url: &reqwest::Url,
+    result: &mut ProbeResult,
+    body: &mut Vec<u8>,
+    headers: &mut Vec<(String, String)>,
+) -> Result<(u16, Option<String>), String> {
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "unsupported scheme {other:?} (http, https; tcp:// for TCP probes)"
+            ));
+        }
+    };
+    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?.to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port, result).await?;
+    let tcp = connect(addr, result).await?;
+    result.tls = tls;
+    let mut stream: Box<dyn Io> = if tls {
+        let started = Instant::now();
+        let connector = tokio_rustls::TlsConnector::from(client_config(spec.insecure)?);
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("bad TLS server name {host}: {e}"))?;
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+        result.phases.tls += started.elapsed().as_secs_f64();
+        let (_, session) = stream.get_ref();
+        if let Some(certs) = session.peer_certificates() {
+            result.cert_expiry_unix = certs.iter().filter_map(|c| super::x509::not_after(c.as_ref())).min();
+        }
+        Box::new(stream)
+    } else {
+        Box::new(tcp)
+    };
+    let mut path = url.path().to_string();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let host_header = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
+    };
+    let mut request = format!(
+        "{} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: recordctl-probe/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        spec.method,
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, value) in &spec.headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let written = Instant::now();
+
+    // Processing: until the first byte of the answer.
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    let n = stream.read(&mut chunk).await.map_err(|e| format!("no answer: {e}"))?;
+    if n == 0 {
+        return Err("the server closed the connection without answering".into());
+    }
+    let first_byte = Instant::now();
+    result.phases.processing += (first_byte - written).as_secs_f64();
+    buf.extend_from_slice(&chunk[..n]);
+
+    // Transfer: headers and body.
+    let (status, version, header_len, parsed_headers) = loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut slots);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let parsed: Vec<(String, String)> = response
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
+                    .collect();
+                break (response.code.unwrap_or(0), response.version.unwrap_or(1), len, parsed);
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(format!("not an HTTP answer: {e}")),
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("answer cut off: {e}"))?;
+        if n == 0 {
+            return Err("answer cut off in the headers".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let header = |name: &str| {
+        parsed_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let content_length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
+    let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut raw = buf.split_off(header_len);
+    let no_body = spec.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    if !no_body {
+        loop {
+            let done = match (content_length, chunked) {
+                (Some(len), false) => raw.len() >= len,
+                (_, true) => dechunk(&raw).is_some(),
+                (None, false) => false,
+            };
+            if done || raw.len() > MAX_BODY {
+                break;
+            }
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("body cut off: {e}"))?;
+            if n == 0 {
+                if content_length.is_some_and(|len| raw.len() < len) || chunked {
+                    return Err("body cut off before its end".into());
+                }
+                break;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    }
+    result.phases.transfer += first_byte.elapsed().as_secs_f64();
+    *body = if chunked {
+        dechunk(&raw).unwrap_or_default()
+    } else {
+        raw.truncate(content_length.unwrap_or(raw.len()));
+        raw
+    };
+    result.body_length = body.len();
+    result.content_length = content_length.map(|l| l as i64);
+    result.http_version = Some(if version == 0 { 1.0 } else { 1.1 });
+    let location = header("location");
+    *headers = parsed_headers;
+    Ok((status, location))
+}
+
+/// The body of a complete chunked encoding; None until the last chunk has arrived.
+fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if rest.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+fn client_config(insecure: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// `--insecure`: any certificate is accepted (its expiry is still reported), as
+/// blackbox_exporter's `insecure_skip_verify`. Handshake signatures are still checked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub async fn tcp(spec: &TcpSpec) -> ProbeResult {
+    let mut result = ProbeResult {
+        name: spec.name.clone(),
+        target: format!("tcp://{}", spec.address),
+        kind: "tcp".into(),
+        ..ProbeResult::default()
+    };
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(spec.timeout, tcp_steps(spec, &mut result)).await;
+    result.duration_s = started.elapsed().as_secs_f64();
+    result.failure = match outcome {
+        Err(_) => Some(format!("no complete answer within {:?}", spec.timeout)),
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(())) => None,
+    };
+    result.success = result.failure.is_none();
+    result
+}
+
+async fn tcp_steps(spec: &TcpSpec, result: &mut ProbeResult) -> Result<(), String> {
+    let (host, port) = spec
+        .address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{}: expected host:port", spec.address))?;
+    let port: u16 = port.parse().map_err(|_| format!("{}: bad port", spec.address))?;
+    let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port, result).await?;
+    let mut stream = connect(addr, result).await?;
+    if let Some(send) = &spec.send {
+        stream
+            .write_all(send.as_bytes())
+            .await
+            .map_err(|e| format!("cannot send: {e}"))?;
+    }
+    if let Some(expect) = &spec.expect {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                result.failed_due_to_regex = true;
+                return Err(format!(
+                    "connection closed before /{expect}/ matched (got {:?})",
+                    String::from_utf8_lossy(&seen)
+                ));
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            if expect.is_match(&String::from_utf8_lossy(&seen)) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_are_decoded_once_complete() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").unwrap(),
+            b"hello world"
+        );
+        assert!(dechunk(b"5\r\nhello\r\n6\r\n wor").is_none());
+        assert!(dechunk(b"5\r\nhel").is_none());
+    }
+}

@@ -1,0 +1,253 @@
+//! `recordctl smoke`: the CI gate. Health, readiness, one purchase journey (with its trace,
+//! log lines and metrics when they can be read), then the sample probes; one JUnit test case
+//! per check, each failure saying what was expected and what came.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SmokeArgs;
+use crate::exit;
+use crate::journey::TraceSource;
+use crate::journey::steps::Journey;
+use crate::load::scenario::parse_duration;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SmokeCheck {
+    pub name: String,
+    pub ok: bool,
+    pub duration_ms: f64,
+    pub expected: String,
+    pub got: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SmokeReport {
+    pub target: String,
+    pub checks: Vec<SmokeCheck>,
+    pub passed: bool,
+    /// The journey's correlation id, to look it up later (`recordctl correlate`).
+    pub correlation_id: Option<String>,
+}
+
+pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
+    let wait = match parse_duration(&args.wait) {
+        Ok(wait) => wait,
+        Err(e) => {
+            eprintln!("recordctl smoke: --wait: {e}");
+            return exit::USAGE;
+        }
+    };
+    let probes_text = match &args.probes {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (text, path.clone()),
+            Err(e) => {
+                eprintln!("recordctl smoke: cannot read {path}: {e}");
+                return exit::USAGE;
+            }
+        },
+        None => (
+            crate::probe::spec::SAMPLE.to_string(),
+            "probes.toml (built in)".to_string(),
+        ),
+    };
+    let source = match TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await {
+        Ok(source) => source,
+        Err((code, message)) => {
+            eprintln!("recordctl smoke: {message}");
+            return code;
+        }
+    };
+    let base = source.base.clone();
+    let probes = match crate::probe::spec::parse(&probes_text.0, &probes_text.1, Some(&base)) {
+        Ok(probes) => probes,
+        Err(e) => {
+            eprintln!("recordctl smoke: {e}");
+            return exit::USAGE;
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+
+    let mut checks = Vec::new();
+    let live = check_get(&client, &format!("{base}/health/live"), "live", None).await;
+    let target_down = !live.ok && live.got.starts_with("no answer");
+    checks.push(live);
+    let mut correlation_id = None;
+    if !target_down {
+        checks.push(check_get(&client, &format!("{base}/health/ready"), "ready", Some("ready")).await);
+        let id = format!("smoke-{:08x}", rand::random::<u32>());
+        correlation_id = Some(id.clone());
+        let started = Instant::now();
+        let journey = Journey {
+            client: &client,
+            base: &base,
+            correlation_id: id,
+            wait,
+        }
+        .run()
+        .await;
+        checks.push(SmokeCheck {
+            name: "journey: browse, view, checkout, order completed".into(),
+            ok: journey.succeeded(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            expected: format!("order completed within {wait:?}"),
+            got: match (&journey.order_id, journey.outcome.as_str()) {
+                (Some(id), "completed") => format!("order {id} completed in {:.0} ms", journey.end_to_end_ms),
+                (Some(id), "timeout") => format!(
+                    "order {id} not finished after {wait:?}{} (is the worker running?)",
+                    journey.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                (_, outcome) => format!("{outcome}: {}", journey.detail.clone().unwrap_or_default()),
+            },
+        });
+        if journey.order_id.is_some() && !interrupt.is_cancelled() {
+            let started = Instant::now();
+            let collected = source.collect(&journey, wait).await;
+            if let Some(t) = collected {
+                let missing: Vec<String> = t
+                    .pillars
+                    .iter()
+                    .filter(|p| !p.complete)
+                    .map(|p| format!("{}: {}", p.pillar, p.detail))
+                    .collect();
+                checks.push(SmokeCheck {
+                    name: "journey telemetry: trace, log lines, metrics".into(),
+                    ok: t.complete() && t.unreachable.is_empty(),
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    expected: "the journey's spans (api and worker), its log lines and its metrics".into(),
+                    got: if missing.is_empty() && t.unreachable.is_empty() {
+                        format!(
+                            "{} spans, {} log lines, {} metric samples",
+                            t.spans.len(),
+                            t.logs.len(),
+                            t.metrics.len()
+                        )
+                    } else {
+                        let mut got = missing.join("; ");
+                        if !t.unreachable.is_empty() {
+                            let _ = write!(got, " unreachable: {}", t.unreachable.join(", "));
+                        }
+                        got
+                    },
+                });
+            }
+        }
+        for result in crate::probe::run_all(&probes).await {
+            checks.push(SmokeCheck {
+                name: format!("probe {}", result.name),
+                ok: result.success,
+                duration_ms: result.duration_s * 1000.0,
+                expected: format!("{} succeeds", result.target),
+                got: result.failure.clone().unwrap_or_else(|| {
+                    if result.kind == "http" {
+                        format!("{} in {:.1} ms", result.status_code, result.duration_s * 1000.0)
+                    } else {
+                        format!("connected in {:.1} ms", result.duration_s * 1000.0)
+                    }
+                }),
+            });
+        }
+    }
+    source.stop().await;
+    let report = SmokeReport {
+        target: args.target.clone().unwrap_or_else(|| "embedded recordstore".into()),
+        passed: checks.iter().all(|c| c.ok),
+        checks,
+        correlation_id,
+    };
+    let written = crate::output::emit(&render(&report), &report, args.json.as_deref());
+    if let Err(e) = written {
+        eprintln!("recordctl smoke: {e}");
+    }
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, junit(&report))
+    {
+        eprintln!("recordctl smoke: cannot write the JUnit report to {path}: {e}");
+        return exit::USAGE;
+    }
+    if interrupt.is_cancelled() {
+        exit::INTERRUPTED
+    } else if target_down {
+        exit::UNREACHABLE
+    } else if report.passed {
+        exit::OK
+    } else {
+        exit::CHECKS_FAILED
+    }
+}
+
+async fn check_get(client: &reqwest::Client, url: &str, name: &str, status_field: Option<&str>) -> SmokeCheck {
+    let started = Instant::now();
+    let expected = match status_field {
+        Some(value) => format!("GET {url} answers 200 with status {value:?}"),
+        None => format!("GET {url} answers 200"),
+    };
+    let (ok, got) = match client.get(url).send().await {
+        Err(e) => (false, format!("no answer: {}", crate::backends::error_chain(&e))),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            let field = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_string));
+            let ok = status == 200 && status_field.is_none_or(|want| field.as_deref() == Some(want));
+            (ok, format!("{status} {}", body.chars().take(200).collect::<String>()))
+        }
+    };
+    SmokeCheck {
+        name: name.into(),
+        ok,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        expected,
+        got,
+    }
+}
+
+pub fn render(report: &SmokeReport) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["check", "result", "time", "detail"]);
+    for c in &report.checks {
+        table.add_row([
+            c.name.clone(),
+            if c.ok { "ok".into() } else { "FAIL".into() },
+            format!("{:.0} ms", c.duration_ms),
+            if c.ok {
+                c.got.clone()
+            } else {
+                format!("expected {}; got {}", c.expected, c.got)
+            },
+        ]);
+    }
+    format!(
+        "smoke against {}: {}\n{table}\n",
+        report.target,
+        if report.passed { "PASSED" } else { "FAILED" }
+    )
+}
+
+/// One JUnit test case per check; a failure says what was expected and what came.
+pub fn junit(report: &SmokeReport) -> String {
+    let cases: Vec<crate::junit::Case> = report
+        .checks
+        .iter()
+        .map(|c| crate::junit::Case {
+            name: c.name.clone(),
+            seconds: Some(c.duration_ms / 1000.0),
+            failure: (!c.ok).then(|| format!("expected {}; got {}", c.expected, c.got)),
+        })
+        .collect();
+    crate::junit::render(
+        "recordctl smoke",
+        &format!("smoke {}", report.target),
+        "recordctl.smoke",
+        &cases,
+    )
+}

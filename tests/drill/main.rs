@@ -1,0 +1,612 @@
+//! `recordctl drill` on this machine's real Docker engine, with images built from Debian's
+//! packages: each Docker action does what it says and is undone; containers outside the
+//! project are refused; Ctrl-C mid-drill and SIGKILL + `--restore` put everything back; and
+//! the full db-outage drill against a containerised store, with a real Prometheus evaluating
+//! the project's alert rules, measures detection and recovery and loses no order.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use recordctl::backends::docker::{DockerClient, DockerError};
+use serde_json::Value;
+use support::docker::{self, Project};
+use support::{TempDir, repo};
+
+fn recordctl() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recordctl"));
+    command
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("RECORDCTL_TARGET");
+    command
+}
+
+fn state(container: &str) -> String {
+    docker::docker(&["inspect", "-f", "{{.State.Status}}", container])
+}
+
+fn wait_state(container: &str, wanted: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = state(container);
+        if now == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container} is {now}, not {wanted}, after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A project with one idle container per service (the local Debian base running sleep).
+fn idle_project(prefix: &str, services: &[&str]) -> Project {
+    docker::local_images();
+    let project = Project::new(prefix);
+    for service in services {
+        project.run(service, docker::BASE_IMAGE, &["--init"], &["sleep", "infinity"]);
+    }
+    project
+}
+
+/// A target for drills that need one but do not test the store: the embedded store.
+async fn embedded_target(dir: &TempDir) -> recordstore::RunningApp {
+    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await
+}
+
+/// An idle project, the embedded store as the drill's target, a drill file and a journal.
+struct DrillRun {
+    project: Project,
+    dir: TempDir,
+    app: recordstore::RunningApp,
+    drill: std::path::PathBuf,
+    journal: std::path::PathBuf,
+}
+
+impl DrillRun {
+    /// `None` (after the SKIPPED line) without a Docker engine.
+    async fn new(prefix: &str, services: &[&str], drill_toml: &str) -> Option<DrillRun> {
+        if !docker::engine() {
+            return None;
+        }
+        let project = idle_project(prefix, services);
+        let dir = TempDir::new(&format!("recordctl-{prefix}"));
+        let app = embedded_target(&dir).await;
+        let (drill, journal) = (dir.join("drill.toml"), dir.join("j.json"));
+        std::fs::write(&drill, drill_toml).unwrap();
+        Some(DrillRun {
+            project,
+            dir,
+            app,
+            drill,
+            journal,
+        })
+    }
+
+    /// `recordctl drill FILE --yes --project P --target T --journal J` plus `extra`.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = recordctl();
+        command
+            .args([
+                "drill",
+                self.drill.to_str().unwrap(),
+                "--yes",
+                "--project",
+                &self.project.name,
+            ])
+            .args([
+                "--target",
+                &self.app.base_url(),
+                "--journal",
+                self.journal.to_str().unwrap(),
+            ])
+            .args(extra);
+        command
+    }
+
+    async fn finish(self) {
+        self.app.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_docker_action_does_what_it_says_and_its_undo_puts_it_back() {
+    if !docker::engine() {
+        return;
+    }
+    let project = idle_project("rsact", &["a"]);
+    let client = DockerClient::connect().await.unwrap();
+    let a = client.service(&project.name, "a").await.unwrap();
+    assert_eq!(a.state, "running");
+    assert_eq!(a.service, "a");
+    assert!(a.networks[&project.network].contains(&"a".to_string()), "{a:?}");
+
+    client.stop(&a, 1).await.unwrap();
+    assert_eq!(state(&a.name), "exited");
+    client.start(&a).await.unwrap();
+    assert_eq!(state(&a.name), "running");
+    client.start(&a).await.expect("starting a running container is a no-op");
+
+    client.pause(&a).await.unwrap();
+    assert_eq!(state(&a.name), "paused");
+    client.unpause(&a).await.unwrap();
+    assert_eq!(state(&a.name), "running");
+    client
+        .unpause(&a)
+        .await
+        .expect("unpausing a running container is a no-op");
+
+    client.kill(&a, "SIGKILL").await.unwrap();
+    wait_state(&a.name, "exited", Duration::from_secs(10));
+    assert_eq!(
+        docker::docker(&["inspect", "-f", "{{.State.ExitCode}}", &a.name]),
+        "137",
+        "killed by SIGKILL"
+    );
+    client.start(&a).await.unwrap();
+
+    let before = docker::docker(&["inspect", "-f", "{{.State.StartedAt}}", &a.name]);
+    client.restart(&a, 1).await.unwrap();
+    assert_eq!(state(&a.name), "running");
+    assert_ne!(
+        docker::docker(&["inspect", "-f", "{{.State.StartedAt}}", &a.name]),
+        before
+    );
+
+    client.disconnect(&a, &project.network).await.unwrap();
+    let now = client.inspect(&project.name, &a.id).await.unwrap();
+    assert!(now.networks.is_empty(), "{now:?}");
+    client
+        .connect_network(&a, &project.network, &["a".to_string()])
+        .await
+        .unwrap();
+    let now = client.inspect(&project.name, &a.id).await.unwrap();
+    assert!(
+        now.networks[&project.network].contains(&"a".to_string()),
+        "alias restored: {now:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_outside_the_project_or_the_drill_are_refused_and_untouched() {
+    if !docker::engine() {
+        return;
+    }
+    let ours = idle_project("rsours", &["a"]);
+    let theirs = idle_project("rstheirs", &["db"]);
+    let client = DockerClient::connect().await.unwrap();
+    let their_db = client.service(&theirs.name, "db").await.unwrap();
+    // The client refuses a container of another project, even by id.
+    match client.inspect(&ours.name, &their_db.id).await {
+        Err(DockerError::OutsideProject { actual, .. }) => assert_eq!(actual, theirs.name),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A drill on our project naming `db` (which only the other project has) stops before
+    // touching anything.
+    let dir = TempDir::new("recordctl-refuse");
+    let app = embedded_target(&dir).await;
+    let drill = dir.join("stop-db.toml");
+    std::fs::write(
+        &drill,
+        "name = \"stop-db\"\nservices = [\"db\"]\n[[fault]]\naction = \"stop\"\nservice = \"db\"\nduration = \"5s\"\n",
+    )
+    .unwrap();
+    let out = recordctl()
+        .args(["drill", drill.to_str().unwrap(), "--yes", "--project", &ours.name])
+        .args([
+            "--target",
+            &app.base_url(),
+            "--journal",
+            dir.join("j.json").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no container of service \"db\""), "{stderr}");
+    assert_eq!(state(&their_db.name), "running", "the other project's db was touched");
+    // And a fault on a service the drill does not list is a malformed drill (exit 2).
+    std::fs::write(
+        &drill,
+        "name = \"x\"\nservices = [\"a\"]\n[[fault]]\naction = \"stop\"\nservice = \"db\"\nduration = \"5s\"\n",
+    )
+    .unwrap();
+    let out = recordctl()
+        .args(["drill", drill.to_str().unwrap(), "--yes", "--project", &theirs.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop-db.toml:5:"));
+    assert_eq!(state(&their_db.name), "running");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_changes_nothing() {
+    if !docker::engine() {
+        return;
+    }
+    let project = idle_project("rsdry", &["a"]);
+    let dir = TempDir::new("recordctl-dry");
+    let drill = dir.join("pause-a.toml");
+    std::fs::write(
+        &drill,
+        "name = \"pause-a\"\nservices = [\"a\"]\n[[fault]]\naction = \"pause\"\nservice = \"a\"\nduration = \"30s\"\n",
+    )
+    .unwrap();
+    let out = recordctl()
+        .args([
+            "drill",
+            drill.to_str().unwrap(),
+            "--dry-run",
+            "--project",
+            &project.name,
+        ])
+        .args(["--journal", dir.join("j.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(&format!("pause a on {}", project.container("a"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("undo: unpause it"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(state(&project.container("a")), "running");
+    assert!(!dir.join("j.json").exists(), "a dry run writes no journal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_action_run_through_a_drill_is_undone_by_the_drill() {
+    let mut text = String::from("name = \"all\"\nservices = [\"a\", \"b\"]\n");
+    for (action, service) in [
+        ("stop", "a"),
+        ("pause", "b"),
+        ("kill", "a"),
+        ("restart", "b"),
+        ("disconnect", "a"),
+    ] {
+        text.push_str(&format!(
+            "[[fault]]\naction = \"{action}\"\nservice = \"{service}\"\nduration = \"1s\"\n"
+        ));
+    }
+    let Some(run) = DrillRun::new("rsall", &["a", "b"], &text).await else {
+        return;
+    };
+    let (project, journal_path) = (&run.project, &run.journal);
+    let out = run.command(&["--json", "-"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let injected = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "fault injected")
+        .count();
+    assert_eq!(injected, 5, "{report:#}");
+    for service in ["a", "b"] {
+        assert_eq!(state(&project.container(service)), "running", "{service}: {stderr}");
+    }
+    let networks = docker::docker(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        &project.container("a"),
+    ]);
+    assert!(networks.contains(&project.network), "a reconnected: {networks}");
+    let entries = journal(journal_path)["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 5);
+    assert!(entries.iter().all(|e| e["state"] == "undone"), "{entries:?}");
+    run.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_order() {
+    let dir = TempDir::new("recordctl-pay");
+    let mut config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    config.admin_token = Some("drill-token".into());
+    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let drill = dir.join("pay.toml");
+    std::fs::write(
+        &drill,
+        "name = \"pay\"\nservices = [\"api\"]\n\
+[[steady_state.probe]]\nname = \"ready\"\npath = \"/health/ready\"\n\
+[traffic]\nscenario = \"purchase\"\nrate = 8\n\
+[[fault]]\naction = \"payment-fault\"\nservice = \"api\"\nlatency_ms = 200\nerror_rate = 0.5\nduration = \"3s\"\n\
+[recovery]\ndeadline = \"30s\"\norders_deadline = \"60s\"\n",
+    )
+    .unwrap();
+    let base = app.base_url();
+    let journal_path = dir.join("j.json");
+    let out = tokio::task::spawn_blocking({
+        let (drill, journal_path, base) = (drill.clone(), journal_path.clone(), base.clone());
+        move || {
+            recordctl()
+                .env_remove("RECORDSTORE_ADMIN_TOKEN")
+                .args([
+                    "drill",
+                    drill.to_str().unwrap(),
+                    "--yes",
+                    "--admin-token",
+                    "drill-token",
+                ])
+                .args([
+                    "--target",
+                    &base,
+                    "--journal",
+                    journal_path.to_str().unwrap(),
+                    "--json",
+                    "-",
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ledger = &report["ledger"];
+    assert!(ledger["acknowledged"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(ledger["lost"], serde_json::json!([]));
+    assert_eq!(ledger["unfinished"], serde_json::json!([]));
+    let faults: Value = reqwest::Client::new()
+        .get(format!("{base}/admin/faults"))
+        .bearer_auth("drill-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["payment_latency_ms"], 0, "the fault was cleared: {faults}");
+    assert_eq!(faults["payment_failure_rate"], 0.0);
+    assert_eq!(journal(&journal_path)["entries"][0]["state"], "undone");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_steady_state_does_not_hold_beforehand_nothing_is_touched() {
+    let drill = "name = \"pre\"\nservices = [\"a\"]\n\
+[[steady_state.probe]]\nname = \"a page that is not there\"\npath = \"/no-such-page\"\n\
+[[fault]]\naction = \"stop\"\nservice = \"a\"\nduration = \"5s\"\n";
+    let Some(run) = DrillRun::new("rspre", &["a"], drill).await else {
+        return;
+    };
+    let (project, dir) = (&run.project, &run.dir);
+    let junit = dir.join("pre.xml");
+    let out = run.command(&["--junit", junit.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("PREFLIGHT-FAILED"), "{stdout}");
+    assert!(stdout.contains("a page that is not there"), "{stdout}");
+    assert_eq!(state(&project.container("a")), "running");
+    assert!(!dir.join("j.json").exists(), "no journal: nothing was changed");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("steady state before the drill") && xml.contains("<failure"),
+        "{xml}"
+    );
+    run.finish().await;
+}
+
+fn journal(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_the_middle_of_a_drill_restores_every_container() {
+    interrupted_drill_restores_everything(libc::SIGINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_the_middle_of_a_drill_restores_every_container() {
+    interrupted_drill_restores_everything(libc::SIGTERM).await;
+}
+
+async fn interrupted_drill_restores_everything(signal: i32) {
+    // Stop b for 1 s (undone), then pause a for a minute: interrupted while a is paused.
+    let drill = "name = \"two\"\nservices = [\"a\", \"b\"]\n\
+[[fault]]\naction = \"stop\"\nservice = \"b\"\nduration = \"1s\"\n\
+[[fault]]\naction = \"pause\"\nservice = \"a\"\nduration = \"60s\"\n";
+    let Some(run) = DrillRun::new("rsint", &["a", "b"], drill).await else {
+        return;
+    };
+    let (project, journal_path) = (&run.project, &run.journal);
+    let child = run
+        .command(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_state(&project.container("a"), "paused", Duration::from_secs(30));
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(state(&project.container("a")), "running", "{stderr}");
+    assert_eq!(state(&project.container("b")), "running", "{stderr}");
+    let entries = journal(journal_path)["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e["state"] == "undone"), "{entries:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));
+    run.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_drill_restore_undoes_what_the_journal_says() {
+    let drill = "name = \"d\"\nservices = [\"a\", \"b\"]\n\
+[[fault]]\naction = \"disconnect\"\nservice = \"b\"\nduration = \"60s\"\n";
+    let Some(setup) = DrillRun::new("rskill", &["a", "b"], drill).await else {
+        return;
+    };
+    let (project, journal_path) = (&setup.project, &setup.journal);
+    let run = |extra: &[&str]| setup.command(extra);
+    let mut child = run(&[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let b = project.container("b");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker::docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", &b]).starts_with("{}") {
+        assert!(Instant::now() < deadline, "b was never disconnected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to undo
+    child.wait().unwrap();
+    let pending = journal(journal_path);
+    assert_eq!(pending["entries"][0]["state"], "applied", "{pending}");
+    assert_eq!(pending["entries"][0]["undo"]["kind"], "reconnect", "{pending}");
+
+    // A new drill refuses to start over changes never undone.
+    let out = run(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recordctl drill --restore"));
+
+    let out = recordctl()
+        .args(["drill", "--restore", "--journal", journal_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("restored  disconnect b"), "{stdout}");
+    let networks = docker::docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", &b]);
+    let networks: Value = serde_json::from_str(&networks).unwrap();
+    let aliases = networks[&project.network]["Aliases"].as_array().unwrap();
+    assert!(
+        aliases.iter().any(|a| a == "b"),
+        "reconnected with its alias: {networks}"
+    );
+    assert_eq!(journal(journal_path)["entries"][0]["state"], "undone");
+    // Restoring again finds nothing to do.
+    let out = recordctl()
+        .args(["drill", "--restore", "--journal", journal_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to restore"));
+    setup.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_outage_against_the_containerised_store_detects_recovers_and_loses_no_order() {
+    if !docker::engine() || !support::Prometheus::available() || !support::Alertmanager::available() {
+        return;
+    }
+    docker::local_images();
+    let project = Project::new("rsdrill");
+    let api = project.start_store(&["LOG_LEVEL=warn"]);
+
+    // The real Alertmanager with the project's routing, and a real Prometheus with the
+    // project's rules, scraping the containerised api.
+    let alertmanager = support::Alertmanager::start();
+    let prometheus = support::Prometheus::start(
+        &format!("  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{api}']\n"),
+        &[
+            repo("observability/rules/slo.yml"),
+            repo("observability/rules/causes.yml"),
+        ],
+        &format!(
+            "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n",
+            alertmanager.port
+        ),
+    );
+    let prom = prometheus.client();
+    support::eventually("the api scraped", Duration::from_secs(30), || async {
+        let up = prom.instant("min(recordstore_db_up)").await.ok()?;
+        (up.first()?.value == 1.0).then_some(())
+    })
+    .await;
+
+    let dir = TempDir::new("recordctl-drill");
+    let report_path = dir.join("report.json");
+    let junit_path = dir.join("drill.xml");
+    let out = recordctl()
+        .args(["drill", "db-outage", "--yes", "--project", &project.name])
+        .args(["--target", &format!("http://{api}")])
+        .args(["--prometheus", &prometheus.url])
+        .args(["--alertmanager", &alertmanager.url()])
+        .args(["--journal", dir.join("j.json").to_str().unwrap()])
+        .args([
+            "--json",
+            report_path.to_str().unwrap(),
+            "--junit",
+            junit_path.to_str().unwrap(),
+        ])
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    drop(alertmanager);
+    eprintln!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "passed", "{report:#}");
+    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
+    // DatabaseDown has `for: 30s`: it cannot fire sooner, and the drill expects it within 90 s.
+    assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
+    let recover = report["time_to_recover_s"].as_f64().expect("a time to recover");
+    assert!(recover > 0.0 && recover < 120.0, "time to recover {recover}");
+    let ledger = &report["ledger"];
+    // 10 transactions/s, a quarter of them purchases: ~2.5 checkouts/s while the database is up.
+    assert!(ledger["acknowledged"].as_u64().unwrap() >= 5, "{ledger}");
+    assert_eq!(ledger["lost"], serde_json::json!([]), "{ledger}");
+    assert_eq!(ledger["duplicated"], serde_json::json!([]), "{ledger}");
+    assert_eq!(
+        ledger["completed"].as_u64().unwrap() + ledger["failed"].as_u64().unwrap(),
+        ledger["acknowledged"].as_u64().unwrap()
+    );
+    // The outage was real: requests failed while the database was down.
+    assert!(report["traffic"]["errors"].as_u64().unwrap() > 0, "{report:#}");
+    let kinds: Vec<&str> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "fault injected",
+        "first error",
+        "alert pending",
+        "alert firing",
+        "fault reverted",
+        "recovered",
+    ] {
+        assert!(kinds.contains(&kind), "timeline lacks {kind}: {kinds:?}");
+    }
+    assert!(
+        report["alerts"][0]["alertmanager_after_s"].as_f64().is_some(),
+        "Alertmanager received DatabaseDown: {report:#}"
+    );
+    assert_eq!(state(&project.container("db")), "running", "the database was put back");
+    let junit = std::fs::read_to_string(&junit_path).unwrap();
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+    if Command::new("xmllint").arg("--version").output().is_ok() {
+        let out = Command::new("xmllint")
+            .args(["--noout", "--schema", repo("tests/probe/junit.xsd").to_str().unwrap()])
+            .arg(&junit_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "drill JUnit invalid: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(junit.contains("alert DatabaseDown Firing within 90 s"), "{junit}");
+}

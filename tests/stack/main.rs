@@ -1,0 +1,545 @@
+//! The compose stack, checked by the real tools: the compose file parses and keeps its promises
+//! (pinned tags, healthchecks, labels, ports, one network, `.env` overrides); Grafana's
+//! provisioning links metrics, logs and traces; every dashboard query evaluates on a real
+//! Prometheus scraping the real app and a real blackbox exporter; the app image builds on this
+//! machine's Docker engine from a locally made base, runs as non-root and serves.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+use support::{Prometheus, docker, eventually, repo, required};
+
+/// `docker compose` (the plugin) or `docker-compose` (Debian's package), whichever exists.
+fn compose_command() -> Option<Vec<&'static str>> {
+    let plugin = Command::new("docker").args(["compose", "version"]).output();
+    if plugin.is_ok_and(|o| o.status.success()) {
+        return Some(vec!["docker", "compose"]);
+    }
+    let standalone = Command::new("docker-compose").arg("version").output();
+    standalone
+        .is_ok_and(|o| o.status.success())
+        .then(|| vec!["docker-compose"])
+}
+
+fn compose(args: &[&str]) -> std::process::Output {
+    let command = compose_command().expect("compose tool");
+    Command::new(command[0])
+        .args(&command[1..])
+        .args(["-f", repo("docker-compose.yaml").to_str().unwrap()])
+        .args(args)
+        .current_dir(repo(""))
+        .output()
+        .unwrap()
+}
+
+fn yaml_str<'a>(value: &'a Yaml, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(value, |v, key| v.get(*key))?.as_str()
+}
+
+#[test]
+fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_one_network() {
+    if !required(
+        compose_command().is_some(),
+        "docker compose / docker-compose",
+        "apt-get install docker-compose",
+    ) {
+        return;
+    }
+    let out = compose(&["config", "-q"]);
+    assert!(
+        out.status.success(),
+        "compose config -q: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = compose(&["config"]);
+    assert!(out.status.success());
+    let config: Yaml = serde_norway::from_slice(&out.stdout).unwrap();
+    let services = config["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+    for wanted in [
+        "db",
+        "api",
+        "worker",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "loki",
+        "promtail",
+        "jaeger",
+        "blackbox",
+        "pushgateway",
+        "webhook",
+    ] {
+        assert!(names.contains(wanted), "service {wanted} missing from {names:?}");
+    }
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        let image = service["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no image"));
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+            "{name}: image {image} is not pinned"
+        );
+        assert_eq!(
+            yaml_str(service, &["labels", "org.recordstore.service"]),
+            Some(name),
+            "{name} is not labelled with its service name"
+        );
+        let networks: Vec<&str> = match &service["networks"] {
+            Yaml::Mapping(m) => m.keys().filter_map(|k| k.as_str()).collect(),
+            Yaml::Sequence(s) => s.iter().filter_map(|k| k.as_str()).collect(),
+            other => panic!("{name}: networks {other:?}"),
+        };
+        assert_eq!(networks, ["recordstore"], "{name} must be on the one network");
+        // promtail's image has no HTTP client to check itself with; everything else does.
+        if name != "promtail" {
+            assert!(
+                service.get("healthcheck").and_then(|h| h.get("test")).is_some(),
+                "{name} has no healthcheck"
+            );
+        }
+        // Every file the stack mounts from the repository exists.
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let source = volume
+                .get("source")
+                .and_then(Yaml::as_str)
+                .or_else(|| volume.as_str().and_then(|v| v.split(':').next()))
+                .unwrap();
+            if source.starts_with('/') && source.starts_with(repo("").to_str().unwrap()) {
+                assert!(Path::new(source).exists(), "{name} mounts missing {source}");
+            }
+        }
+    }
+    let ports: BTreeMap<&str, u64> = [
+        ("api", 8000),
+        ("prometheus", 9090),
+        ("alertmanager", 9093),
+        ("grafana", 3000),
+        ("loki", 3100),
+        ("jaeger", 16686),
+        ("blackbox", 9115),
+        ("pushgateway", 9091),
+    ]
+    .into();
+    for (service, port) in ports {
+        let published = services[service]["ports"].as_sequence().unwrap();
+        let found = published.iter().any(|p| match p {
+            Yaml::Mapping(_) => {
+                p["target"].as_u64() == Some(port)
+                    && p["published"].as_str().map(str::to_string) == Some(port.to_string())
+                    || p["published"].as_u64() == Some(port)
+            }
+            Yaml::String(s) => s.ends_with(&format!("{port}:{port}")),
+            _ => false,
+        });
+        assert!(found, "{service} does not publish {port}: {published:?}");
+    }
+    let depends =
+        |service: &str, on: &str| yaml_str(&services[service], &["depends_on", on, "condition"]).map(str::to_string);
+    assert_eq!(depends("api", "db").as_deref(), Some("service_healthy"));
+    assert_eq!(depends("worker", "db").as_deref(), Some("service_healthy"));
+    assert_eq!(depends("worker", "api").as_deref(), Some("service_healthy"));
+    assert_eq!(depends("grafana", "prometheus").as_deref(), Some("service_healthy"));
+    let volumes = config["volumes"].as_mapping().unwrap();
+    for volume in ["db-data", "prometheus-data", "grafana-data", "loki-data"] {
+        assert!(volumes.contains_key(volume), "named volume {volume} missing");
+    }
+    // The api image is built from the app's Dockerfile.
+    assert_eq!(
+        yaml_str(&services["api"], &["build", "dockerfile"]),
+        Some("app/Dockerfile")
+    );
+}
+
+#[test]
+fn an_env_file_overrides_the_default_credentials_and_ports() {
+    if compose_command().is_none() {
+        return; // reported by the test above
+    }
+    let dir = support::TempDir::new("recordctl-env");
+    let env = dir.join(".env");
+    std::fs::write(
+        &env,
+        "POSTGRES_PASSWORD=s3cret-from-env\nGRAFANA_ADMIN_PASSWORD=other\nAPI_PORT=18000\n",
+    )
+    .unwrap();
+    let out = compose(&["--env-file", env.to_str().unwrap(), "config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: Yaml = serde_norway::from_slice(&out.stdout).unwrap();
+    let api = &config["services"]["api"];
+    assert!(
+        yaml_str(api, &["environment", "DATABASE_URL"])
+            .unwrap()
+            .contains(":s3cret-from-env@db:5432/"),
+        "{api:?}"
+    );
+    assert_eq!(
+        yaml_str(&config["services"]["db"], &["environment", "POSTGRES_PASSWORD"]),
+        Some("s3cret-from-env")
+    );
+    assert_eq!(
+        yaml_str(
+            &config["services"]["grafana"],
+            &["environment", "GF_SECURITY_ADMIN_PASSWORD"]
+        ),
+        Some("other")
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("18000"), "API_PORT not applied");
+}
+
+fn datasources() -> Vec<Yaml> {
+    let text = std::fs::read_to_string(repo("observability/grafana/provisioning/datasources/datasources.yml")).unwrap();
+    let doc: Yaml = serde_norway::from_str(&text).unwrap();
+    doc["datasources"].as_sequence().unwrap().clone()
+}
+
+fn dashboards() -> Vec<(String, Json)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo("observability/grafana/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.push((path.file_name().unwrap().to_string_lossy().to_string(), json));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every PromQL expression of every dashboard, with the panel it belongs to.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for (file, dashboard) in dashboards() {
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                if target["datasource"]["uid"] == "prometheus" {
+                    let title = format!("{file}: {}", panel["title"].as_str().unwrap());
+                    queries.push((title, target["expr"].as_str().unwrap().to_string()));
+                }
+            }
+        }
+        for annotation in dashboard["annotations"]["list"].as_array().unwrap() {
+            if let Some(expr) = annotation["expr"].as_str() {
+                queries.push((format!("{file}: annotation"), expr.to_string()));
+            }
+        }
+    }
+    queries
+}
+
+#[test]
+fn grafana_links_exemplars_and_log_lines_to_traces_and_traces_to_logs() {
+    let sources = datasources();
+    let uids: BTreeSet<&str> = sources.iter().filter_map(|d| d["uid"].as_str()).collect();
+    assert_eq!(uids, ["alertmanager", "jaeger", "loki", "prometheus"].into());
+    let by_uid = |uid: &str| sources.iter().find(|d| d["uid"].as_str() == Some(uid)).unwrap();
+    let prometheus = by_uid("prometheus");
+    assert_eq!(
+        yaml_str(prometheus, &["url"]),
+        Some("http://prometheus:9090"),
+        "datasource URLs are compose service names"
+    );
+    let exemplar = &prometheus["jsonData"]["exemplarTraceIdDestinations"][0];
+    assert_eq!(exemplar["name"].as_str(), Some("trace_id"), "the app's exemplar label");
+    assert_eq!(exemplar["datasourceUid"].as_str(), Some("jaeger"));
+
+    let loki = by_uid("loki");
+    let derived = &loki["jsonData"]["derivedFields"][0];
+    assert_eq!(derived["datasourceUid"].as_str(), Some("jaeger"));
+    // The derived field's regex finds the trace id in a real log line of the app.
+    let regex = regex::Regex::new(derived["matcherRegex"].as_str().unwrap()).unwrap();
+    let line = serde_json::to_string(&serde_json::json!({
+        "ts": "2026-11-21T10:00:00.000000Z", "level": "INFO", "service": "recordstore-api",
+        "message": "request finished", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"
+    }))
+    .unwrap();
+    assert_eq!(&regex.captures(&line).unwrap()[1], "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    let jaeger = by_uid("jaeger");
+    assert_eq!(
+        yaml_str(jaeger, &["jsonData", "tracesToLogsV2", "datasourceUid"]),
+        Some("loki")
+    );
+    let query = yaml_str(jaeger, &["jsonData", "tracesToLogsV2", "query"]).unwrap();
+    assert!(
+        query.contains("service=~\"recordstore.*\"") && query.contains("traceId"),
+        "{query}"
+    );
+
+    // Every datasource a dashboard uses is provisioned.
+    for (file, dashboard) in dashboards() {
+        for panel in dashboard["panels"].as_array().unwrap() {
+            let uid = panel["datasource"]["uid"].as_str().unwrap();
+            assert!(uids.contains(uid), "{file}: panel {} uses {uid}", panel["title"]);
+        }
+    }
+    let titles: Vec<String> = dashboards()
+        .iter()
+        .map(|(_, d)| d["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "recordstore: golden signals",
+            "recordstore: job queue",
+            "recordstore: purchase journey",
+            "recordstore: SLOs and error budget"
+        ]
+    );
+}
+
+/// Grafana's variables, given the values a user would see on the dashboards.
+fn expand(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "5m")
+        .replace("$route", ".*")
+}
+
+/// Metric names a PromQL expression reads.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    // Label values ("recordstore-worker") are not metric names.
+    let unquoted = regex::Regex::new(r#""[^"]*""#).unwrap().replace_all(expr, "\"\"");
+    let re = regex::Regex::new(r"\b((?:recordstore|probe|slo:|route:)[a-zA-Z0-9_:]*)").unwrap();
+    let mut names: BTreeSet<String> = re.captures_iter(&unquoted).map(|c| c[1].to_string()).collect();
+    if expr.contains("ALERTS") {
+        names.insert("ALERTS".into());
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_evaluates_on_a_real_prometheus_scraping_the_real_app() {
+    if !Prometheus::available() {
+        return;
+    }
+    let blackbox_binary = "/usr/bin/prometheus-blackbox-exporter";
+    if !required(
+        Path::new(blackbox_binary).exists(),
+        "blackbox_exporter",
+        "apt-get install prometheus-blackbox-exporter",
+    ) {
+        return;
+    }
+    let dir = support::TempDir::new("recordctl-dashboards");
+    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
+    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await;
+    let blackbox_port = support::free_port();
+    let mut blackbox = Command::new(blackbox_binary)
+        .arg(format!(
+            "--config.file={}",
+            repo("observability/blackbox.yml").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{blackbox_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The compose scrape jobs, pointed at the app and blackbox exporter started here.
+    let scrape = format!(
+        "  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{addr}']\n  \
+- job_name: recordstore-worker\n    static_configs:\n      - targets: ['{addr}']\n  \
+- job_name: blackbox-api\n    metrics_path: /probe\n    params:\n      module: [http_2xx]\n    \
+static_configs:\n      - targets: ['{base}/health/ready', '{base}/health/live']\n    relabel_configs:\n      \
+- source_labels: [__address__]\n        target_label: __param_target\n      - source_labels: [__param_target]\n        \
+target_label: instance\n      - target_label: __address__\n        replacement: 127.0.0.1:{blackbox_port}\n",
+        addr = app.addr(),
+        base = app.base_url()
+    );
+    let prometheus = Prometheus::start(
+        &scrape,
+        &[
+            repo("observability/rules/slo.yml"),
+            repo("observability/rules/causes.yml"),
+        ],
+        "",
+    );
+    let prom = prometheus.client();
+
+    // A browse, a view and a completed purchase, so the funnel has something in every step.
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        client.get(format!("{}/products", app.base_url())).send().await.unwrap();
+        client
+            .get(format!("{}/products/2", app.base_url()))
+            .send()
+            .await
+            .unwrap();
+        let accepted: Json = client
+            .post(format!("{}/checkout", app.base_url()))
+            .json(&serde_json::json!({ "product_id": 2, "quantity": 1 }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let order = accepted["order_id"].as_i64().unwrap();
+        eventually("the order to complete", Duration::from_secs(15), || {
+            let client = client.clone();
+            let url = format!("{}/orders/{order}", app.base_url());
+            async move {
+                let order: Json = client.get(url).send().await.ok()?.json().await.ok()?;
+                (order["status"] == "completed").then_some(())
+            }
+        })
+        .await;
+    }
+
+    // Names every query may read: the app's families, the recording rules, blackbox's and
+    // Prometheus's own series.
+    let exposition = client
+        .get(format!("{}/metrics", app.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut known: BTreeSet<String> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+    for rules in ["slo.yml", "causes.yml"] {
+        let text = std::fs::read_to_string(repo(&format!("observability/rules/{rules}"))).unwrap();
+        known.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("- record: "))
+                .map(str::to_string),
+        );
+    }
+    known.extend(["probe_success".to_string(), "ALERTS".to_string()]);
+
+    // Wait until the rules have run and the completed orders are in a scrape.
+    eventually(
+        "completed orders and probes in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let prom = &prom;
+            async move {
+                let done = prom
+                    .instant("sum(recordstore_order_completion_seconds_count{status=\"completed\"})")
+                    .await
+                    .ok()?;
+                let probes = prom.instant("min(probe_success{job=\"blackbox-api\"})").await.ok()?;
+                let rules = prom.instant("route:recordstore_http_requests:rate5m").await.ok()?;
+                (done.first()?.value >= 3.0 && probes.first()?.value == 1.0 && !rules.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let queries = dashboard_queries();
+    assert!(queries.len() > 40, "only {} queries found", queries.len());
+    let mut failures = Vec::new();
+    for (panel, expr) in &queries {
+        for name in metric_names(expr) {
+            if !known.contains(&name) {
+                failures.push(format!("{panel}: {expr}\n    reads {name}, which nothing exports"));
+            }
+        }
+        if let Err(e) = prom.instant(&expand(expr)).await {
+            failures.push(format!("{panel}: {expr}\n    {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "dashboard queries that fail:\n{}",
+        failures.join("\n")
+    );
+
+    // The purchase funnel shows what happened: 3 browses, 3 views, 3 accepted, 3 completed.
+    for (step, expr) in [
+        (
+            "browse",
+            "sum(increase(recordstore_http_requests_total{route=\"/products\",method=\"GET\"}[5m]))",
+        ),
+        (
+            "accepted",
+            "sum(increase(recordstore_checkouts_total{result=\"accepted\"}[5m]))",
+        ),
+        (
+            "completed",
+            "sum(increase(recordstore_order_transitions_total{status=\"completed\"}[5m]))",
+        ),
+    ] {
+        assert!(
+            queries.iter().any(|(_, q)| q.replace("$__range", "5m") == expr),
+            "the funnel no longer has {step}: {expr}"
+        );
+    }
+    let completed = prom
+        .instant("sum(recordstore_order_transitions_total{job=\"recordstore-api\",status=\"completed\"})")
+        .await
+        .unwrap();
+    assert_eq!(completed[0].value, 3.0);
+    let _ = blackbox.kill();
+    let _ = blackbox.wait();
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_image_builds_from_a_local_base_runs_as_non_root_and_serves_from_postgres() {
+    if !docker::engine() {
+        return;
+    }
+    docker::local_images();
+    let user = docker::docker(&["image", "inspect", "-f", "{{.Config.User}}", docker::APP_IMAGE]);
+    assert_eq!(user, "10001:10001", "the app image runs as non-root");
+    let project = docker::Project::new("rsimg");
+    let api = project.start_store(&[]);
+    let base = format!("http://{api}");
+    let client = reqwest::Client::new();
+    let ready: Json = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let accepted = client
+        .post(format!("{base}/checkout"))
+        .json(&serde_json::json!({ "product_id": 1, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let order = accepted.json::<Json>().await.unwrap()["order_id"].as_i64().unwrap();
+    eventually(
+        "the order to complete in the container",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            let url = format!("{base}/orders/{order}");
+            async move {
+                let order: Json = client.get(url).send().await.ok()?.json().await.ok()?;
+                (order["status"] == "completed").then_some(())
+            }
+        },
+    )
+    .await;
+    // The container's stdout is the JSON log lines the shipper labels by `service`.
+    let logs = docker::docker(&["logs", &project.container("api")]);
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"order completed\""))
+        .unwrap_or_else(|| panic!("no completion line in:\n{logs}"));
+    let line: Json = serde_json::from_str(line).unwrap();
+    assert_eq!(line["service"], "recordstore-worker");
+    assert_eq!(line["order_id"], order);
+}

@@ -1,0 +1,241 @@
+//! The local Docker engine for tests: images built from Debian's packages by
+//! `scripts/local-images.sh` (cached per machine), and small compose-labelled projects of
+//! containers on their own network, removed when the test ends.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const APP_IMAGE: &str = "recordstore:local";
+pub const POSTGRES_IMAGE: &str = "recordstore-local/postgres:15";
+pub const BASE_IMAGE: &str = "recordstore-local/debian:bookworm";
+
+/// Whether the engine answers. When it does not, prints the one loud line the tests promise.
+pub fn engine() -> bool {
+    static ENGINE: OnceLock<bool> = OnceLock::new();
+    *ENGINE.get_or_init(|| {
+        match Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+        {
+            Ok(out) if out.status.success() => true,
+            Ok(out) => {
+                eprintln!(
+                    "SKIPPED: no Docker engine (docker info: {})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                false
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no Docker engine (docker: {e})");
+                false
+            }
+        }
+    })
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("run docker")
+}
+
+/// Runs docker and returns its trimmed stdout; panics with its stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `recordstore` binary of this checkout. `cargo test --workspace` has built it already
+/// (the app's tests need it); it is rebuilt only when older than the app's sources, as after
+/// `cargo test --test drill` alone.
+pub fn recordstore_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| super::repo("target"));
+            let binary = target.join("debug/recordstore");
+            let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+            let sources = newest(&super::repo("app/src")).max(newest(&super::repo("Cargo.lock")));
+            if built.is_some_and(|b| sources.is_some_and(|s| b >= s)) {
+                return binary;
+            }
+            let out = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "recordstore", "--bin", "recordstore"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run cargo");
+            assert!(
+                out.status.success(),
+                "cargo build -p recordstore failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            binary
+        })
+        .clone()
+}
+
+/// The newest modification time of a file or of anything under a directory.
+fn newest(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| newest(&e.ok()?.path()))
+        .max()
+}
+
+/// Builds (once per machine for the bases, once per test process for the app) the images.
+pub fn local_images() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let binary = recordstore_binary();
+        let started = Instant::now();
+        let out = Command::new(super::repo("scripts/local-images.sh"))
+            .arg("--app")
+            .arg(&binary)
+            .output()
+            .expect("run scripts/local-images.sh");
+        assert!(
+            out.status.success(),
+            "scripts/local-images.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("local images ready in {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
+
+/// A compose-labelled project of containers on its own network; everything it made is
+/// removed on drop.
+pub struct Project {
+    pub name: String,
+    pub network: String,
+}
+
+impl Project {
+    pub fn new(prefix: &str) -> Project {
+        let name = format!("{prefix}{:08x}", rand::random::<u32>());
+        let network = format!("{name}_default");
+        docker(&[
+            "network",
+            "create",
+            "--label",
+            &format!("recordctl.test={name}"),
+            &network,
+        ]);
+        Project { name, network }
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}-1", self.name)
+    }
+
+    /// `docker run -d` one service of the project, labelled as Compose labels it.
+    pub fn run(&self, service: &str, image: &str, options: &[&str], command: &[&str]) -> String {
+        let name = self.container(service);
+        let labels = [
+            format!("com.docker.compose.project={}", self.name),
+            format!("com.docker.compose.service={service}"),
+            format!("org.recordstore.service={service}"),
+            format!("recordctl.test={}", self.name),
+        ];
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            name.clone(),
+            "--network".into(),
+            self.network.clone(),
+            "--network-alias".into(),
+            service.into(),
+        ];
+        for label in &labels {
+            args.push("--label".into());
+            args.push(label.clone());
+        }
+        args.extend(options.iter().map(|s| s.to_string()));
+        args.push(image.into());
+        args.extend(command.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args);
+        name
+    }
+
+    /// The host port (on 127.0.0.1) published for `port` of a service started with
+    /// `-p 127.0.0.1::port`.
+    pub fn host_port(&self, service: &str, port: u16) -> u16 {
+        let mapping = docker(&["port", &self.container(service), &format!("{port}/tcp")]);
+        mapping
+            .lines()
+            .find_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no published port for {service}:{port}: {mapping:?}"))
+    }
+
+    /// The store as compose runs it: `db` (PostgreSQL) and `api` (`recordstore serve`, with
+    /// its worker) from the local images, both healthy. Returns the api's `127.0.0.1:port`.
+    pub fn start_store(&self, api_env: &[&str]) -> String {
+        let db_env = [
+            "POSTGRES_USER=recordstore",
+            "POSTGRES_PASSWORD=pw",
+            "POSTGRES_DB=recordstore",
+        ];
+        let options: Vec<&str> = db_env.iter().flat_map(|e| ["-e", *e]).collect();
+        self.run("db", POSTGRES_IMAGE, &options, &[]);
+        self.wait_healthy("db", Duration::from_secs(60));
+        let mut options = vec![
+            "-e",
+            "DATABASE_URL=postgres://recordstore:pw@db:5432/recordstore",
+            "-p",
+            "127.0.0.1::8000",
+        ];
+        options.extend(api_env.iter().flat_map(|e| ["-e", *e]));
+        self.run("api", APP_IMAGE, &options, &["serve"]);
+        // Healthy means the image's own HEALTHCHECK (`recordstore healthcheck`) passed.
+        self.wait_healthy("api", Duration::from_secs(60));
+        format!("127.0.0.1:{}", self.host_port("api", 8000))
+    }
+
+    pub fn wait_healthy(&self, service: &str, limit: Duration) {
+        let name = self.container(service);
+        let deadline = Instant::now() + limit;
+        loop {
+            let state = docker(&["inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}", &name]);
+            if state == "running healthy" {
+                return;
+            }
+            if state.starts_with("exited") || state.starts_with("dead") {
+                let logs = run(&["logs", "--tail", "30", &name]);
+                panic!(
+                    "{name} stopped before it was healthy ({state}):\n{}{}",
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not healthy within {limit:?}: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let ids = run(&["ps", "-aq", "--filter", &format!("label=recordctl.test={}", self.name)]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = run(&["rm", "-f", "-v", id]);
+        }
+        let _ = run(&["network", "rm", &self.network]);
+    }
+}
