@@ -674,8 +674,7 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
     if let Some(ledger) = ledger
         && !ctx.interrupt.is_cancelled()
     {
-        let acks = ledger.acks();
-        let ledger_report = verify_ledger(ctx, &acks, drill.recovery.orders_deadline.0).await;
+        let ledger_report = verify_ledger(ctx, &ledger, drill.recovery.orders_deadline.0).await;
         ctx.event(&mut events, "ledger checked", ledger_report.summary());
         if !ledger_report.lost.is_empty() {
             report
@@ -692,6 +691,12 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
             report.failures.push(format!(
                 "acknowledged orders not finished within {:?}: {:?}",
                 drill.recovery.orders_deadline.0, ledger_report.unfinished
+            ));
+        }
+        if !ledger_report.refused_but_ordered.is_empty() {
+            report.failures.push(format!(
+                "checkouts answered with an error that made an order all the same: {:?}",
+                ledger_report.refused_but_ordered
             ));
         }
         report.ledger = Some(ledger_report);
@@ -1060,8 +1065,10 @@ async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u
 }
 
 /// Every acknowledged order must exist, reach a final status, and be the only order of its
-/// checkout's correlation id.
-async fn verify_ledger(ctx: &Ctx, acks: &[traffic::Ack], limit: Duration) -> LedgerReport {
+/// checkout's correlation id; a checkout answered with an error must have made no order; what
+/// became of the checkouts that got no answer is counted.
+async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> LedgerReport {
+    let acks = ledger.acks();
     let deadline = Instant::now() + limit;
     let mut report = LedgerReport {
         acknowledged: acks.len(),
@@ -1102,20 +1109,47 @@ async fn verify_ledger(ctx: &Ctx, acks: &[traffic::Ack], limit: Duration) -> Led
             report.unfinished.push(ack.order_id);
         }
     }
-    for ack in acks {
-        let url = format!("{}/orders", ctx.target);
-        let listed = ctx
-            .http
-            .get(&url)
-            .query(&[("correlation_id", ack.correlation_id.as_str()), ("limit", "10")])
-            .send()
-            .await;
-        if let Ok(r) = listed
-            && let Ok(body) = r.json::<serde_json::Value>().await
-            && body["count"].as_u64().unwrap_or(1) > 1
-        {
-            report.duplicated.push(ack.correlation_id.clone());
+    for ack in &acks {
+        match orders_of(ctx, &ack.correlation_id).await {
+            Some(n) if n > 1 => report.duplicated.push(ack.correlation_id.clone()),
+            Some(_) => {}
+            None => report.unverifiable.push(ack.correlation_id.clone()),
+        }
+    }
+    let refused = ledger.refused();
+    report.refused = refused.len();
+    for checkout in &refused {
+        match orders_of(ctx, &checkout.correlation_id).await {
+            Some(0) => {}
+            Some(_) => report.refused_but_ordered.push(checkout.correlation_id.clone()),
+            None => report.unverifiable.push(checkout.correlation_id.clone()),
+        }
+    }
+    let unanswered = ledger.unanswered();
+    report.unanswered = unanswered.len();
+    for checkout in &unanswered {
+        match orders_of(ctx, &checkout.correlation_id).await {
+            Some(0) => report.unanswered_not_ordered += 1,
+            Some(_) => report.unanswered_ordered += 1,
+            None => report.unverifiable.push(checkout.correlation_id.clone()),
         }
     }
     report
+}
+
+/// How many orders the store holds for one checkout's correlation id; None when it does not
+/// say.
+async fn orders_of(ctx: &Ctx, correlation_id: &str) -> Option<u64> {
+    let url = format!("{}/orders", ctx.target);
+    let answer = ctx
+        .http
+        .get(&url)
+        .query(&[("correlation_id", correlation_id), ("limit", "10")])
+        .send()
+        .await
+        .ok()?;
+    if !answer.status().is_success() {
+        return None;
+    }
+    answer.json::<serde_json::Value>().await.ok()?["count"].as_u64()
 }

@@ -98,6 +98,18 @@ pub struct LedgerReport {
     pub duplicated: Vec<String>,
     /// Known, but not in a final status by the deadline.
     pub unfinished: Vec<i64>,
+    /// Checkouts the store answered with an error status.
+    pub refused: usize,
+    /// Correlation ids of refused checkouts that made an order all the same: the customer was
+    /// told the checkout failed.
+    pub refused_but_ordered: Vec<String>,
+    /// Checkouts that got no answer (refused connection, reset, timeout): either outcome is
+    /// allowed, the ledger says which happened.
+    pub unanswered: usize,
+    pub unanswered_ordered: usize,
+    pub unanswered_not_ordered: usize,
+    /// Correlation ids whose orders could not be looked up (the store did not answer).
+    pub unverifiable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -271,17 +283,28 @@ fn secs(v: Option<f64>) -> String {
 }
 
 impl LedgerReport {
-    /// `N acknowledged: … completed, … failed, … lost, … duplicated, … unfinished`.
+    /// `N acknowledged: … completed, … failed, … lost, … duplicated, … unfinished; N refused
+    /// (… made an order); N unanswered (… made an order, … did not)`.
     pub fn summary(&self) -> String {
-        format!(
-            "{} acknowledged: {} completed, {} failed, {} lost, {} duplicated, {} unfinished",
+        let mut out = format!(
+            "{} acknowledged: {} completed, {} failed, {} lost, {} duplicated, {} unfinished; \
+             {} refused ({} made an order); {} unanswered ({} made an order, {} did not)",
             self.acknowledged,
             self.completed,
             self.failed,
             self.lost.len(),
             self.duplicated.len(),
-            self.unfinished.len()
-        )
+            self.unfinished.len(),
+            self.refused,
+            self.refused_but_ordered.len(),
+            self.unanswered,
+            self.unanswered_ordered,
+            self.unanswered_not_ordered,
+        );
+        if !self.unverifiable.is_empty() {
+            out.push_str(&format!("; {} not verifiable", self.unverifiable.len()));
+        }
+        out
     }
 }
 
@@ -420,6 +443,15 @@ pub fn junit(r: &DrillReport) -> String {
             cases.push((
                 "no checkout made two orders".into(),
                 (!l.duplicated.is_empty()).then(|| format!("duplicated correlation ids: {:?}", l.duplicated)),
+            ));
+            cases.push((
+                "no refused checkout made an order".into(),
+                (!l.refused_but_ordered.is_empty()).then(|| {
+                    format!(
+                        "expected no order for the {} checkouts answered with an error, got orders for {:?}",
+                        l.refused, l.refused_but_ordered
+                    )
+                }),
             ));
         }
         cases.push((

@@ -1,6 +1,7 @@
 //! Background traffic for a drill: the load engine's open model (arrivals on schedule, so an
 //! outage cannot slow the traffic down and hide itself) running a scenario, with a ledger of
-//! every checkout the store acknowledged.
+//! every checkout: the ones the store acknowledged, the ones it refused and the ones that got
+//! no answer.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,25 +24,70 @@ pub struct Ack {
     pub at_ms: i64,
 }
 
+/// A checkout that was not acknowledged: answered with an error (the store promised nothing,
+/// so it must have made no order) or not answered at all (either outcome is possible).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Unacked {
+    pub correlation_id: String,
+    /// The answer's status, 0 when none came.
+    pub status: u16,
+    pub at_ms: i64,
+}
+
 #[derive(Default)]
-pub struct Ledger(Mutex<Vec<Ack>>);
+pub struct Ledger(Mutex<Entries>);
+
+#[derive(Default, Clone)]
+struct Entries {
+    acks: Vec<Ack>,
+    refused: Vec<Unacked>,
+    unanswered: Vec<Unacked>,
+}
 
 impl Ledger {
-    pub fn acks(&self) -> Vec<Ack> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn observe(&self, seen: &Seen<'_>) {
+    pub fn acks(&self) -> Vec<Ack> {
+        self.entries().acks.clone()
+    }
+
+    /// Checkouts answered with an error status.
+    pub fn refused(&self) -> Vec<Unacked> {
+        self.entries().refused.clone()
+    }
+
+    /// Checkouts with no answer, or an acknowledgement without an order id.
+    pub fn unanswered(&self) -> Vec<Unacked> {
+        self.entries().unanswered.clone()
+    }
+
+    pub(crate) fn observe(&self, seen: &Seen<'_>) {
         let is_checkout = seen.method == "POST" && (seen.path == "/checkout" || seen.path == "/orders");
-        if is_checkout
-            && seen.status == 202
-            && let Some(order_id) = seen.body["order_id"].as_i64()
-        {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
+        if !is_checkout {
+            return;
+        }
+        let correlation_id = seen.correlation_id.to_string();
+        let at_ms = super::journal::now_ms();
+        let order_id = seen.body["order_id"].as_i64();
+        let mut entries = self.entries();
+        match (seen.status, order_id) {
+            (200..=299, Some(order_id)) => entries.acks.push(Ack {
                 order_id,
-                correlation_id: seen.correlation_id.to_string(),
-                at_ms: super::journal::now_ms(),
-            });
+                correlation_id,
+                at_ms,
+            }),
+            (400..=599, _) => entries.refused.push(Unacked {
+                correlation_id,
+                status: seen.status,
+                at_ms,
+            }),
+            (status, _) => entries.unanswered.push(Unacked {
+                correlation_id,
+                status,
+                at_ms,
+            }),
         }
     }
 }
@@ -124,5 +170,50 @@ impl Traffic {
             .and_then(Result::ok)
             .unwrap_or_default();
         (report, self.recorder, self.ledger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn seen<'a>(path: &'a str, status: u16, body: &'a Value, correlation_id: &'a str) -> Seen<'a> {
+        Seen {
+            name: "checkout",
+            method: "POST",
+            path,
+            status,
+            body,
+            correlation_id,
+        }
+    }
+
+    #[test]
+    fn checkouts_are_sorted_into_acknowledged_refused_and_unanswered() {
+        let ledger = Ledger::default();
+        let accepted = json!({ "order_id": 7, "status": "pending" });
+        let error = json!({ "error": "unavailable" });
+        ledger.observe(&seen("/checkout", 202, &accepted, "run-1"));
+        ledger.observe(&seen("/checkout", 503, &error, "run-2"));
+        ledger.observe(&seen("/checkout", 409, &error, "run-3"));
+        ledger.observe(&seen("/checkout", 0, &Value::Null, "run-4"));
+        ledger.observe(&seen("/checkout", 202, &Value::Null, "run-5"));
+        ledger.observe(&seen("/products", 200, &accepted, "run-6"));
+        let acks = ledger.acks();
+        assert_eq!(acks.len(), 1);
+        assert_eq!((acks[0].order_id, acks[0].correlation_id.as_str()), (7, "run-1"));
+        let refused: Vec<_> = ledger
+            .refused()
+            .into_iter()
+            .map(|u| (u.correlation_id, u.status))
+            .collect();
+        assert_eq!(refused, [("run-2".to_string(), 503), ("run-3".to_string(), 409)]);
+        let unanswered: Vec<_> = ledger
+            .unanswered()
+            .into_iter()
+            .map(|u| (u.correlation_id, u.status))
+            .collect();
+        assert_eq!(unanswered, [("run-4".to_string(), 0), ("run-5".to_string(), 202)]);
     }
 }

@@ -23,15 +23,16 @@ pub struct Executor {
     observer: Option<Observer>,
 }
 
-/// Sees every answered request (drills keep a ledger of acknowledged checkouts with it).
+/// Sees every request with its outcome (drills keep a ledger of checkouts with it).
 pub type Observer = std::sync::Arc<dyn Fn(&Seen<'_>) + Send + Sync>;
 
-/// One answered request, as an [`Observer`] sees it.
+/// One request and its outcome, as an [`Observer`] sees it.
 pub struct Seen<'a> {
     pub name: &'a str,
     pub method: &'static str,
     /// The path template from the scenario, e.g. `/checkout` or `/orders/{order_id}`.
     pub path: &'a str,
+    /// The answer's status; 0 when none came (refused, reset, timed out).
     pub status: u16,
     /// The JSON body when the scenario needed it (extraction or polling), else null.
     pub body: &'a Value,
@@ -124,7 +125,7 @@ impl Executor {
     /// Runs transaction `index` once; a failed request ends it (later ones depend on it).
     pub async fn run_transaction(&self, index: usize, pace: Pace, recorder: &Recorder) {
         let tx = &self.scenario.transactions[index];
-        let mut vars = Vars::new();
+        let mut vars = tx.picked();
         let mut intended = pace.intended;
         for (i, spec) in tx.requests.iter().enumerate() {
             if i > 0 && pace.think {
@@ -191,13 +192,17 @@ impl Executor {
         let due = intended.unwrap_or(sent).min(sent);
         let result = self.exchange(spec, vars, &correlation_id).await;
         let done = Instant::now();
-        if let (Some(observer), Ok((status, body))) = (&self.observer, &result) {
+        if let Some(observer) = &self.observer {
+            let (status, body) = match &result {
+                Ok((status, body)) => (*status, body.as_ref()),
+                Err((status, _)) => (status.unwrap_or(0), None),
+            };
             observer(&Seen {
                 name: &spec.name,
                 method: spec.method.as_str(),
                 path: &spec.path,
-                status: *status,
-                body: body.as_ref().unwrap_or(&Value::Null),
+                status,
+                body: body.unwrap_or(&Value::Null),
                 correlation_id: &correlation_id,
             });
         }

@@ -15,6 +15,7 @@ use serde_json::Value;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("browse", include_str!("../../scenarios/browse.toml")),
     ("purchase", include_str!("../../scenarios/purchase.toml")),
+    ("checkout", include_str!("../../scenarios/checkout.toml")),
     ("smoke", include_str!("../../scenarios/smoke.toml")),
 ];
 
@@ -56,8 +57,27 @@ pub struct Transaction {
     pub name: String,
     #[serde(default = "one")]
     pub weight: u32,
+    /// Variables known from the start of each run, each one of its listed values at random:
+    /// `pick = { product_id = [1, 4, 5] }`.
+    #[serde(default)]
+    pub pick: BTreeMap<String, Vec<toml::Value>>,
     #[serde(rename = "request")]
     pub requests: Vec<RequestSpec>,
+}
+
+impl Transaction {
+    /// The variables a run starts with: one value of each `pick` list, chosen at random.
+    pub fn picked(&self) -> Vars {
+        let mut rng = rand::rng();
+        self.pick
+            .iter()
+            .filter(|(_, choices)| !choices.is_empty())
+            .map(|(name, choices)| {
+                let choice = &choices[rng.random_range(..choices.len())];
+                (name.clone(), render_body(choice, &Vars::new()))
+            })
+            .collect()
+    }
 }
 
 fn one() -> u32 {
@@ -317,7 +337,18 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
                 format!("transaction {:?}: weight must be at least 1", tx.name),
             ));
         }
-        let mut known: BTreeSet<&str> = BTreeSet::new();
+        for (name, choices) in &tx.pick {
+            if !is_var_name(name) || choices.is_empty() {
+                return Err((
+                    Some(format!("{name} = [")),
+                    format!(
+                        "transaction {:?}: pick.{name} needs a name of letters, digits and _ and at least one value",
+                        tx.name
+                    ),
+                ));
+            }
+        }
+        let mut known: BTreeSet<&str> = tx.pick.keys().map(String::as_str).collect();
         for req in &tx.requests {
             let located = Some(format!("name = \"{}\"", req.name));
             if !req.path.starts_with('/') {
@@ -450,6 +481,26 @@ mod tests {
             let s = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(&s.name, name);
         }
+    }
+
+    #[test]
+    fn picked_variables_are_known_from_the_start_and_drawn_from_their_list() {
+        let text = "name = \"x\"\n[[transaction]]\nname = \"t\"\npick = { id = [3, 5], who = [\"ann\"] }\n\
+                    [[transaction.request]]\nname = \"r\"\npath = \"/p/{id}\"\nbody = { id = \"{id}\", who = \"{who}\" }\n";
+        let s = parse(text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = BTreeSet::new();
+        for _ in 0..200 {
+            let vars = s.transactions[0].picked();
+            assert_eq!(vars["who"], json!("ann"));
+            seen.insert(vars["id"].as_i64().expect("a number stays a number"));
+        }
+        assert_eq!(seen, BTreeSet::from([3, 5]), "both choices drawn");
+
+        let empty = "name = \"x\"\n[[transaction]]\nname = \"t\"\npick = { id = [] }\n\
+                     [[transaction.request]]\nname = \"r\"\npath = \"/p/{id}\"\n";
+        let err = parse(empty, "x.toml").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.to_string().contains("pick.id needs"), "{err}");
     }
 
     #[test]

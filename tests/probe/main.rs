@@ -257,6 +257,9 @@ fn http_spec(url: &str, timeout: Duration) -> HttpSpec {
 /// Rounds per case in the comparison with blackbox_exporter.
 const ROUNDS: usize = 3;
 
+/// One round: our result and blackbox_exporter's metrics.
+type Round = (ProbeResult, BTreeMap<String, f64>);
+
 /// The stated tolerance: the fastest rounds of the two tools agree within 150 ms or 25%.
 fn close(ours: f64, theirs: f64) -> bool {
     (ours - theirs).abs() <= 0.15_f64.max(theirs * 0.25)
@@ -383,9 +386,7 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
             let ours: ProbeResult = spec.run().await;
             rounds.push((ours, theirs));
         }
-        let fastest = |f: &dyn Fn(&(ProbeResult, BTreeMap<String, f64>)) -> f64| {
-            rounds.iter().map(f).fold(f64::INFINITY, f64::min)
-        };
+        let fastest = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(f64::INFINITY, f64::min);
         let our_duration = fastest(&|(ours, _)| ours.duration_s);
         let their_duration = fastest(&|(_, theirs)| theirs["probe_duration_seconds"]);
         let (ours, theirs) = rounds.last().unwrap();
@@ -414,11 +415,12 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
                 ));
             }
             let (low, high) = duration_bounds(case);
-            for (tool, duration) in [("ours", ours.duration_s), ("blackbox", theirs["probe_duration_seconds"])] {
+            for (tool, duration) in [
+                ("ours", ours.duration_s),
+                ("blackbox", theirs["probe_duration_seconds"]),
+            ] {
                 if !(low..=high).contains(&duration) {
-                    mismatches.push(format!(
-                        "{case}: {tool} took {duration:.3}s, outside [{low}, {high}]s"
-                    ));
+                    mismatches.push(format!("{case}: {tool} took {duration:.3}s, outside [{low}, {high}]s"));
                 }
             }
         }
