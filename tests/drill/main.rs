@@ -1,8 +1,9 @@
 //! `recordctl drill` on this machine's real Docker engine, with images built from Debian's
 //! packages: each Docker action does what it says and is undone; containers outside the
 //! project are refused; Ctrl-C mid-drill and SIGKILL + `--restore` put everything back; and
-//! the full db-outage drill against a containerised store, with a real Prometheus evaluating
-//! the project's alert rules, measures detection and recovery and loses no order.
+//! the full db-outage and worker-crash drills against a containerised store, with a real
+//! Prometheus evaluating the project's alert rules, measure detection and recovery and lose
+//! no order.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -502,121 +503,217 @@ async fn after_a_sigkill_drill_restore_undoes_what_the_journal_says() {
     setup.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn db_outage_against_the_containerised_store_detects_recovers_and_loses_no_order() {
-    if !docker::engine() || !support::Prometheus::available() || !support::Alertmanager::available() {
-        return;
+/// The store in containers with a real Alertmanager (the project's routing) and a real
+/// Prometheus (the project's rules at 1 s) scraping it, the api and, when `split`, a worker
+/// of its own: the parts a drill measures with.
+struct Stack {
+    project: Project,
+    api: String,
+    prometheus: support::Prometheus,
+    alertmanager: support::Alertmanager,
+}
+
+impl Stack {
+    /// `None` (after the SKIPPED line) without a Docker engine, Prometheus or Alertmanager.
+    async fn start(prefix: &str, split: bool) -> Option<Stack> {
+        if !docker::engine() || !support::Prometheus::available() || !support::Alertmanager::available() {
+            return None;
+        }
+        docker::local_images();
+        let project = Project::new(prefix);
+        let (api, worker) = if split {
+            let (api, worker) = project.start_split_store(&["LOG_LEVEL=warn"]);
+            (api, Some(worker))
+        } else {
+            (project.start_store(&["LOG_LEVEL=warn"]), None)
+        };
+        let mut scrape = format!("  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{api}']\n");
+        if let Some(worker) = &worker {
+            scrape.push_str(&format!(
+                "  - job_name: recordstore-worker\n    static_configs:\n      - targets: ['{worker}']\n"
+            ));
+        }
+        let alertmanager = support::Alertmanager::start();
+        let prometheus = support::Prometheus::start(
+            &scrape,
+            &[
+                repo("observability/rules/slo.yml"),
+                repo("observability/rules/causes.yml"),
+            ],
+            &format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n",
+                alertmanager.port
+            ),
+        );
+        let prom = prometheus.client();
+        let scraped = if split { 2.0 } else { 1.0 };
+        support::eventually("the store scraped", Duration::from_secs(30), || async {
+            let db_up = prom.instant("min(recordstore_db_up)").await.ok()?;
+            let up = prom.instant("sum(up)").await.ok()?;
+            (db_up.first()?.value == 1.0 && up.first()?.value == scraped).then_some(())
+        })
+        .await;
+        Some(Stack {
+            project,
+            api,
+            prometheus,
+            alertmanager,
+        })
     }
-    docker::local_images();
-    let project = Project::new("rsdrill");
-    let api = project.start_store(&["LOG_LEVEL=warn"]);
 
-    // The real Alertmanager with the project's routing, and a real Prometheus with the
-    // project's rules, scraping the containerised api.
-    let alertmanager = support::Alertmanager::start();
-    let prometheus = support::Prometheus::start(
-        &format!("  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{api}']\n"),
-        &[
-            repo("observability/rules/slo.yml"),
-            repo("observability/rules/causes.yml"),
-        ],
-        &format!(
-            "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n",
-            alertmanager.port
-        ),
-    );
-    let prom = prometheus.client();
-    support::eventually("the api scraped", Duration::from_secs(30), || async {
-        let up = prom.instant("min(recordstore_db_up)").await.ok()?;
-        (up.first()?.value == 1.0).then_some(())
-    })
-    .await;
+    /// Runs a built-in drill with `--yes` against the stack; checks the exit code is 0, prints
+    /// the table, validates the JUnit file; returns the JSON report and the JUnit text.
+    fn drill(&self, name: &str) -> (Value, String) {
+        let dir = TempDir::new("recordctl-drill");
+        let report_path = dir.join("report.json");
+        let junit_path = dir.join("drill.xml");
+        let out = recordctl()
+            .args(["drill", name, "--yes", "--project", &self.project.name])
+            .args(["--target", &format!("http://{}", self.api)])
+            .args(["--prometheus", &self.prometheus.url])
+            .args(["--alertmanager", &self.alertmanager.url()])
+            .args(["--journal", dir.join("j.json").to_str().unwrap()])
+            .args([
+                "--json",
+                report_path.to_str().unwrap(),
+                "--junit",
+                junit_path.to_str().unwrap(),
+            ])
+            .current_dir(repo(""))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{stdout}");
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        assert_eq!(report["verdict"], "passed", "{report:#}");
+        let junit = std::fs::read_to_string(&junit_path).unwrap();
+        assert!(junit.contains("failures=\"0\""), "{junit}");
+        if Command::new("xmllint").arg("--version").output().is_ok() {
+            let out = Command::new("xmllint")
+                .args(["--noout", "--schema", repo("tests/probe/junit.xsd").to_str().unwrap()])
+                .arg(&junit_path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "drill JUnit invalid: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (report, junit)
+    }
+}
 
-    let dir = TempDir::new("recordctl-drill");
-    let report_path = dir.join("report.json");
-    let junit_path = dir.join("drill.xml");
-    let out = recordctl()
-        .args(["drill", "db-outage", "--yes", "--project", &project.name])
-        .args(["--target", &format!("http://{api}")])
-        .args(["--prometheus", &prometheus.url])
-        .args(["--alertmanager", &alertmanager.url()])
-        .args(["--journal", dir.join("j.json").to_str().unwrap()])
-        .args([
-            "--json",
-            report_path.to_str().unwrap(),
-            "--junit",
-            junit_path.to_str().unwrap(),
-        ])
-        .current_dir(repo(""))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    drop(alertmanager);
-    eprintln!("{stdout}");
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
-    assert_eq!(report["verdict"], "passed", "{report:#}");
-    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
-    // DatabaseDown has `for: 30s`: it cannot fire sooner, and the drill expects it within 90 s.
-    assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
-    let recover = report["time_to_recover_s"].as_f64().expect("a time to recover");
-    assert!(recover > 0.0 && recover < 120.0, "time to recover {recover}");
+/// The ledger kept every promise: no acknowledged order lost, unfinished or duplicated, no
+/// refused checkout with an order, every checkout looked up; at least `min_acked` acknowledged.
+fn assert_ledger_kept(report: &Value, min_acked: u64) {
     let ledger = &report["ledger"];
-    // 5 checkouts/s; 5 s of baseline alone make ~25 while the database is up.
-    assert!(ledger["acknowledged"].as_u64().unwrap() >= 5, "{ledger}");
-    assert_eq!(ledger["lost"], serde_json::json!([]), "{ledger}");
-    assert_eq!(ledger["duplicated"], serde_json::json!([]), "{ledger}");
+    assert!(ledger["acknowledged"].as_u64().unwrap() >= min_acked, "{ledger}");
+    for empty in [
+        "lost",
+        "duplicated",
+        "unfinished",
+        "refused_but_ordered",
+        "unverifiable",
+    ] {
+        assert_eq!(ledger[empty], serde_json::json!([]), "{empty}: {ledger}");
+    }
     assert_eq!(
         ledger["completed"].as_u64().unwrap() + ledger["failed"].as_u64().unwrap(),
-        ledger["acknowledged"].as_u64().unwrap()
+        ledger["acknowledged"].as_u64().unwrap(),
+        "{ledger}"
     );
-    // The outage was real: requests failed while the database was down, checkouts among
-    // them; none of the checkouts the store refused made an order, and every checkout was
-    // looked up.
-    assert!(report["traffic"]["errors"].as_u64().unwrap() > 0, "{report:#}");
-    assert!(ledger["refused"].as_u64().unwrap() > 0, "{ledger}");
-    assert_eq!(ledger["refused_but_ordered"], serde_json::json!([]), "{ledger}");
-    assert_eq!(ledger["unverifiable"], serde_json::json!([]), "{ledger}");
     assert_eq!(
         ledger["unanswered_ordered"].as_u64().unwrap() + ledger["unanswered_not_ordered"].as_u64().unwrap(),
         ledger["unanswered"].as_u64().unwrap(),
         "{ledger}"
     );
-    let kinds: Vec<&str> = report["timeline"]
+}
+
+/// The timeline holds each of `kinds`.
+fn assert_timeline(report: &Value, kinds: &[&str]) {
+    let seen: Vec<&str> = report["timeline"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    for kind in [
-        "fault injected",
-        "first error",
-        "alert pending",
-        "alert firing",
-        "fault reverted",
-        "recovered",
-    ] {
-        assert!(kinds.contains(&kind), "timeline lacks {kind}: {kinds:?}");
+    for kind in kinds {
+        assert!(seen.contains(kind), "timeline lacks {kind}: {seen:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_outage_against_the_containerised_store_detects_recovers_and_loses_no_order() {
+    let Some(stack) = Stack::start("rsdrill", false).await else {
+        return;
+    };
+    let (report, junit) = stack.drill("db-outage");
+    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
+    // DatabaseDown has `for: 30s`: it cannot fire sooner, and the drill expects it within 90 s.
+    assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
+    let recover = report["time_to_recover_s"].as_f64().expect("a time to recover");
+    assert!(recover > 0.0 && recover < 120.0, "time to recover {recover}");
+    // 5 checkouts/s; 5 s of baseline alone make ~25 while the database is up.
+    assert_ledger_kept(&report, 5);
+    // The outage was real: checkouts were refused while the database was down, and none of
+    // them made an order.
+    assert!(report["traffic"]["errors"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["ledger"]["refused"].as_u64().unwrap() > 0, "{report:#}");
+    assert_timeline(
+        &report,
+        &[
+            "fault injected",
+            "first error",
+            "alert pending",
+            "alert firing",
+            "fault reverted",
+            "recovered",
+        ],
+    );
     assert!(
         report["alerts"][0]["alertmanager_after_s"].as_f64().is_some(),
         "Alertmanager received DatabaseDown: {report:#}"
     );
-    assert_eq!(state(&project.container("db")), "running", "the database was put back");
-    let junit = std::fs::read_to_string(&junit_path).unwrap();
-    assert!(junit.contains("failures=\"0\""), "{junit}");
-    if Command::new("xmllint").arg("--version").output().is_ok() {
-        let out = Command::new("xmllint")
-            .args(["--noout", "--schema", repo("tests/probe/junit.xsd").to_str().unwrap()])
-            .arg(&junit_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "drill JUnit invalid: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert_eq!(
+        state(&stack.project.container("db")),
+        "running",
+        "the database was put back"
+    );
     assert!(junit.contains("alert DatabaseDown Firing within 90 s"), "{junit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_crash_is_detected_and_every_order_taken_meanwhile_completes_after_the_restart() {
+    let Some(stack) = Stack::start("rscrash", true).await else {
+        return;
+    };
+    let (report, junit) = stack.drill("worker-crash");
+    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
+    // WorkerDown has `for: 1m`; the drill expects it within 2 minutes.
+    assert!((60.0..=120.0).contains(&detect), "time to detect {detect}");
+    assert!(report["time_to_recover_s"].as_f64().is_some(), "{report:#}");
+    // Checkouts go on while the worker is dead (the api takes them; the jobs wait), and the
+    // orders acknowledged meanwhile complete once it is back. 10 transactions/s, a quarter of
+    // them purchases: the 5 s baseline and the recovery make ~25 acknowledged orders at most,
+    // so 40 or more means checkouts were acknowledged during the minute without a worker.
+    assert_ledger_kept(&report, 40);
+    assert_timeline(
+        &report,
+        &[
+            "fault injected",
+            "alert pending",
+            "alert firing",
+            "fault reverted",
+            "recovered",
+        ],
+    );
+    assert_eq!(
+        state(&stack.project.container("worker")),
+        "running",
+        "the worker was started again"
+    );
+    assert!(junit.contains("alert WorkerDown"), "{junit}");
 }

@@ -172,7 +172,7 @@ impl Project {
     }
 
     /// The host port (on 127.0.0.1) published for `port` of a service started with
-    /// `-p 127.0.0.1::port`.
+    /// `-p 127.0.0.1:host:port` or `-p 127.0.0.1::port`.
     pub fn host_port(&self, service: &str, port: u16) -> u16 {
         let mapping = docker(&["port", &self.container(service), &format!("{port}/tcp")]);
         mapping
@@ -181,9 +181,28 @@ impl Project {
             .unwrap_or_else(|| panic!("no published port for {service}:{port}: {mapping:?}"))
     }
 
-    /// The store as compose runs it: `db` (PostgreSQL) and `api` (`recordstore serve`, with
-    /// its worker) from the local images, both healthy. Returns the api's `127.0.0.1:port`.
+    /// The store: `db` (PostgreSQL) and `api` (`recordstore serve`, with its worker) from the
+    /// local images, both healthy. Returns the api's `127.0.0.1:port`.
     pub fn start_store(&self, api_env: &[&str]) -> String {
+        self.start_db();
+        self.start_app("api", 8000, api_env, &["serve"])
+    }
+
+    /// The store as compose runs it: `db`, `api` (`serve --no-worker`) and `worker` apart, all
+    /// healthy. Returns the api's and the worker's `127.0.0.1:port`.
+    pub fn start_split_store(&self, api_env: &[&str]) -> (String, String) {
+        self.start_db();
+        let api = self.start_app("api", 8000, api_env, &["serve", "--no-worker"]);
+        let worker = self.start_app(
+            "worker",
+            8001,
+            &["RECORDSTORE_LISTEN=0.0.0.0:8001", "LOG_LEVEL=warn"],
+            &["worker"],
+        );
+        (api, worker)
+    }
+
+    fn start_db(&self) {
         let db_env = [
             "POSTGRES_USER=recordstore",
             "POSTGRES_PASSWORD=pw",
@@ -192,17 +211,24 @@ impl Project {
         let options: Vec<&str> = db_env.iter().flat_map(|e| ["-e", *e]).collect();
         self.run("db", POSTGRES_IMAGE, &options, &[]);
         self.wait_healthy("db", Duration::from_secs(60));
+    }
+
+    /// One service of the app image, waited for until healthy by the image's own
+    /// HEALTHCHECK (`recordstore healthcheck`); returns its published `127.0.0.1:port`. The
+    /// host port is fixed when the container is made: an ephemeral one would change when a
+    /// drill starts the container again, and Prometheus would lose it.
+    fn start_app(&self, service: &str, port: u16, env: &[&str], command: &[&str]) -> String {
+        let publish = format!("127.0.0.1:{}:{port}", super::free_port());
         let mut options = vec![
             "-e",
             "DATABASE_URL=postgres://recordstore:pw@db:5432/recordstore",
             "-p",
-            "127.0.0.1::8000",
+            &publish,
         ];
-        options.extend(api_env.iter().flat_map(|e| ["-e", *e]));
-        self.run("api", APP_IMAGE, &options, &["serve"]);
-        // Healthy means the image's own HEALTHCHECK (`recordstore healthcheck`) passed.
-        self.wait_healthy("api", Duration::from_secs(60));
-        format!("127.0.0.1:{}", self.host_port("api", 8000))
+        options.extend(env.iter().flat_map(|e| ["-e", *e]));
+        self.run(service, APP_IMAGE, &options, command);
+        self.wait_healthy(service, Duration::from_secs(60));
+        format!("127.0.0.1:{}", self.host_port(service, port))
     }
 
     pub fn wait_healthy(&self, service: &str, limit: Duration) {
