@@ -1109,40 +1109,62 @@ async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> 
             report.unfinished.push(ack.order_id);
         }
     }
-    for ack in &acks {
-        match orders_of(ctx, &ack.correlation_id).await {
-            Some(n) if n > 1 => report.duplicated.push(ack.correlation_id.clone()),
+    let ack_ids = acks.iter().map(|a| a.correlation_id.clone()).collect();
+    for (id, orders) in orders_of_all(ctx, ack_ids).await {
+        match orders {
+            Some(n) if n > 1 => report.duplicated.push(id),
             Some(_) => {}
-            None => report.unverifiable.push(ack.correlation_id.clone()),
+            None => report.unverifiable.push(id),
         }
     }
     let refused = ledger.refused();
     report.refused = refused.len();
-    for checkout in &refused {
-        match orders_of(ctx, &checkout.correlation_id).await {
+    let refused_ids = refused.into_iter().map(|c| c.correlation_id).collect();
+    for (id, orders) in orders_of_all(ctx, refused_ids).await {
+        match orders {
             Some(0) => {}
-            Some(_) => report.refused_but_ordered.push(checkout.correlation_id.clone()),
-            None => report.unverifiable.push(checkout.correlation_id.clone()),
+            Some(_) => report.refused_but_ordered.push(id),
+            None => report.unverifiable.push(id),
         }
     }
     let unanswered = ledger.unanswered();
     report.unanswered = unanswered.len();
-    for checkout in &unanswered {
-        match orders_of(ctx, &checkout.correlation_id).await {
+    let unanswered_ids = unanswered.into_iter().map(|c| c.correlation_id).collect();
+    for (id, orders) in orders_of_all(ctx, unanswered_ids).await {
+        match orders {
             Some(0) => report.unanswered_not_ordered += 1,
             Some(_) => report.unanswered_ordered += 1,
-            None => report.unverifiable.push(checkout.correlation_id.clone()),
+            None => report.unverifiable.push(id),
         }
     }
     report
 }
 
+/// [`orders_of`] for each correlation id, 16 lookups at a time; answers in the ids' order.
+async fn orders_of_all(ctx: &Ctx, ids: Vec<String>) -> Vec<(String, Option<u64>)> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut lookups = tokio::task::JoinSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (http, target, id, limit) = (ctx.http.clone(), ctx.target.clone(), id.clone(), limit.clone());
+        lookups.spawn(async move {
+            let _turn = limit.acquire_owned().await;
+            (i, orders_of(&http, &target, &id).await)
+        });
+    }
+    let mut answers = vec![None; ids.len()];
+    while let Some(joined) = lookups.join_next().await {
+        if let Ok((i, orders)) = joined {
+            answers[i] = orders;
+        }
+    }
+    ids.into_iter().zip(answers).collect()
+}
+
 /// How many orders the store holds for one checkout's correlation id; None when it does not
 /// say.
-async fn orders_of(ctx: &Ctx, correlation_id: &str) -> Option<u64> {
-    let url = format!("{}/orders", ctx.target);
-    let answer = ctx
-        .http
+async fn orders_of(http: &reqwest::Client, target: &str, correlation_id: &str) -> Option<u64> {
+    let url = format!("{target}/orders");
+    let answer = http
         .get(&url)
         .query(&[("correlation_id", correlation_id), ("limit", "10")])
         .send()

@@ -228,7 +228,7 @@ pub fn plan_text(
     if let Some(t) = &drill.traffic {
         let _ = writeln!(
             out,
-            "  traffic: scenario {} at {}/s (open model), ledger of acknowledged checkouts",
+            "  traffic: scenario {} at {}/s (open model), ledger of every checkout",
             t.scenario, t.rate
         );
     }
@@ -354,7 +354,7 @@ pub fn render_table(r: &DrillReport) -> String {
         ]);
     }
     if let Some(l) = &r.ledger {
-        table.add_row(["acknowledged orders".to_string(), l.summary()]);
+        table.add_row(["checkout ledger".to_string(), l.summary()]);
     }
     for a in &r.alerts {
         table.add_row([
