@@ -1,9 +1,9 @@
 //! `recordctl drill` on this machine's real Docker engine, with images built from Debian's
 //! packages: each Docker action does what it says and is undone; containers outside the
 //! project are refused; Ctrl-C mid-drill and SIGKILL + `--restore` put everything back; and
-//! the full db-outage and worker-crash drills against a containerised store, with a real
-//! Prometheus evaluating the project's alert rules, measure detection and recovery and lose
-//! no order.
+//! the full db-outage, db-freeze and worker-crash drills against a containerised store, with
+//! a real Prometheus evaluating the project's alert rules, measure detection and recovery and
+//! lose no order.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -716,4 +716,38 @@ async fn worker_crash_is_detected_and_every_order_taken_meanwhile_completes_afte
         "the worker was started again"
     );
     assert!(junit.contains("alert WorkerDown"), "{junit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_freeze_is_detected_and_checkouts_that_hung_are_accounted_for() {
+    let Some(stack) = Stack::start("rsfreeze", false).await else {
+        return;
+    };
+    let (report, junit) = stack.drill("db-freeze");
+    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
+    // DatabaseDown has `for: 30s`; the drill expects it within 90 s.
+    assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
+    assert!(report["time_to_recover_s"].as_f64().is_some(), "{report:#}");
+    assert_ledger_kept(&report, 5);
+    // A frozen database fails nothing outright: checkouts hang until the store or the
+    // traffic gives up, and each one that did is either refused or unanswered, and looked up.
+    let ledger = &report["ledger"];
+    let not_acked = ledger["refused"].as_u64().unwrap() + ledger["unanswered"].as_u64().unwrap();
+    assert!(not_acked > 0, "{ledger}");
+    assert_timeline(
+        &report,
+        &[
+            "fault injected",
+            "first error",
+            "alert firing",
+            "fault reverted",
+            "recovered",
+        ],
+    );
+    assert_eq!(
+        state(&stack.project.container("db")),
+        "running",
+        "the database was thawed"
+    );
+    assert!(junit.contains("alert DatabaseDown"), "{junit}");
 }
