@@ -9,7 +9,7 @@ mod fixtures;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,24 +162,7 @@ fn parse_iso(s: &str) -> i64 {
         .unwrap_or_else(|_| panic!("date {s:?}"))
 }
 
-struct Blackbox {
-    child: std::process::Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl Drop for Blackbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
-
-async fn blackbox() -> Blackbox {
-    let dir = TempDir::new("recordctl-blackbox");
-    let config = r#"modules:
+const BLACKBOX_MODULES: &str = r#"modules:
   http_2xx: { prober: http, timeout: 2s, http: { preferred_ip_protocol: ip4 } }
   http_body:
     prober: http
@@ -189,36 +172,15 @@ async fn blackbox() -> Blackbox {
   http_insecure: { prober: http, timeout: 2s, http: { preferred_ip_protocol: ip4, tls_config: { insecure_skip_verify: true } } }
   tcp_connect: { prober: tcp, timeout: 2s, tcp: { preferred_ip_protocol: ip4 } }
 "#;
-    std::fs::write(dir.join("blackbox.yml"), config).unwrap();
-    let port = free_port();
-    let child = Command::new(BLACKBOX)
-        .arg(format!("--config.file={}", dir.join("blackbox.yml").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    support::eventually("blackbox_exporter to start", Duration::from_secs(20), || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            client
-                .get(format!("{url}/-/healthy"))
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        }
-    })
-    .await;
-    Blackbox { child, url, _dir: dir }
+
+/// blackbox_exporter with the modules the comparison uses.
+async fn blackbox(dir: &TempDir) -> support::Blackbox {
+    std::fs::write(dir.join("blackbox.yml"), BLACKBOX_MODULES).unwrap();
+    support::Blackbox::start(&dir.join("blackbox.yml")).await
 }
 
 /// blackbox_exporter's answer for one probe: metric (with phase label folded in) → value.
-async fn blackbox_probe(blackbox: &Blackbox, module: &str, target: &str) -> BTreeMap<String, f64> {
+async fn blackbox_probe(blackbox: &support::Blackbox, module: &str, target: &str) -> BTreeMap<String, f64> {
     let text = reqwest::Client::new()
         .get(format!("{}/probe", blackbox.url))
         .query(&[("module", module), ("target", target)])
@@ -281,22 +243,20 @@ fn duration_bounds(case: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
     let _quiet = QUIET.write().await;
-    if !required(
-        Path::new(BLACKBOX).exists(),
-        "blackbox_exporter",
-        "apt-get install prometheus-blackbox-exporter",
-    ) || !required(
-        Command::new("openssl").arg("version").output().is_ok(),
-        "openssl",
-        "apt-get install openssl",
-    ) {
+    if !support::Blackbox::available()
+        || !required(
+            Command::new("openssl").arg("version").output().is_ok(),
+            "openssl",
+            "apt-get install openssl",
+        )
+    {
         return;
     }
     let base = test_server().await;
     let dir = TempDir::new("recordctl-tls");
     let (tls_port, cert_not_after) = tls_server(&dir).await;
     let refused = format!("127.0.0.1:{}", free_port());
-    let blackbox = blackbox().await;
+    let blackbox = blackbox(&dir).await;
     let timeout = Duration::from_secs(2);
     let body_ready = regex::Regex::new(r#""status":"ready""#).unwrap();
     let with = |url: String, f: &dyn Fn(&mut HttpSpec)| {

@@ -321,12 +321,7 @@ async fn every_dashboard_query_evaluates_on_a_real_prometheus_scraping_the_real_
     if !Prometheus::available() {
         return;
     }
-    let blackbox_binary = "/usr/bin/prometheus-blackbox-exporter";
-    if !required(
-        Path::new(blackbox_binary).exists(),
-        "blackbox_exporter",
-        "apt-get install prometheus-blackbox-exporter",
-    ) {
+    if !support::Blackbox::available() {
         return;
     }
     let dir = support::TempDir::new("recordctl-dashboards");
@@ -336,27 +331,13 @@ async fn every_dashboard_query_evaluates_on_a_real_prometheus_scraping_the_real_
         .unwrap()
         .spawn()
         .await;
-    let blackbox_port = support::free_port();
-    let mut blackbox = Command::new(blackbox_binary)
-        .arg(format!(
-            "--config.file={}",
-            repo("observability/blackbox.yml").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{blackbox_port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let blackbox = support::Blackbox::start(&repo("observability/blackbox.yml")).await;
     // The compose scrape jobs, pointed at the app and blackbox exporter started here.
     let scrape = format!(
         "  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{addr}']\n  \
-- job_name: recordstore-worker\n    static_configs:\n      - targets: ['{addr}']\n  \
-- job_name: blackbox-api\n    metrics_path: /probe\n    params:\n      module: [http_2xx]\n    \
-static_configs:\n      - targets: ['{base}/health/ready', '{base}/health/live']\n    relabel_configs:\n      \
-- source_labels: [__address__]\n        target_label: __param_target\n      - source_labels: [__param_target]\n        \
-target_label: instance\n      - target_label: __address__\n        replacement: 127.0.0.1:{blackbox_port}\n",
+- job_name: recordstore-worker\n    static_configs:\n      - targets: ['{addr}']\n{blackbox}",
         addr = app.addr(),
-        base = app.base_url()
+        blackbox = blackbox.api_job(&app.base_url())
     );
     let prometheus = Prometheus::start(
         &scrape,
@@ -486,8 +467,7 @@ target_label: instance\n      - target_label: __address__\n        replacement: 
         .await
         .unwrap();
     assert_eq!(completed[0].value, 3.0);
-    let _ = blackbox.kill();
-    let _ = blackbox.wait();
+    drop(blackbox);
     app.shutdown().await.unwrap();
 }
 

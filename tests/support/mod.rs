@@ -268,3 +268,70 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// A real blackbox_exporter (Debian's package) on a free loopback port.
+pub struct Blackbox {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Blackbox {
+    pub const BINARY: &str = "/usr/bin/prometheus-blackbox-exporter";
+
+    pub fn available() -> bool {
+        required(
+            Path::new(Self::BINARY).exists(),
+            "blackbox_exporter",
+            "apt-get install prometheus-blackbox-exporter",
+        )
+    }
+
+    /// Starts it with `config` and waits until it answers `/-/healthy`.
+    pub async fn start(config: &Path) -> Blackbox {
+        let port = free_port();
+        let child = Command::new(Self::BINARY)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start blackbox_exporter");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        eventually("blackbox_exporter to start", Duration::from_secs(20), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(format!("{url}/-/healthy"))
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success()
+                    .then_some(())
+            }
+        })
+        .await;
+        Blackbox { child, url, port }
+    }
+
+    /// The stack's `blackbox-api` scrape job (observability/prometheus.yml): the api's health
+    /// endpoints at `base` probed with `http_2xx` through this exporter.
+    pub fn api_job(&self, base: &str) -> String {
+        format!(
+            "  - job_name: blackbox-api\n    metrics_path: /probe\n    params:\n      module: [http_2xx]\n    \
+static_configs:\n      - targets: ['{base}/health/ready', '{base}/health/live']\n    relabel_configs:\n      \
+- source_labels: [__address__]\n        target_label: __param_target\n      - source_labels: [__param_target]\n        \
+target_label: instance\n      - target_label: __address__\n        replacement: 127.0.0.1:{}\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Blackbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
