@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use recordctl::backends::BackendError;
 use recordctl::backends::jaeger::{JaegerClient, flatten};
 use recordctl::backends::loki::{Direction, LokiClient};
-use recordstore::{Application, Config, Role, RunningApp};
+use recordstore::RunningApp;
 use serde_json::json;
 
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -38,13 +38,10 @@ async fn app_after_checkout(
 ) -> (RunningApp, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("recordctl-backends-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    config.telemetry.otlp_endpoint = otlp;
-    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.telemetry.otlp_endpoint = otlp;
+    })
+    .await;
     let client = reqwest::Client::new();
     let accepted: serde_json::Value = client
         .post(format!("{}/checkout", app.base_url()))
@@ -369,13 +366,10 @@ async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus
     let (_loki, loki_url) = fixtures::LokiFixture::start().await;
     let dir = std::env::temp_dir().join(format!("recordctl-stack-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut config = Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    config.telemetry.otlp_endpoint = Some(jaeger_url.clone());
-    let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.telemetry.otlp_endpoint = Some(jaeger_url.clone());
+    })
+    .await;
     let Some((prometheus, _rules)) = real_prometheus(&app.addr().to_string()) else {
         return;
     };

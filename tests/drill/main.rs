@@ -55,12 +55,7 @@ fn idle_project(prefix: &str, services: &[&str]) -> Project {
 
 /// A target for drills that need one but do not test the store: the embedded store.
 async fn embedded_target(dir: &TempDir) -> recordstore::RunningApp {
-    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await
+    support::store(&dir, recordstore::Role::ApiAndWorker, |_| {}).await
 }
 
 /// An idle project, the embedded store as the drill's target, a drill file and a journal.
@@ -314,13 +309,10 @@ async fn every_fault_action_run_through_a_drill_is_undone_by_the_drill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_order() {
     let dir = TempDir::new("recordctl-pay");
-    let mut config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    config.admin_token = Some("drill-token".into());
-    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.admin_token = Some("drill-token".into());
+    })
+    .await;
     let drill = dir.join("pay.toml");
     std::fs::write(
         &drill,

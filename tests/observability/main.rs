@@ -107,12 +107,7 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
     }
     let dir = std::env::temp_dir().join(format!("recordctl-rules-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |_| {}).await;
     // Some traffic, so the rules have series to work on.
     let client = reqwest::Client::new();
     for _ in 0..5 {

@@ -681,12 +681,7 @@ async fn smoke_fails_precisely_when_the_worker_is_stopped_or_the_target_is_down(
     let _quiet = QUIET.read().await;
     let dir = TempDir::new("recordctl-smoke-fail");
     // The API without its worker: orders are accepted and never processed.
-    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = recordstore::Application::build(config, recordstore::Role::Api, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::Api, |_| {}).await;
     let junit = dir.join("no-worker.xml");
     let out = tokio::task::spawn_blocking({
         let (base, junit) = (app.base_url(), junit.clone());
@@ -787,13 +782,10 @@ async fn doctor_is_all_ok_against_a_healthy_stack() {
     let (jaeger, jaeger_url) = fixtures::JaegerFixture::start().await;
     let (_loki, loki_url) = fixtures::LokiFixture::start().await;
     let dir = TempDir::new("recordctl-doctor");
-    let mut config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    config.telemetry.otlp_endpoint = Some(jaeger_url.clone());
-    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.telemetry.otlp_endpoint = Some(jaeger_url.clone());
+    })
+    .await;
     let client = reqwest::Client::new();
     client
         .post(format!("{}/checkout", app.base_url()))

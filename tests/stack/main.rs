@@ -325,12 +325,7 @@ async fn every_dashboard_query_evaluates_on_a_real_prometheus_scraping_the_real_
         return;
     }
     let dir = support::TempDir::new("recordctl-dashboards");
-    let config = recordstore::Config::embedded(format!("sqlite://{}", dir.join("s.db").display()));
-    let app = recordstore::Application::build(config, recordstore::Role::ApiAndWorker, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .spawn()
-        .await;
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |_| {}).await;
     let blackbox = support::Blackbox::start(&repo("observability/blackbox.yml")).await;
     // The compose scrape jobs, pointed at the app and blackbox exporter started here.
     let scrape = format!(

@@ -51,10 +51,33 @@ impl TempDir {
     }
 }
 
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The store in-process on a free port with a SQLite database in `dir`, its config adjusted by
+/// `configure` first.
+pub async fn store(
+    dir: impl AsRef<Path>,
+    role: recordstore::Role,
+    configure: impl FnOnce(&mut recordstore::Config),
+) -> recordstore::RunningApp {
+    let db = dir.as_ref().join("s.db");
+    let mut config = recordstore::Config::embedded(format!("sqlite://{}", db.display()));
+    configure(&mut config);
+    recordstore::Application::build(config, role, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .spawn()
+        .await
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `limit`.
