@@ -1,6 +1,39 @@
-//! Wall-clock helpers: unix milliseconds and RFC 3339 text, without a date-time crate.
+//! Wall-clock helpers: unix milliseconds and RFC 3339 text, without a date-time crate; and
+//! the [`Clock`] the store's leases are measured by, which tests can hold still and move.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where the store reads the time for leases and timestamps: the system clock, or a manual
+/// one that only moves when a test says so (leases then expire exactly when the test wants).
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock standing still at `start_ms` (unix milliseconds) until [`Clock::advance`].
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock(Some(Arc::new(AtomicI64::new(start_ms))))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(manual) => manual.load(Ordering::SeqCst),
+            None => now_ms(),
+        }
+    }
+
+    /// Moves a manual clock forward; the system clock ignores it.
+    pub fn advance(&self, ms: i64) {
+        if let Some(manual) = &self.0 {
+            manual.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -51,6 +84,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_advanced() {
+        let clock = Clock::manual(1_000);
+        let copy = clock.clone();
+        assert_eq!(clock.now_ms(), 1_000);
+        copy.advance(250);
+        assert_eq!(clock.now_ms(), 1_250, "clones share one time");
+        assert!(Clock::system().now_ms() > 1_700_000_000_000);
+    }
 
     #[test]
     fn formats_known_instants() {

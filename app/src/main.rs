@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 OTEL_EXPORTER_OTLP_ENDPOINT, LOG_LEVEL, RECORDSTORE_ADMIN_TOKEN, ...); see README.md.\n\n\
 Examples:\n  recordstore serve\n  DATABASE_URL=postgres://app:app@localhost:5432/store recordstore serve\n  \
 RECORDSTORE_LISTEN=0.0.0.0:8001 recordstore worker\n  recordstore demo\n  \
-recordstore healthcheck http://127.0.0.1:8000/health/ready"
+recordstore healthcheck http://127.0.0.1:8000/health/ready\n  \
+DATABASE_URL=postgres://app:app@localhost:5432/store recordstore audit"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,10 @@ enum Command {
     Worker,
     /// Apply database migrations and seed an empty catalogue, then exit.
     Migrate,
+    /// Check the invariants of orders, money and stock in DATABASE_URL (read-only) and print
+    /// them as JSON. Exit 0 clean, 1 violations found, 2 bad configuration or an unmigrated
+    /// database, 3 database unreachable.
+    Audit,
     /// Start the store on a temporary SQLite database, buy one record, and show it complete.
     Demo,
     /// Exit 0 when URL answers 2xx within the timeout, else 1: a container healthcheck that
@@ -74,6 +79,7 @@ async fn run(command: Command) -> Result<(), (u8, String)> {
         Command::Demo => return demo().await.map_err(|e| (1, format!("{e:#}"))),
         Command::Healthcheck { url, timeout } => return healthcheck(url, timeout).await,
         Command::AlertSink => return alert_sink().await,
+        Command::Audit => return audit().await,
         _ => {}
     }
     let config = Config::from_env().map_err(|e| (EXIT_CONFIG, e.to_string()))?;
@@ -92,7 +98,9 @@ async fn run(command: Command) -> Result<(), (u8, String)> {
             println!("migrations applied: {applied:?}; products seeded: {seeded}");
             return Ok(());
         }
-        Command::Demo | Command::Healthcheck { .. } | Command::AlertSink => unreachable!("handled above"),
+        Command::Demo | Command::Healthcheck { .. } | Command::AlertSink | Command::Audit => {
+            unreachable!("handled above")
+        }
     };
     let app = Application::build(config, role, Duration::from_secs(60))
         .await
@@ -120,6 +128,53 @@ async fn healthcheck(url: Option<String>, timeout: u64) -> Result<(), (u8, Strin
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err((1, format!("{url} answered {}", response.status()))),
         Err(e) => Err((1, format!("{url}: {e}"))),
+    }
+}
+
+/// `recordstore audit`: reads only DATABASE_URL (no migrations, no writes).
+async fn audit() -> Result<(), (u8, String)> {
+    use recordstore::store::{Store, StoreError, redact};
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://recordstore.db".into());
+    let shown = redact(&url);
+    // An audit must not create a database: a SQLite file that is not there is an error.
+    let url = match url.strip_prefix("sqlite://") {
+        Some(path) if !url.contains("mode=") => {
+            let file = path.split('?').next().unwrap_or(path);
+            if !std::path::Path::new(file).exists() {
+                return Err((EXIT_UNAVAILABLE, format!("cannot audit {shown}: no such database file")));
+            }
+            format!("{url}{}mode=rw", if url.contains('?') { '&' } else { '?' })
+        }
+        _ => url,
+    };
+    let store = Store::connect_lazy(&url, 2).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let report = match store.audit().await {
+        Ok(report) => report,
+        Err(err @ StoreError::Unavailable(_)) => {
+            return Err((
+                EXIT_UNAVAILABLE,
+                format!("cannot audit {shown}: {err} (is the database running?)"),
+            ));
+        }
+        Err(err) => {
+            return Err((
+                EXIT_CONFIG,
+                format!("cannot audit {shown}: {err} (run `recordstore migrate` on this database first?)"),
+            ));
+        }
+    };
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| (1, e.to_string()))?
+    );
+    if report.clean {
+        Ok(())
+    } else {
+        Err((
+            1,
+            format!("{} invariant violations in {shown}", report.violations.len()),
+        ))
     }
 }
 

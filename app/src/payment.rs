@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreResult};
+use crate::store::{GatewayCharge, GatewayRefund, Store, StoreResult};
 
 const FAULTS_KEY: &str = "faults";
 const FAULTS_TTL: Duration = Duration::from_secs(1);
@@ -68,6 +68,9 @@ pub enum PaymentError {
     Gateway(String),
     #[error("payment circuit breaker is open")]
     CircuitOpen,
+    /// The order's charge was refunded or voided before this charge arrived.
+    #[error("payment declined: the order's payment was already refunded or voided")]
+    Voided,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,8 +132,10 @@ impl PaymentGateway {
         self.breaker.lock().unwrap_or_else(|e| e.into_inner()).label()
     }
 
-    /// Charges `amount_cents` for `order_id`; the returned reference is derived from the
-    /// order id, so charging an order twice yields the same reference (idempotency key).
+    /// Charges `amount_cents` for `order_id`, the idempotency key: charging an order twice
+    /// moves money once and answers the same reference. The gateway records the charge when
+    /// its (injected) latency is over, so a charge still in flight when the order's refund
+    /// voided the key is declined.
     #[tracing::instrument(name = "payment charge", skip(self), fields(otel.kind = "client", peer.service = "payment-gateway", order.id = order_id))]
     pub async fn charge(&self, order_id: i64, amount_cents: i64) -> Result<String, PaymentError> {
         if !self.admit() {
@@ -145,19 +150,52 @@ impl PaymentGateway {
             (rng.random_range(1..=3), rng.random())
         };
         tokio::time::sleep(Duration::from_millis(base_ms + faults.payment_latency_ms)).await;
+        let result = if roll < faults.payment_failure_rate {
+            Err(PaymentError::Gateway("simulated gateway failure".into()))
+        } else {
+            match self.store.gateway_charge(order_id, amount_cents).await {
+                Ok(GatewayCharge::Charged { reference, replayed }) => {
+                    if !replayed {
+                        self.metrics.payment_charges.with(&[]).inc();
+                    }
+                    Ok(reference)
+                }
+                Ok(GatewayCharge::Voided) => Err(PaymentError::Voided),
+                Err(err) => Err(PaymentError::Gateway(format!("gateway unavailable: {err}"))),
+            }
+        };
         self.metrics
             .payment_duration
             .with(&[])
             .observe(started.elapsed().as_secs_f64());
-        let result = if roll < faults.payment_failure_rate {
-            Err(PaymentError::Gateway("simulated gateway failure".into()))
-        } else {
-            Ok(format!("pay_{order_id:010}"))
+        // A declined charge says nothing about the gateway's health.
+        if result != Err(PaymentError::Voided) {
+            self.settle(result.is_ok());
+        }
+        let label = match &result {
+            Ok(_) => "success",
+            Err(PaymentError::Voided) => "declined",
+            Err(_) => "error",
         };
-        self.settle(result.is_ok());
-        let label = if result.is_ok() { "success" } else { "error" };
         self.metrics.payments.with(&[label]).inc();
         result
+    }
+
+    /// Refunds whatever was charged for `order_id` (idempotent), and voids the key when
+    /// nothing was, so a charge still in flight is declined. Refunds are not subject to the
+    /// injected faults: a failed order must always be able to give its money back.
+    #[tracing::instrument(name = "payment refund", skip(self), fields(otel.kind = "client", peer.service = "payment-gateway", order.id = order_id))]
+    pub async fn refund(&self, order_id: i64) -> StoreResult<Option<String>> {
+        match self.store.gateway_refund(order_id).await? {
+            GatewayRefund::Refunded { reference, replayed } => {
+                if !replayed {
+                    self.metrics.payment_refunds.with(&[]).inc();
+                    tracing::info!(refund_ref = %reference, "payment refunded");
+                }
+                Ok(Some(reference))
+            }
+            GatewayRefund::NothingCharged => Ok(None),
+        }
     }
 
     fn admit(&self) -> bool {

@@ -11,7 +11,6 @@ use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
 use tracing::{Dispatch, Instrument};
 
-use crate::clock::now_ms;
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
 use crate::payment::{PaymentError, PaymentGateway};
@@ -130,6 +129,7 @@ impl Worker {
     }
 
     /// Processes a claimed job inside its own span, which continues the checkout's trace.
+    /// The lease is renewed while the job runs; once it is lost the job stops at once.
     pub async fn process(&self, job: Job) -> JobOutcome {
         let span = tracing::dispatcher::with_default(&self.dispatch, || {
             tracing::info_span!(
@@ -151,8 +151,13 @@ impl Worker {
         let started = Instant::now();
         let outcome = async {
             tracing::info!(attempt = job.attempts, "job started");
-            let outcome = match self.steps(&job).await {
+            let result = tokio::select! {
+                result = self.steps(&job) => result,
+                lost = self.keep_lease(&job) => Err(lost),
+            };
+            let outcome = match result {
                 Ok(outcome) => outcome,
+                Err(StoreError::LeaseLost) => self.lease_lost(&job),
                 Err(err) => self.retry_or_fail(&job, format!("database error: {err}")).await,
             };
             self.record(&job, &outcome, started.elapsed());
@@ -168,15 +173,55 @@ impl Worker {
         outcome
     }
 
+    /// Renews the lease every third of its length; returns only when it is lost.
+    async fn keep_lease(&self, job: &Job) -> StoreError {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew_lease(job, self.config.lease).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => return StoreError::LeaseLost,
+                Err(err) => {
+                    tracing::warn!(error = &err as &dyn std::error::Error, "cannot renew the job's lease")
+                }
+            }
+        }
+    }
+
+    fn lease_lost(&self, job: &Job) -> JobOutcome {
+        self.metrics.leases_lost.with(&[]).inc();
+        tracing::warn!(
+            attempt = job.attempts,
+            "job lease lost: another worker claimed the job or its lease ran out; stopping without effect"
+        );
+        JobOutcome::LeaseLost
+    }
+
     async fn steps(&self, job: &Job) -> Result<JobOutcome, StoreError> {
         let Some(order) = self.store.get_order(job.order_id).await? else {
-            return self.fail(job, None, "order not found").await;
+            self.store.finish_job(job, "failed", Some("order not found")).await?;
+            return Ok(JobOutcome::Failed("order not found".into()));
         };
-        if order.status == order_status::COMPLETED || order.status == order_status::FAILED {
-            tracing::info!(status = %order.status, "order already finished; nothing to do");
-            return self.finish(job, "done", None, JobOutcome::Completed).await;
+        if order.status == order_status::COMPLETED {
+            tracing::info!("order already completed; nothing to do");
+            self.store.finish_job(job, "done", None).await?;
+            return Ok(JobOutcome::Completed);
         }
-        match self.store.reserve_stock(&order).await? {
+        if order.status == order_status::FAILED {
+            // An earlier attempt failed the order and stopped before settling its refund.
+            let reason = order.failure_reason.clone().unwrap_or_else(|| "failed".into());
+            return self.settle_failed(job, &order, &reason).await;
+        }
+        if job.attempts > job.max_attempts {
+            // Past its attempts (an earlier holder's lease ran out on the last one): end the
+            // order with what is already done, and charge nothing new.
+            if order.stock_reserved && order.payment_ref.is_some() {
+                return self.complete(job, &order).await;
+            }
+            let reason = format!("gave up after {} attempts", job.max_attempts);
+            return self.fail(job, &order, &reason).await;
+        }
+        match self.store.reserve_stock(job, &order).await? {
             Reservation::Reserved => {
                 self.metrics.order_transitions.with(&[order_status::PROCESSING]).inc();
                 tracing::info!(
@@ -186,106 +231,93 @@ impl Worker {
                 );
             }
             Reservation::AlreadyReserved => tracing::info!("stock already reserved by an earlier attempt"),
-            Reservation::OutOfStock => return self.fail(job, None, "out of stock").await,
+            Reservation::OutOfStock => return self.fail(job, &order, "out of stock").await,
         }
         if order.payment_ref.is_none() {
             match self.payments.charge(order.id, order.amount_cents).await {
                 Ok(reference) => {
-                    self.store.record_payment(order.id, &reference).await?;
+                    self.store.record_payment(job, order.id, &reference).await?;
                     tracing::info!(payment_ref = %reference, amount_cents = order.amount_cents, "payment captured");
                 }
-                Err(err) => return Ok(self.payment_failed(job, &order, err).await),
+                Err(err) => return self.payment_failed(job, &order, err).await,
             }
         }
-        tracing::info!("order confirmation sent");
-        if self.store.finish_order(order.id, order_status::COMPLETED, None).await? {
-            self.metrics.order_transitions.with(&[order_status::COMPLETED]).inc();
-            self.observe_completion(job, order_status::COMPLETED);
-            tracing::info!("order completed");
-        }
-        self.finish(job, "done", None, JobOutcome::Completed).await
+        self.complete(job, &order).await
     }
 
-    async fn payment_failed(&self, job: &Job, order: &Order, err: PaymentError) -> JobOutcome {
+    /// Ends the order `completed` and the job with it, in one fenced write.
+    async fn complete(&self, job: &Job, order: &Order) -> Result<JobOutcome, StoreError> {
+        tracing::info!("order confirmation sent");
+        if !self.store.complete_order(job, order.id).await? {
+            return self
+                .fail(job, order, "could not complete: the order holds no stock or no payment")
+                .await;
+        }
+        self.metrics.order_transitions.with(&[order_status::COMPLETED]).inc();
+        self.observe_completion(job, order_status::COMPLETED);
+        tracing::info!("order completed");
+        Ok(JobOutcome::Completed)
+    }
+
+    async fn payment_failed(&self, job: &Job, order: &Order, err: PaymentError) -> Result<JobOutcome, StoreError> {
         tracing::warn!(error = %err, attempt = job.attempts, "payment failed");
-        if job.attempts < job.max_attempts {
-            return self.retry_or_fail(job, err.to_string()).await;
+        if err != PaymentError::Voided && job.attempts < job.max_attempts {
+            return Ok(self.retry_or_fail(job, err.to_string()).await);
         }
         let reason = format!("payment failed after {} attempts: {err}", job.attempts);
-        match self.fail(job, Some(order), &reason).await {
-            Ok(outcome) => outcome,
-            Err(store_err) => self.retry_or_fail(job, format!("database error: {store_err}")).await,
-        }
+        self.fail(job, order, &reason).await
     }
 
-    /// Ends the order `failed` (giving back reserved stock) and the job with it.
-    async fn fail(&self, job: &Job, order: Option<&Order>, reason: &str) -> Result<JobOutcome, StoreError> {
-        if let Some(order) = order
-            && self.store.release_stock(order).await?
-        {
+    /// Ends the order `failed`, giving back its reserved stock, then refunds any charge.
+    async fn fail(&self, job: &Job, order: &Order, reason: &str) -> Result<JobOutcome, StoreError> {
+        let failed = self.store.fail_order(job, order, reason).await?;
+        if failed.stock_released {
             tracing::info!(quantity = order.quantity, "reserved stock released");
         }
-        if self
-            .store
-            .finish_order(job.order_id, order_status::FAILED, Some(reason))
-            .await?
-        {
+        if failed.failed_now {
             self.metrics.order_transitions.with(&[order_status::FAILED]).inc();
             self.observe_completion(job, order_status::FAILED);
             tracing::warn!(reason, "order failed");
         }
-        self.finish(job, "failed", Some(reason), JobOutcome::Failed(reason.to_string()))
-            .await
+        self.settle_failed(job, order, reason).await
+    }
+
+    /// A failed order holds no net charge: refund what the gateway took (idempotent, and it
+    /// voids the key so a charge still in flight is declined), record it, end the job.
+    async fn settle_failed(&self, job: &Job, order: &Order, reason: &str) -> Result<JobOutcome, StoreError> {
+        let refund = self.payments.refund(order.id).await?;
+        self.store.settle_failed_order(job, refund.as_deref(), reason).await?;
+        Ok(JobOutcome::Failed(reason.to_string()))
     }
 
     /// The order and its job are written together, so the job's creation time is the checkout's.
     fn observe_completion(&self, job: &Job, status: &str) {
-        let waited = (crate::clock::now_ms() - job.created_at_ms).max(0) as f64 / 1000.0;
+        let waited = (self.store.clock().now_ms() - job.created_at_ms).max(0) as f64 / 1000.0;
         self.metrics.order_completion.with(&[status]).observe(waited);
-    }
-
-    async fn finish(
-        &self,
-        job: &Job,
-        status: &str,
-        error: Option<&str>,
-        outcome: JobOutcome,
-    ) -> Result<JobOutcome, StoreError> {
-        if self.store.finish_job(job, status, error).await? {
-            Ok(outcome)
-        } else {
-            tracing::warn!("job lease lost to another worker; its result stands");
-            Ok(JobOutcome::LeaseLost)
-        }
     }
 
     /// Requeues with exponential backoff while attempts remain; the last attempt fails the
     /// order. When even the requeue cannot be written, the lease runs out and the job is
-    /// picked up again, so nothing is lost.
+    /// picked up again (past its attempts, it is then ended), so nothing is lost.
     async fn retry_or_fail(&self, job: &Job, error: String) -> JobOutcome {
         if job.attempts >= job.max_attempts
             && let Ok(Some(order)) = self.store.get_order(job.order_id).await
-            && let Ok(outcome) = self
-                .fail(
-                    job,
-                    Some(&order),
-                    &format!("gave up after {} attempts: {error}", job.attempts),
-                )
-                .await
         {
-            return outcome;
+            let reason = format!("gave up after {} attempts: {error}", job.attempts);
+            match self.fail(job, &order, &reason).await {
+                Ok(outcome) => return outcome,
+                Err(StoreError::LeaseLost) => return self.lease_lost(job),
+                Err(_) => {}
+            }
         }
         let delay = backoff(&self.config, job.attempts);
-        match self
-            .store
-            .requeue_job(job, now_ms() + delay.as_millis() as i64, Some(&error))
-            .await
-        {
-            Ok(true) => {
+        let run_at = self.store.clock().now_ms() + delay.as_millis() as i64;
+        match self.store.requeue_job(job, run_at, Some(&error)).await {
+            Ok(()) => {
                 tracing::info!(retry_in_ms = delay.as_millis() as u64, error = %error, "job will be retried");
                 JobOutcome::Retried(error)
             }
-            Ok(false) => JobOutcome::LeaseLost,
+            Err(StoreError::LeaseLost) => self.lease_lost(job),
             Err(err) => {
                 tracing::warn!(
                     error = &err as &dyn std::error::Error,

@@ -3,6 +3,7 @@
 //! every change back — on success, failure, error, Ctrl-C, SIGTERM or panic; after a SIGKILL,
 //! `recordctl drill --restore` does it from the journal.
 
+pub mod audit;
 pub mod file;
 pub mod journal;
 pub mod report;
@@ -699,6 +700,20 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
                 ledger_report.refused_but_ordered
             ));
         }
+        if let Some(audit) = &ledger_report.audit {
+            for (invariant, kinds) in audit::INVARIANTS {
+                let broken = audit.broken(kinds);
+                if !broken.is_empty() {
+                    let orders: Vec<i64> = broken.iter().filter_map(|v| v.order_id).collect();
+                    let products: Vec<i64> = broken.iter().filter_map(|v| v.product_id).collect();
+                    report.failures.push(format!(
+                        "broken promise: {invariant} ({} violations; orders {orders:?}, products {products:?}; first: {})",
+                        broken.len(),
+                        broken[0].detail
+                    ));
+                }
+            }
+        }
         report.ledger = Some(ledger_report);
     }
 
@@ -1075,6 +1090,7 @@ async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> 
         ..LedgerReport::default()
     };
     let mut waiting: Vec<&traffic::Ack> = acks.iter().collect();
+    let mut public_violations = Vec::new();
     let mut missing: BTreeMap<i64, u32> = BTreeMap::new();
     loop {
         let mut still = Vec::new();
@@ -1090,8 +1106,12 @@ async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> 
                     match order["status"].as_str() {
                         Some("completed") => report.completed += 1,
                         Some("failed") => report.failed += 1,
-                        _ => still.push(ack),
+                        _ => {
+                            still.push(ack);
+                            continue;
+                        }
                     }
+                    public_violations.extend(audit::check_public_order(&order));
                 }
                 _ => still.push(ack),
             }
@@ -1137,6 +1157,18 @@ async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> 
             None => report.unverifiable.push(id),
         }
     }
+    report.audit = Some(match &ctx.admin_token {
+        Some(token) => match audit::admin_audit(&ctx.http, &ctx.target, token).await {
+            Ok(store_audit) => audit::LedgerAudit::from_report(store_audit),
+            Err(why) => audit::LedgerAudit::from_public(public_violations, why),
+        },
+        None => audit::LedgerAudit::from_public(
+            public_violations,
+            format!(
+                "no admin token: give --admin-token or {ADMIN_TOKEN_ENV} for the store's full audit of money and stock"
+            ),
+        ),
+    });
     report
 }
 

@@ -110,6 +110,8 @@ pub struct LedgerReport {
     pub unanswered_not_ordered: usize,
     /// Correlation ids whose orders could not be looked up (the store did not answer).
     pub unverifiable: Vec<String>,
+    /// Money and stock: the store's audit, or what the drill's orders show.
+    pub audit: Option<super::audit::LedgerAudit>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -354,7 +356,15 @@ pub fn render_table(r: &DrillReport) -> String {
         ]);
     }
     if let Some(l) = &r.ledger {
-        table.add_row(["checkout ledger".to_string(), l.summary()]);
+        table.add_row(["ledger: orders".to_string(), l.summary()]);
+        if let Some(a) = &l.audit {
+            table.add_row(["ledger: money".to_string(), a.money_line()]);
+            table.add_row(["ledger: stock".to_string(), a.stock_line()]);
+            table.add_row(["ledger: broken promises".to_string(), a.violations_line()]);
+            if let Some(note) = &a.note {
+                table.add_row(["ledger: note".to_string(), note.clone()]);
+            }
+        }
     }
     for a in &r.alerts {
         table.add_row([
@@ -453,6 +463,25 @@ pub fn junit(r: &DrillReport) -> String {
                     )
                 }),
             ));
+            if let Some(a) = &l.audit {
+                for (invariant, kinds) in super::audit::INVARIANTS {
+                    let broken = a.broken(kinds);
+                    cases.push((
+                        format!("{invariant} ({})", a.source),
+                        (!broken.is_empty()).then(|| {
+                            broken
+                                .iter()
+                                .map(|v| match (v.order_id, v.product_id) {
+                                    (Some(o), _) => format!("order {o}: {}: {}", v.kind, v.detail),
+                                    (_, Some(p)) => format!("product {p}: {}: {}", v.kind, v.detail),
+                                    _ => format!("{}: {}", v.kind, v.detail),
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        }),
+                    ));
+                }
+            }
         }
         cases.push((
             "every change undone".into(),

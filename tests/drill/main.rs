@@ -306,13 +306,9 @@ async fn every_fault_action_run_through_a_drill_is_undone_by_the_drill() {
     run.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_order() {
-    let dir = TempDir::new("recordctl-pay");
-    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
-        config.admin_token = Some("drill-token".into());
-    })
-    .await;
+/// Runs a payment-fault drill (no Docker) against the store at `base`, with the admin token
+/// when given; returns the exit code, the JSON report and the JUnit text.
+async fn payment_drill(dir: &TempDir, base: &str, token: Option<&str>) -> (Option<i32>, Value, String) {
     let drill = dir.join("pay.toml");
     std::fs::write(
         &drill,
@@ -323,41 +319,71 @@ async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_
 [recovery]\ndeadline = \"30s\"\norders_deadline = \"60s\"\n",
     )
     .unwrap();
-    let base = app.base_url();
     let journal_path = dir.join("j.json");
-    let out = tokio::task::spawn_blocking({
-        let (drill, journal_path, base) = (drill.clone(), journal_path.clone(), base.clone());
-        move || {
-            recordctl()
-                .env_remove("RECORDSTORE_ADMIN_TOKEN")
-                .args([
-                    "drill",
-                    drill.to_str().unwrap(),
-                    "--yes",
-                    "--admin-token",
-                    "drill-token",
-                ])
-                .args([
-                    "--target",
-                    &base,
-                    "--journal",
-                    journal_path.to_str().unwrap(),
-                    "--json",
-                    "-",
-                ])
-                .output()
-                .unwrap()
-        }
+    let junit_path = dir.join("pay.xml");
+    let mut args: Vec<String> = vec!["drill".into(), drill.to_str().unwrap().into(), "--yes".into()];
+    if let Some(token) = token {
+        args.extend(["--admin-token".into(), token.into()]);
+    }
+    args.extend([
+        "--target".into(),
+        base.into(),
+        "--journal".into(),
+        journal_path.to_str().unwrap().into(),
+        "--json".into(),
+        "-".into(),
+        "--junit".into(),
+        junit_path.to_str().unwrap().into(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || {
+        recordctl()
+            .env_remove("RECORDSTORE_ADMIN_TOKEN")
+            .args(&args)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let junit = std::fs::read_to_string(&junit_path).unwrap_or_default();
+    (out.status.code(), report, junit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_order() {
+    let dir = TempDir::new("recordctl-pay");
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.admin_token = Some("drill-token".into());
+    })
+    .await;
+    let base = app.base_url();
+    let journal_path = dir.join("j.json");
+    let (code, report, junit) = payment_drill(&dir, &base, Some("drill-token")).await;
+    assert_eq!(code, Some(0), "{report:#}");
     let ledger = &report["ledger"];
     assert!(ledger["acknowledged"].as_u64().unwrap() > 0, "{report:#}");
     assert_eq!(ledger["lost"], serde_json::json!([]));
     assert_eq!(ledger["unfinished"], serde_json::json!([]));
+    // Money and stock, from the store's own audit: every net cent belongs to a completed order.
+    let audit = &ledger["audit"];
+    assert_eq!(audit["source"], "admin audit", "{audit}");
+    assert_eq!(audit["violations"], serde_json::json!([]), "{audit}");
+    assert!(audit["money"]["charges"].as_i64().unwrap() > 0, "{audit}");
+    assert_eq!(
+        audit["money"]["net_cents"], audit["money"]["completed_cents"],
+        "{audit}"
+    );
+    assert_eq!(
+        audit["stock"]["initial"].as_i64().unwrap(),
+        audit["stock"]["on_hand"].as_i64().unwrap() + audit["stock"]["held"].as_i64().unwrap(),
+        "{audit}"
+    );
+    assert!(
+        junit.contains("no failed order holds a net charge (admin audit)"),
+        "{junit}"
+    );
+    assert!(junit.contains("failures=\"0\""), "{junit}");
     let faults: Value = reqwest::Client::new()
         .get(format!("{base}/admin/faults"))
         .bearer_auth("drill-token")
@@ -370,6 +396,68 @@ async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_
     assert_eq!(faults["payment_latency_ms"], 0, "the fault was cleared: {faults}");
     assert_eq!(faults["payment_failure_rate"], 0.0);
     assert_eq!(journal(&journal_path)["entries"][0]["state"], "undone");
+    app.shutdown().await.unwrap();
+}
+
+/// The money-and-stock checks can fail: while the drill runs, a completed order's unit is put
+/// back on the shelf behind the store's back (the review's bug). With the token the store's
+/// audit names the order and the product and the drill fails; without it, the order's public
+/// view gives it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_fails_a_drill_whose_store_breaks_a_stock_promise() {
+    let dir = TempDir::new("recordctl-broken");
+    let app = support::store(&dir, recordstore::Role::ApiAndWorker, |config| {
+        config.admin_token = Some("drill-token".into());
+    })
+    .await;
+    let base = app.base_url();
+    for token in [Some("drill-token"), None] {
+        // Breaks the first order this drill completes.
+        let pool = app.store().pool().clone();
+        let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM orders")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let breaker = tokio::spawn(async move {
+            support::eventually("a completed order to break", Duration::from_secs(30), || async {
+                let broken = sqlx::query(
+                    "UPDATE orders SET stock_reserved = 0 WHERE id = \
+                     (SELECT MIN(id) FROM orders WHERE status = 'completed' AND id > $1)",
+                )
+                .bind(before)
+                .execute(&pool)
+                .await
+                .ok()?
+                .rows_affected();
+                (broken == 1).then_some(())
+            })
+            .await;
+        });
+        let (code, report, junit) = payment_drill(&dir, &base, token).await;
+        assert!(breaker.is_finished(), "an order was broken during the drill");
+        assert_ne!(code, Some(0), "{report:#}");
+        if token.is_some() {
+            assert_eq!((code, &report["verdict"]), (Some(1), &Value::from("failed")), "{report:#}");
+        }
+        let failures = report["failures"].to_string();
+        assert!(
+            failures.contains("broken promise: every completed order holds its stock"),
+            "{failures}"
+        );
+        let violations = report["ledger"]["audit"]["violations"].to_string();
+        assert!(violations.contains("completed_without_stock"), "{violations}");
+        assert!(
+            junit.contains("every completed order holds its stock") && !junit.contains("failures=\"0\""),
+            "{junit}"
+        );
+        if token.is_some() {
+            assert!(violations.contains("stock_not_conserved"), "{violations}");
+        } else {
+            // Without the token the payment fault cannot be injected either (the drill errs),
+            // but the ledger still checks every order the drill made through the public API.
+            assert_eq!(report["ledger"]["audit"]["source"], "public API");
+        }
+    }
     app.shutdown().await.unwrap();
 }
 

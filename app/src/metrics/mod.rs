@@ -42,6 +42,9 @@ pub struct MetricsInner {
     pub order_completion: Arc<Family>,
     pub payments: Arc<Family>,
     pub payment_duration: Arc<Family>,
+    pub payment_charges: Arc<Family>,
+    pub payment_refunds: Arc<Family>,
+    pub leases_lost: Arc<Family>,
     pub breaker_state: Arc<Family>,
     pub db_up: Arc<Family>,
     pub db_pool: Arc<Family>,
@@ -141,6 +144,21 @@ impl Metrics {
             &[],
             LATENCY_BUCKETS,
         );
+        let payment_charges = r.counter(
+            "recordstore_payment_charges",
+            "Charges the payment gateway made (a replay of the same idempotency key, the order id, is not counted again).",
+            &[],
+        );
+        let payment_refunds = r.counter(
+            "recordstore_payment_refunds",
+            "Charges the payment gateway refunded, for orders that failed after being charged.",
+            &[],
+        );
+        let leases_lost = r.counter(
+            "recordstore_job_leases_lost",
+            "Job runs stopped without effect because their lease ran out or another worker claimed the job.",
+            &[],
+        );
         let breaker_state = r.gauge(
             "recordstore_payment_circuit_state",
             "Payment circuit breaker: 1 for the state it is in, 0 for the others.",
@@ -168,6 +186,9 @@ impl Metrics {
             checkouts.with(&[result]);
         }
         http_in_flight.with(&[]);
+        payment_charges.with(&[]);
+        payment_refunds.with(&[]);
+        leases_lost.with(&[]);
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry: r,
@@ -186,6 +207,9 @@ impl Metrics {
                 order_completion,
                 payments,
                 payment_duration,
+                payment_charges,
+                payment_refunds,
+                leases_lost,
                 breaker_state,
                 db_up,
                 db_pool,

@@ -1,4 +1,4 @@
-//! Admin fault injection, behind `RECORDSTORE_ADMIN_TOKEN` (absent: the routes answer 404).
+//! Admin fault injection and the invariant audit, behind `RECORDSTORE_ADMIN_TOKEN` (absent: the routes answer 404).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use super::{AppState, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::payment::Faults;
+use crate::store::AuditReport;
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(expected) = &state.admin_token else {
@@ -61,4 +62,11 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap) -> ApiResu
     state.payments.invalidate_faults();
     tracing::info!("faults cleared");
     Ok(Json(Faults::default()))
+}
+
+/// The invariants of orders, money and stock, checked now (read-only): the drill ledger's
+/// source of truth. Always 200 when the audit ran; `clean` says whether it passed.
+pub async fn audit(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuditReport>> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.store.audit().await?))
 }

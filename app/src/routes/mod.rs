@@ -60,6 +60,7 @@ pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/trace-test", get(health::trace_test))
         .route("/error-test", get(health::error_test))
         .route("/admin/faults", get(admin::show).post(admin::set).delete(admin::reset))
+        .route("/admin/audit", get(admin::audit))
         .merge(ops_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -100,7 +101,8 @@ async fn index() -> Json<serde_json::Value> {
             "GET /products", "POST /products", "GET /products/{id}",
             "GET /orders", "POST /orders", "GET /orders/{id}", "POST /checkout",
             "GET /trace-test", "GET /error-test",
-            "GET|POST|DELETE /admin/faults (Authorization: Bearer $RECORDSTORE_ADMIN_TOKEN)"
+            "GET|POST|DELETE /admin/faults (Authorization: Bearer $RECORDSTORE_ADMIN_TOKEN)",
+            "GET /admin/audit (Authorization: Bearer $RECORDSTORE_ADMIN_TOKEN)"
         ]
     }))
 }

@@ -1,6 +1,8 @@
 //! The storage layer: one small API over PostgreSQL (compose) and SQLite (embedded), with
 //! the durable jobs table written in the same transaction as the order it serves.
 
+mod audit;
+mod jobs;
 mod schema;
 
 use std::time::Duration;
@@ -10,9 +12,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tracing::instrument::WithSubscriber;
 
+pub use audit::{AuditReport, GatewayCharge, GatewayRefund, MoneySummary, StockSummary, Violation};
+pub use jobs::FailedOrder;
 pub use schema::CATALOGUE;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 
 /// Which database a [`Store`] talks to; decides the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +54,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
+    /// The job's lease ran out or another worker claimed it: the write was not made.
+    #[error("job lease lost: another worker holds the job or its lease ran out")]
+    LeaseLost,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -110,6 +117,9 @@ pub struct Order {
     pub failure_reason: Option<String>,
     pub stock_reserved: bool,
     pub payment_ref: Option<String>,
+    /// Set once a charge made for a failed order was refunded.
+    #[serde(default)]
+    pub refund_ref: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -167,10 +177,11 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     max_connections: u32,
+    clock: Clock,
 }
 
 const ORDER_COLUMNS: &str = "id, product_id, quantity, amount_cents, status, correlation_id, trace_id, \
-     failure_reason, stock_reserved, payment_ref, created_at, updated_at";
+     failure_reason, stock_reserved, payment_ref, created_at, updated_at, refund_ref";
 const PRODUCT_COLUMNS: &str = "id, title, artist, genre, price_cents, stock";
 
 impl Store {
@@ -205,7 +216,22 @@ impl Store {
             pool,
             backend,
             max_connections,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same store measuring leases and timestamps by `clock` (tests hold time still).
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn backend(&self) -> Backend {
@@ -231,7 +257,7 @@ impl Store {
 
     /// Starts a transaction that will write. SQLite takes the write lock up front so that
     /// concurrent writers queue on `busy_timeout` instead of failing with SQLITE_BUSY.
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -243,7 +269,7 @@ impl Store {
     /// sqlx itself runs under no subscriber: it hands `Span::current()` to its own threads
     /// (SQLite) and streams, where a span dropped outside this app's dispatcher would keep
     /// its parent span from ever closing.
-    async fn traced<T>(
+    pub(crate) async fn traced<T>(
         &self,
         operation: &'static str,
         collection: &'static str,
@@ -315,7 +341,7 @@ impl Store {
                 sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                     .bind(migration.version)
                     .bind(migration.name)
-                    .bind(now_ms())
+                    .bind(self.now_ms())
                     .execute(&mut *tx)
                     .await?;
                 newly.push(migration.version);
@@ -340,15 +366,15 @@ impl Store {
             let mut inserted = 0;
             for (title, artist, genre, price, stock) in CATALOGUE {
                 inserted += sqlx::query(
-                    "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING",
+                    "INSERT INTO products (title, artist, genre, price_cents, stock, initial_stock, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (title, artist) DO NOTHING",
                 )
                 .bind(*title)
                 .bind(*artist)
                 .bind(*genre)
                 .bind(*price)
                 .bind(*stock)
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -381,8 +407,8 @@ impl Store {
     pub async fn create_product(&self, new: &NewProduct) -> StoreResult<Option<Product>> {
         self.traced("INSERT", "products", async move {
             let sql = format!(
-                "INSERT INTO products (title, artist, genre, price_cents, stock, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (title, artist) DO NOTHING \
+                "INSERT INTO products (title, artist, genre, price_cents, stock, initial_stock, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (title, artist) DO NOTHING \
                  RETURNING {PRODUCT_COLUMNS}"
             );
             let row = sqlx::query(&sql)
@@ -391,7 +417,7 @@ impl Store {
                 .bind(&new.genre)
                 .bind(new.price_cents)
                 .bind(new.stock)
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(row.as_ref().map(product_from_row))
@@ -431,7 +457,7 @@ impl Store {
             .bind(&new.correlation_id)
             .bind(&new.trace_id)
             .bind(&new.traceparent)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(new.max_attempts)
             .fetch_one(&self.pool)
             .await?;
@@ -440,7 +466,7 @@ impl Store {
 
     /// SQLite: the order and its job in one write transaction.
     async fn insert_order_and_job_tx(&self, new: &NewOrder) -> StoreResult<Order> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "INSERT INTO orders (product_id, quantity, amount_cents, status, correlation_id, \
@@ -507,176 +533,6 @@ impl Store {
         .await
     }
 
-    /// Claims the next due job, or one whose lease expired (its worker died), and leases it
-    /// to `owner` for `lease` from now.
-    pub async fn claim_job(&self, owner: &str, lease: Duration) -> StoreResult<Option<Job>> {
-        untraced(async move {
-            let now = now_ms();
-            let lock = match self.backend {
-                Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-                Backend::Sqlite => "",
-            };
-            let sql = format!(
-                "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-                 attempts = attempts + 1, updated_at = $3 \
-                 WHERE id = (SELECT id FROM jobs \
-                     WHERE (status = 'queued' AND run_at <= $3) \
-                        OR (status = 'running' AND lease_expires_at < $3) \
-                     ORDER BY run_at, id LIMIT 1{lock}) \
-                 RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
-                     lease_owner, created_at"
-            );
-            let row = sqlx::query(&sql)
-                .bind(owner)
-                .bind(now + lease.as_millis() as i64)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.map(|row| Job {
-                id: row.get(0),
-                order_id: row.get(1),
-                kind: row.get(2),
-                attempts: row.get(3),
-                max_attempts: row.get(4),
-                correlation_id: row.get(5),
-                traceparent: row.get(6),
-                lease_owner: row.get(7),
-                created_at_ms: row.get(8),
-            }))
-        })
-        .await
-    }
-
-    /// Ends a job this owner still holds. `false` when the lease was lost to another worker.
-    pub async fn finish_job(&self, job: &Job, status: &str, error: Option<&str>) -> StoreResult<bool> {
-        self.end_lease(job, status, None, error).await
-    }
-
-    /// Puts a held job back in the queue to run at `run_at_ms` (retry, or release on shutdown).
-    pub async fn requeue_job(&self, job: &Job, run_at_ms: i64, error: Option<&str>) -> StoreResult<bool> {
-        self.end_lease(job, "queued", Some(run_at_ms), error).await
-    }
-
-    async fn end_lease(
-        &self,
-        job: &Job,
-        status: &str,
-        run_at_ms: Option<i64>,
-        error: Option<&str>,
-    ) -> StoreResult<bool> {
-        self.traced("UPDATE", "jobs", async move {
-            let done = sqlx::query(
-                "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
-                 last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL, \
-                 updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = 'running'",
-            )
-            .bind(status)
-            .bind(run_at_ms)
-            .bind(error)
-            .bind(now_ms())
-            .bind(job.id)
-            .bind(&job.lease_owner)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            Ok(done == 1)
-        })
-        .await
-    }
-
-    /// Reserves the order's stock exactly once: the order's `stock_reserved` flag and the
-    /// product's stock change in one transaction, and stock never goes below zero.
-    pub async fn reserve_stock(&self, order: &Order) -> StoreResult<Reservation> {
-        self.traced("UPDATE", "products", async move {
-            let mut tx = self.begin_write().await?;
-            let flagged = sqlx::query(
-                "UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 \
-                 WHERE id = $3 AND stock_reserved = 0 AND status IN ('pending', 'processing')",
-            )
-            .bind(order_status::PROCESSING)
-            .bind(now_ms())
-            .bind(order.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if flagged == 0 {
-                tx.rollback().await?;
-                return Ok(Reservation::AlreadyReserved);
-            }
-            let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
-                .bind(order.quantity)
-                .bind(order.product_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if taken == 0 {
-                tx.rollback().await?;
-                return Ok(Reservation::OutOfStock);
-            }
-            tx.commit().await?;
-            Ok(Reservation::Reserved)
-        })
-        .await
-    }
-
-    /// Gives back the order's reserved stock, once.
-    pub async fn release_stock(&self, order: &Order) -> StoreResult<bool> {
-        self.traced("UPDATE", "products", async move {
-            let mut tx = self.begin_write().await?;
-            let unflagged = sqlx::query(
-                "UPDATE orders SET stock_reserved = 0, updated_at = $1 WHERE id = $2 AND stock_reserved = 1",
-            )
-            .bind(now_ms())
-            .bind(order.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if unflagged == 1 {
-                sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
-                    .bind(order.quantity)
-                    .bind(order.product_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(unflagged == 1)
-        })
-        .await
-    }
-
-    /// Records the payment reference once; a second charge attempt keeps the first.
-    pub async fn record_payment(&self, order_id: i64, payment_ref: &str) -> StoreResult<()> {
-        self.traced("UPDATE", "orders", async move {
-            sqlx::query("UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL")
-                .bind(payment_ref)
-                .bind(now_ms())
-                .bind(order_id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Moves a not-yet-terminal order to a terminal status; `false` if it already was.
-    pub async fn finish_order(&self, order_id: i64, status: &str, reason: Option<&str>) -> StoreResult<bool> {
-        self.traced("UPDATE", "orders", async move {
-            let changed = sqlx::query(
-                "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ('pending', 'processing')",
-            )
-            .bind(status)
-            .bind(reason)
-            .bind(now_ms())
-            .bind(order_id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            Ok(changed == 1)
-        })
-        .await
-    }
-
     pub async fn queue_stats(&self) -> StoreResult<QueueStats> {
         untraced(async move {
             let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE status IN ('queued', 'running')")
@@ -686,7 +542,7 @@ impl Store {
             let oldest: Option<i64> = row.get(1);
             Ok(QueueStats {
                 depth,
-                oldest_age_ms: oldest.map(|t| (now_ms() - t).max(0)).unwrap_or(0),
+                oldest_age_ms: oldest.map(|t| (self.now_ms() - t).max(0)).unwrap_or(0),
             })
         })
         .await
@@ -732,7 +588,7 @@ impl Store {
             )
             .bind(key)
             .bind(value)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -753,7 +609,7 @@ impl Store {
 }
 
 /// Runs sqlx under no subscriber (see [`Store::traced`] for why).
-async fn untraced<T>(query: impl Future<Output = T>) -> T {
+pub(crate) async fn untraced<T>(query: impl Future<Output = T>) -> T {
     query.with_subscriber(tracing::Dispatch::none()).await
 }
 
@@ -768,7 +624,7 @@ fn product_from_row(row: &AnyRow) -> Product {
     }
 }
 
-fn order_from_row(row: &AnyRow) -> Order {
+pub(crate) fn order_from_row(row: &AnyRow) -> Order {
     Order {
         id: row.get(0),
         product_id: row.get(1),
@@ -782,6 +638,7 @@ fn order_from_row(row: &AnyRow) -> Order {
         payment_ref: row.get(9),
         created_at_ms: row.get(10),
         updated_at_ms: row.get(11),
+        refund_ref: row.get(12),
     }
 }
 

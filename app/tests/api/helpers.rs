@@ -4,7 +4,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use recordstore::store::Order;
+use std::sync::Arc;
+
+use recordstore::config::WorkerConfig;
+use recordstore::payment::PaymentGateway;
+use recordstore::store::{Order, Store};
+use recordstore::worker::Worker;
 use recordstore::{Application, Config, Role, RunningApp};
 use serde_json::{Value, json};
 
@@ -158,6 +163,25 @@ impl TestApp {
             .as_i64()
             .unwrap()
     }
+}
+
+/// A worker of the test's own on `store` (which may run on a clock the test moves), with
+/// its own payment gateway and the app's metrics and telemetry.
+pub fn worker_on(t: &TestApp, store: Store, config: WorkerConfig) -> Worker {
+    let payments = Arc::new(PaymentGateway::new(
+        store.clone(),
+        t.app.metrics().clone(),
+        5,
+        Duration::from_secs(10),
+    ));
+    Worker::new(
+        store,
+        t.app.metrics().clone(),
+        payments,
+        config,
+        t.app.telemetry().worker.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    )
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit` naming what it waited for.

@@ -6,6 +6,7 @@ mod bad_input;
 mod checkout;
 mod concurrency;
 mod helpers;
+mod invariants;
 mod metrics;
 mod postgres;
 mod readiness;

@@ -1,55 +1,44 @@
 //! A worker that dies mid-job (its lease runs out) loses no order and reserves stock once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use recordstore::Role;
-use recordstore::payment::PaymentGateway;
-use recordstore::worker::{JobOutcome, Worker};
+use recordstore::clock::{Clock, now_ms};
+use recordstore::store::StoreError;
+use recordstore::worker::JobOutcome;
 
-use crate::helpers::{Db, spawn_app, test_config};
+use crate::helpers::{Db, spawn_app, test_config, worker_on};
 use crate::on_both_databases;
 
 async fn a_worker_dying_mid_job_loses_nothing_and_reserves_once(db: Db) {
     // The API alone: no background worker, so the test decides who holds the job.
     let t = spawn_app(db, Role::Api).await;
-    let store = t.app.store().clone();
     let product = t.create_product("Test Pressing", 5).await;
     let response = t.checkout(product, 2).await;
     assert_eq!(response.status(), 202);
     let order_id = response.json::<serde_json::Value>().await.unwrap()["order_id"]
         .as_i64()
         .unwrap();
+    // A clock the test moves: the dead worker's lease runs out when the test says so.
+    let clock = Clock::manual(now_ms());
+    let store = t.app.store().clone().with_clock(clock.clone());
 
-    // Worker A claims the job with a lease that is already over, reserves the stock, and
-    // dies before charging or finishing.
+    // Worker A claims the job, reserves the stock, and dies before charging or finishing;
+    // then its lease runs out.
     let dead = store
-        .claim_job("dead-worker", Duration::ZERO)
+        .claim_job("dead-worker", Duration::from_secs(30))
         .await
         .unwrap()
         .expect("a job to claim");
     assert_eq!(dead.order_id, order_id);
     let order = store.get_order(order_id).await.unwrap().unwrap();
-    store.reserve_stock(&order).await.unwrap();
+    store.reserve_stock(&dead, &order).await.unwrap();
+    clock.advance(30_001);
     assert_eq!(t.stock(product).await, 3);
     assert_eq!(t.order(order_id).await.status, "processing");
 
     // Worker B finds the job whose lease ran out and finishes it.
-    let config = test_config(&t.database_url);
-    let payments = Arc::new(PaymentGateway::new(
-        store.clone(),
-        t.app.metrics().clone(),
-        5,
-        Duration::from_secs(10),
-    ));
-    let worker = Worker::new(
-        store.clone(),
-        t.app.metrics().clone(),
-        payments,
-        config.worker.clone(),
-        t.app.telemetry().worker.clone(),
-        Arc::new(tokio::sync::Notify::new()),
-    );
+    let worker = worker_on(&t, store.clone(), test_config(&t.database_url).worker);
     let (job, outcome) = worker
         .run_once()
         .await
@@ -62,11 +51,21 @@ async fn a_worker_dying_mid_job_loses_nothing_and_reserves_once(db: Db) {
     let order = t.order(order_id).await;
     assert_eq!(order.status, "completed");
     assert_eq!(t.stock(product).await, 3, "stock reserved exactly once");
-    // Worker A, were it to come back, no longer holds the job.
-    assert!(
-        !store.finish_job(&dead, "done", None).await.unwrap(),
-        "a dead worker's lease is void"
+    // Worker A, were it to come back, no longer holds the job: none of its writes land.
+    assert!(matches!(
+        store.finish_job(&dead, "failed", Some("late")).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store.fail_order(&dead, &order, "late").await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(
+        t.order(order_id).await.status,
+        "completed",
+        "the late writes changed nothing"
     );
+    assert!(store.audit().await.unwrap().clean);
     assert!(worker.run_once().await.unwrap().is_none(), "nothing left to do");
     t.app.shutdown().await.unwrap();
 }

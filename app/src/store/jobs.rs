@@ -1,0 +1,308 @@
+//! The job queue, and every write a job makes to an order, to stock or to itself, fenced by
+//! the job's lease.
+//!
+//! A claim bumps the job's `attempts`; the pair (job id, attempts) is the holder's fencing
+//! token. Each fenced write runs in one transaction whose first statement touches the job
+//! row only if the token still matches, the job is still running and its lease has not run
+//! out. A holder that lost its lease (another worker re-claimed the job, or it was too slow
+//! to renew) gets [`StoreError::LeaseLost`] and its write is not made. On PostgreSQL that
+//! first statement also locks the job row, so a concurrent claim (`FOR UPDATE SKIP LOCKED`)
+//! passes the job by until the write commits; SQLite serialises writers with `BEGIN
+//! IMMEDIATE`.
+
+use std::time::Duration;
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Job, Order, Reservation, Store, StoreError, StoreResult, order_status, untraced};
+
+/// What [`Store::fail_order`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedOrder {
+    /// The order became `failed` now (`false`: it already was final).
+    pub failed_now: bool,
+    pub stock_released: bool,
+}
+
+impl Store {
+    /// Claims the next due job, or one whose lease expired (its worker died or stalled), and
+    /// leases it to `owner` for `lease` from now. Every claim is a new attempt and a new
+    /// fencing token; a job claimed past its `max_attempts` is one the worker must end.
+    pub async fn claim_job(&self, owner: &str, lease: Duration) -> StoreResult<Option<Job>> {
+        untraced(async move {
+            let now = self.now_ms();
+            let lock = match self.backend {
+                super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+                super::Backend::Sqlite => "",
+            };
+            let sql = format!(
+                "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs \
+                     WHERE (status = 'queued' AND run_at <= $3) \
+                        OR (status = 'running' AND lease_expires_at < $3) \
+                     ORDER BY run_at, id LIMIT 1{lock}) \
+                 RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
+                     lease_owner, created_at"
+            );
+            let row = sqlx::query(&sql)
+                .bind(owner)
+                .bind(now.saturating_add(lease_ms(lease)))
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|row| Job {
+                id: row.get(0),
+                order_id: row.get(1),
+                kind: row.get(2),
+                attempts: row.get(3),
+                max_attempts: row.get(4),
+                correlation_id: row.get(5),
+                traceparent: row.get(6),
+                lease_owner: row.get(7),
+                created_at_ms: row.get(8),
+            }))
+        })
+        .await
+    }
+
+    /// Extends a held lease to `lease` from now; [`StoreError::LeaseLost`] when it is no
+    /// longer held.
+    pub async fn renew_lease(&self, job: &Job, lease: Duration) -> StoreResult<()> {
+        untraced(async move {
+            let now = self.now_ms();
+            let renewed = sqlx::query(
+                "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+                 WHERE id = $3 AND attempts = $4 AND status = 'running' AND lease_expires_at >= $2",
+            )
+            .bind(now.saturating_add(lease_ms(lease)))
+            .bind(now)
+            .bind(job.id)
+            .bind(job.attempts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if renewed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost)
+            }
+        })
+        .await
+    }
+
+    /// Ends a held job (`done` or `failed`).
+    pub async fn finish_job(&self, job: &Job, status: &str, error: Option<&str>) -> StoreResult<()> {
+        self.traced("UPDATE", "jobs", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            self.end_lease(&mut tx, job, status, None, error).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a held job back in the queue to run at `run_at_ms` (retry, or release on shutdown).
+    pub async fn requeue_job(&self, job: &Job, run_at_ms: i64, error: Option<&str>) -> StoreResult<()> {
+        self.traced("UPDATE", "jobs", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            self.end_lease(&mut tx, job, "queued", Some(run_at_ms), error).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reserves the order's stock exactly once: the order's `stock_reserved` flag and the
+    /// product's stock change in one transaction, and stock never goes below zero.
+    pub async fn reserve_stock(&self, job: &Job, order: &Order) -> StoreResult<Reservation> {
+        self.traced("UPDATE", "products", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            let flagged = sqlx::query(
+                "UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 \
+                 WHERE id = $3 AND stock_reserved = 0 AND status IN ('pending', 'processing')",
+            )
+            .bind(order_status::PROCESSING)
+            .bind(self.now_ms())
+            .bind(order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if flagged == 0 {
+                tx.rollback().await?;
+                return Ok(Reservation::AlreadyReserved);
+            }
+            let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
+                .bind(order.quantity)
+                .bind(order.product_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if taken == 0 {
+                tx.rollback().await?;
+                return Ok(Reservation::OutOfStock);
+            }
+            tx.commit().await?;
+            Ok(Reservation::Reserved)
+        })
+        .await
+    }
+
+    /// Records the gateway's payment reference on the order, once.
+    pub async fn record_payment(&self, job: &Job, order_id: i64, payment_ref: &str) -> StoreResult<()> {
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            sqlx::query("UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL")
+                .bind(payment_ref)
+                .bind(self.now_ms())
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends the order `completed` and its job `done` together. The order completes only if it
+    /// holds its stock and a payment; `false` (and nothing written) when it does not.
+    pub async fn complete_order(&self, job: &Job, order_id: i64) -> StoreResult<bool> {
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            let changed = sqlx::query(
+                "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 \
+                 AND status IN ('pending', 'processing') AND stock_reserved = 1 AND payment_ref IS NOT NULL",
+            )
+            .bind(order_status::COMPLETED)
+            .bind(self.now_ms())
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            self.end_lease(&mut tx, job, "done", None, None).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Ends the order `failed` and gives its reserved stock back, in one transaction. The job
+    /// stays held: any charge is refunded next, then [`Store::settle_failed_order`] ends it. A
+    /// worker that dies in between leaves a failed order whose job the next worker settles.
+    pub async fn fail_order(&self, job: &Job, order: &Order, reason: &str) -> StoreResult<FailedOrder> {
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            let now = self.now_ms();
+            let unflagged = sqlx::query(
+                "UPDATE orders SET stock_reserved = 0, updated_at = $1 \
+                 WHERE id = $2 AND stock_reserved = 1 AND status IN ('pending', 'processing')",
+            )
+            .bind(now)
+            .bind(order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if unflagged == 1 {
+                sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
+                    .bind(order.quantity)
+                    .bind(order.product_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let changed = sqlx::query(
+                "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('pending', 'processing')",
+            )
+            .bind(order_status::FAILED)
+            .bind(reason)
+            .bind(now)
+            .bind(order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(FailedOrder {
+                failed_now: changed == 1,
+                stock_released: unflagged == 1,
+            })
+        })
+        .await
+    }
+
+    /// Records the refund of a failed order's charge (if there was one) and ends its job.
+    pub async fn settle_failed_order(&self, job: &Job, refund_ref: Option<&str>, error: &str) -> StoreResult<()> {
+        self.traced("UPDATE", "orders", async move {
+            let mut tx = self.begin_write().await?;
+            self.fence(&mut tx, job).await?;
+            if let Some(refund_ref) = refund_ref {
+                sqlx::query(
+                    "UPDATE orders SET refund_ref = $1, updated_at = $2 \
+                     WHERE id = $3 AND status = 'failed' AND refund_ref IS NULL",
+                )
+                .bind(refund_ref)
+                .bind(self.now_ms())
+                .bind(job.order_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            self.end_lease(&mut tx, job, "failed", None, Some(error)).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The fence: touches the job row only while `job` still holds it with a live lease.
+    async fn fence(&self, tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResult<()> {
+        let now = self.now_ms();
+        let held = sqlx::query(
+            "UPDATE jobs SET updated_at = $1 \
+             WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_expires_at >= $1",
+        )
+        .bind(now)
+        .bind(job.id)
+        .bind(job.attempts)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if held == 1 { Ok(()) } else { Err(StoreError::LeaseLost) }
+    }
+
+    async fn end_lease(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        job: &Job,
+        status: &str,
+        run_at_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+             last_error = COALESCE($3, last_error), lease_owner = NULL, lease_expires_at = NULL, \
+             updated_at = $4 WHERE id = $5 AND attempts = $6",
+        )
+        .bind(status)
+        .bind(run_at_ms)
+        .bind(error)
+        .bind(self.now_ms())
+        .bind(job.id)
+        .bind(job.attempts)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,489 @@
+//! Orders, money and stock stay right when workers lose their leases: fencing, exactly-once
+//! money, and the audit that proves both (and that fails when they are broken).
+
+use std::process::Command;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recordstore::Role;
+use recordstore::clock::{Clock, now_ms};
+use recordstore::store::{
+    AuditReport, GatewayCharge, GatewayRefund, Job, NewOrder, Order, Reservation, Store, StoreError,
+};
+use recordstore::worker::JobOutcome;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, eventually, fresh_database, spawn_app, spawn_with, test_config, worker_on};
+use crate::on_both_databases;
+
+async fn set_faults(t: &TestApp, faults: Value) {
+    let response = t
+        .client
+        .post(t.url("/admin/faults"))
+        .bearer_auth("test-token")
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "POST /admin/faults");
+}
+
+async fn checkout_id(t: &TestApp, product: i64) -> i64 {
+    let response = t.checkout(product, 1).await;
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["order_id"].as_i64().unwrap()
+}
+
+/// Every invariant, spelled out on the orders the API shows, beside the audit's verdict.
+async fn assert_invariants(t: &TestApp, product: i64, initial_stock: i64, orders: &[Order]) -> AuditReport {
+    let mut completed_units = 0;
+    for o in orders {
+        match o.status.as_str() {
+            "completed" => {
+                assert!(o.stock_reserved, "completed order holds its stock: {o:?}");
+                assert!(o.payment_ref.is_some(), "completed order is charged: {o:?}");
+                assert!(o.refund_ref.is_none(), "completed order is not refunded: {o:?}");
+                completed_units += o.quantity;
+            }
+            "failed" => {
+                assert!(!o.stock_reserved, "failed order holds no stock: {o:?}");
+                assert!(
+                    o.payment_ref.is_none() || o.refund_ref.is_some(),
+                    "failed order holds no net charge: {o:?}"
+                );
+            }
+            other => panic!("order {} not final: {other}", o.id),
+        }
+    }
+    assert_eq!(
+        t.stock(product).await,
+        initial_stock - completed_units,
+        "stock conserved"
+    );
+    let audit = t.app.store().audit().await.unwrap();
+    assert!(audit.clean, "audit: {:#?}", audit.violations);
+    assert_eq!(
+        audit.money.net_cents, audit.money.completed_cents,
+        "money: {:?}",
+        audit.money
+    );
+    audit
+}
+
+/// The review's reproduction, scaled down: payment latency over the job lease, half the
+/// charges failing, two attempts, eight job loops racing over twelve orders.
+async fn slow_failing_payments_leave_orders_money_and_stock_right(db: Db) {
+    let (url, dir) = fresh_database(db).await;
+    let mut config = test_config(&url);
+    config.worker.lease = Duration::from_millis(300);
+    config.worker.max_attempts = 2;
+    config.worker.concurrency = 8;
+    let t = spawn_with(config, Role::ApiAndWorker, dir).await;
+    set_faults(&t, json!({ "payment_latency_ms": 700, "payment_failure_rate": 0.5 })).await;
+    let product = t.create_product("Slow Pressing", 50).await;
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(checkout_id(&t, product).await);
+    }
+    let mut orders = Vec::new();
+    for id in ids {
+        orders.push(t.wait_for_terminal(id).await);
+    }
+    let audit = assert_invariants(&t, product, 50, &orders).await;
+    let completed = orders.iter().filter(|o| o.status == "completed").count() as i64;
+    assert_eq!(
+        audit.money.charges - audit.money.refunds,
+        completed,
+        "one net charge per completed order"
+    );
+    assert_eq!(
+        t.app.metrics().payment_charges.with(&[]).counter_value() as i64,
+        audit.money.charges,
+        "the charges metric counts what the gateway charged"
+    );
+    t.app.shutdown().await.unwrap();
+}
+on_both_databases!(slow_failing_payments_leave_orders_money_and_stock_right);
+
+/// Worker A is charging when its lease runs out; worker B takes the job over and completes
+/// it. A's late writes change nothing and the buyer is charged once.
+async fn a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once(db: Db) {
+    let t = spawn_app(db, Role::Api).await;
+    set_faults(&t, json!({ "payment_latency_ms": 400 })).await;
+    let product = t.create_product("Contested Pressing", 3).await;
+    let order_id = checkout_id(&t, product).await;
+    // From now on the test moves the clock the workers' leases are measured by.
+    let clock = Clock::manual(now_ms());
+    let store = t.app.store().clone().with_clock(clock.clone());
+    let mut config = test_config(&t.database_url).worker;
+    config.lease = Duration::from_secs(60);
+    let a = worker_on(&t, store.clone(), config.clone());
+    let b = worker_on(&t, store.clone(), config);
+
+    let job = a.claim("worker-a").await.unwrap().expect("a job");
+    let a_run = tokio::spawn(async move { a.process(job).await });
+    eventually(
+        "worker A to reserve and start charging",
+        Duration::from_secs(10),
+        || async { (t.order(order_id).await.status == "processing").then_some(()) },
+    )
+    .await;
+    clock.advance(60_001);
+    let (taken, outcome) = b.run_once().await.unwrap().expect("the expired job");
+    assert_eq!((taken.attempts, outcome), (2, JobOutcome::Completed));
+    assert_eq!(a_run.await.unwrap(), JobOutcome::LeaseLost);
+
+    let order = t.order(order_id).await;
+    let audit = assert_invariants(&t, product, 3, std::slice::from_ref(&order)).await;
+    assert_eq!(order.status, "completed");
+    assert_eq!(
+        (audit.money.charges, audit.money.refunds),
+        (1, 0),
+        "charged exactly once"
+    );
+    assert_eq!(t.app.metrics().leases_lost.with(&[]).counter_value(), 1);
+    t.app.shutdown().await.unwrap();
+}
+on_both_databases!(a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once);
+
+/// Worker A is charging on the job's last attempt when its lease runs out; worker B finds
+/// the job past its attempts and fails the order. Whichever of A's charge and B's refund
+/// comes first, the failed order ends with its stock back and no net charge.
+async fn a_job_past_its_attempts_fails_once_and_holds_no_net_charge(db: Db) {
+    let t = spawn_app(db, Role::Api).await;
+    set_faults(&t, json!({ "payment_latency_ms": 400 })).await;
+    let product = t.create_product("Last Pressing", 3).await;
+    let order_id = checkout_id(&t, product).await;
+    let clock = Clock::manual(now_ms());
+    let store = t.app.store().clone().with_clock(clock.clone());
+    let mut config = test_config(&t.database_url).worker;
+    config.lease = Duration::from_secs(60);
+    config.max_attempts = 1;
+    let a = worker_on(&t, store.clone(), config.clone());
+    let b = worker_on(&t, store.clone(), config);
+    // The API wrote max_attempts 5; this test's workers give up after one.
+    sqlx::query("UPDATE jobs SET max_attempts = 1")
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let job = a.claim("worker-a").await.unwrap().expect("a job");
+    let a_run = tokio::spawn(async move { a.process(job).await });
+    eventually(
+        "worker A to reserve and start charging",
+        Duration::from_secs(10),
+        || async { (t.order(order_id).await.status == "processing").then_some(()) },
+    )
+    .await;
+    clock.advance(60_001);
+    let (taken, outcome) = b.run_once().await.unwrap().expect("the expired job");
+    assert_eq!(taken.attempts, 2);
+    assert!(
+        matches!(outcome, JobOutcome::Failed(ref r) if r.contains("gave up")),
+        "{outcome:?}"
+    );
+    assert_eq!(a_run.await.unwrap(), JobOutcome::LeaseLost);
+
+    let order = t.order(order_id).await;
+    let audit = assert_invariants(&t, product, 3, std::slice::from_ref(&order)).await;
+    assert_eq!(order.status, "failed");
+    assert_eq!(audit.money.net_cents, 0);
+    assert_eq!(
+        audit.money.charges, audit.money.refunds,
+        "a charge that landed was refunded"
+    );
+    assert_eq!(order.refund_ref.is_some(), audit.money.refunds == 1, "{order:?}");
+    assert!(
+        b.run_once().await.unwrap().is_none(),
+        "failed exactly once, nothing left"
+    );
+    t.app.shutdown().await.unwrap();
+}
+on_both_databases!(a_job_past_its_attempts_fails_once_and_holds_no_net_charge);
+
+/// Where one simulated worker is in the worker's sequence of steps. Each variant carries what
+/// the worker believes; a worker that lost its lease goes on acting on that belief.
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle,
+    Decide(Job, Order),
+    Reserve(Job, Order),
+    Charge(Job, Order),
+    Record(Job, Order, String),
+    Complete(Job, Order),
+    Fail(Job, Order),
+    Refund(Job),
+    Settle(Job, Option<String>),
+    Requeue(Job),
+}
+
+const LEASE: Duration = Duration::from_millis(1_000);
+const MAX_ATTEMPTS: i64 = 2;
+
+/// One step of the worker's sequence through the store's functions. A lost lease ends the
+/// run (the worker stops without effect), as it does in the worker.
+async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phase {
+    let next = async {
+        Ok::<Phase, StoreError>(match phase.clone() {
+            Phase::Idle => match store.claim_job(name, LEASE).await? {
+                Some(job) => {
+                    let order = store.get_order(job.order_id).await?.expect("order");
+                    Phase::Decide(job, order)
+                }
+                None => Phase::Idle,
+            },
+            Phase::Decide(job, order) => match order.status.as_str() {
+                "completed" => {
+                    store.finish_job(&job, "done", None).await?;
+                    Phase::Idle
+                }
+                "failed" => Phase::Refund(job),
+                _ if job.attempts > job.max_attempts => {
+                    if order.stock_reserved && order.payment_ref.is_some() {
+                        Phase::Complete(job, order)
+                    } else {
+                        Phase::Fail(job, order)
+                    }
+                }
+                _ => Phase::Reserve(job, order),
+            },
+            Phase::Reserve(job, order) => match store.reserve_stock(&job, &order).await? {
+                Reservation::OutOfStock => Phase::Fail(job, order),
+                _ if order.payment_ref.is_some() => Phase::Complete(job, order),
+                _ => Phase::Charge(job, order),
+            },
+            Phase::Charge(job, order) => {
+                if rng.random_bool(0.3) {
+                    if job.attempts < job.max_attempts {
+                        Phase::Requeue(job)
+                    } else {
+                        Phase::Fail(job, order)
+                    }
+                } else {
+                    match store.gateway_charge(order.id, order.amount_cents).await? {
+                        GatewayCharge::Charged { reference, .. } => Phase::Record(job, order, reference),
+                        GatewayCharge::Voided => Phase::Fail(job, order),
+                    }
+                }
+            }
+            Phase::Record(job, order, reference) => {
+                store.record_payment(&job, order.id, &reference).await?;
+                Phase::Complete(job, order)
+            }
+            Phase::Complete(job, order) => {
+                if store.complete_order(&job, order.id).await? {
+                    Phase::Idle
+                } else {
+                    Phase::Fail(job, order)
+                }
+            }
+            Phase::Fail(job, order) => {
+                store.fail_order(&job, &order, "simulated failure").await?;
+                Phase::Refund(job)
+            }
+            Phase::Refund(job) => match store.gateway_refund(job.order_id).await? {
+                GatewayRefund::Refunded { reference, .. } => Phase::Settle(job, Some(reference)),
+                GatewayRefund::NothingCharged => Phase::Settle(job, None),
+            },
+            Phase::Settle(job, refund) => {
+                store
+                    .settle_failed_order(&job, refund.as_deref(), "simulated failure")
+                    .await?;
+                Phase::Idle
+            }
+            Phase::Requeue(job) => {
+                store
+                    .requeue_job(&job, store.clock().now_ms() + 5, Some("retry"))
+                    .await?;
+                Phase::Idle
+            }
+        })
+    };
+    match next.await {
+        Ok(next) => next,
+        Err(StoreError::LeaseLost) => Phase::Idle,
+        Err(err) => panic!("{name} at {phase:?}: {err}"),
+    }
+}
+
+/// Three workers race over the same jobs: the scheduler picks who moves, the clock jumps past
+/// leases mid-job, workers crash (forget their job) and stale ones keep acting. After each
+/// round, every order is final and the audit is clean.
+async fn racing_workers_with_expiring_leases_keep_every_invariant(db: Db) {
+    let (url, _dir) = fresh_database(db).await;
+    let clock = Clock::manual(now_ms());
+    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
+    store.migrate().await.unwrap();
+    let rounds = if db == Db::Sqlite { 60 } else { 25 };
+    for seed in 0..rounds {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let product = store
+            .create_product(&recordstore::store::NewProduct {
+                title: format!("Race {seed}"),
+                artist: "Test".into(),
+                genre: "test".into(),
+                price_cents: 1000,
+                stock: 3,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        for i in 0..3 {
+            store
+                .create_order_with_job(&NewOrder {
+                    product_id: product.id,
+                    quantity: 1 + i % 2,
+                    amount_cents: 1000,
+                    correlation_id: format!("race-{seed}-{i}"),
+                    trace_id: None,
+                    traceparent: None,
+                    max_attempts: MAX_ATTEMPTS,
+                })
+                .await
+                .unwrap();
+        }
+        let mut workers = vec![Phase::Idle, Phase::Idle, Phase::Idle];
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            assert!(steps < 5_000, "seed {seed}: no end after 5000 steps: {workers:?}");
+            match rng.random_range(0..100) {
+                0..10 => clock.advance(LEASE.as_millis() as i64 + 1),
+                10..30 => clock.advance(rng.random_range(1..50)),
+                30..33 => {
+                    let w = rng.random_range(0..workers.len());
+                    workers[w] = Phase::Idle; // crashed: its job waits for the lease to run out
+                }
+                _ => {
+                    let w = rng.random_range(0..workers.len());
+                    let phase = std::mem::replace(&mut workers[w], Phase::Idle);
+                    workers[w] = step(&store, &format!("w{w}"), phase, &mut rng).await;
+                }
+            }
+            let queue = store.queue_stats().await.unwrap();
+            if queue.depth == 0 {
+                break;
+            }
+        }
+        // Stale workers finish whatever they still believe they should do; none of it lands.
+        for (w, phase) in workers.into_iter().enumerate() {
+            let mut phase = phase;
+            while !matches!(phase, Phase::Idle) {
+                phase = step(&store, &format!("w{w}"), phase, &mut rng).await;
+            }
+        }
+        let audit = store.audit().await.unwrap();
+        assert!(audit.clean, "seed {seed}: {:#?}", audit.violations);
+        assert_eq!(audit.money.net_cents, audit.money.completed_cents, "seed {seed}");
+        assert_eq!(audit.orders["pending"] + audit.orders["processing"], 0, "seed {seed}");
+    }
+    store.close().await;
+}
+on_both_databases!(racing_workers_with_expiring_leases_keep_every_invariant);
+
+/// A copy of every row, to show the audit wrote nothing.
+async fn snapshot(store: &Store) -> Vec<String> {
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT id, stock, initial_stock FROM products ORDER BY id",
+        "SELECT id, status, stock_reserved, payment_ref, refund_ref, updated_at FROM orders ORDER BY id",
+        "SELECT id, status, attempts, updated_at FROM jobs ORDER BY id",
+        "SELECT order_id, status, updated_at FROM payments ORDER BY order_id",
+    ] {
+        for row in sqlx::query(sql).fetch_all(store.pool()).await.unwrap() {
+            use sqlx::Row;
+            let cols: Vec<String> = (0..row.len())
+                .map(|i| {
+                    row.try_get::<Option<i64>, _>(i)
+                        .map(|v| format!("{v:?}"))
+                        .or_else(|_| row.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
+                        .unwrap()
+                })
+                .collect();
+            rows.push(cols.join("|"));
+        }
+    }
+    rows
+}
+
+fn audit_command(database_url: &str) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_recordstore"))
+        .arg("audit")
+        .env("DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The audit passes a healthy store, and names the order when one is broken on purpose —
+/// from the command line and from the admin API — without changing a row.
+async fn the_audit_finds_a_broken_invariant_and_changes_nothing(db: Db) {
+    let t = spawn_app(db, Role::ApiAndWorker).await;
+    let product = t.create_product("Audited Pressing", 4).await;
+    let order_id = checkout_id(&t, product).await;
+    assert_eq!(t.wait_for_terminal(order_id).await.status, "completed");
+
+    let (code, report, stderr) = audit_command(&t.database_url);
+    assert_eq!(code, 0, "clean store: {stderr}");
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["orders"]["completed"], 1);
+
+    // Break it: the completed order's unit goes back on the shelf.
+    let store = t.app.store();
+    sqlx::query("UPDATE orders SET stock_reserved = 0 WHERE id = $1")
+        .bind(order_id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let before = snapshot(store).await;
+    let (code, report, stderr) = audit_command(&t.database_url);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("invariant violations"), "{stderr}");
+    let kinds: Vec<(String, Option<i64>)> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["order_id"].as_i64()))
+        .collect();
+    assert!(
+        kinds.contains(&("completed_without_stock".into(), Some(order_id))),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|(k, _)| k == "stock_not_conserved"), "{kinds:?}");
+
+    let unauthorized = t.client.get(t.url("/admin/audit")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let over_http: AuditReport = t
+        .client
+        .get(t.url("/admin/audit"))
+        .bearer_auth("test-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!over_http.clean);
+    assert!(over_http.violations.iter().any(|v| v.order_id == Some(order_id)));
+    assert_eq!(snapshot(store).await, before, "the audit changed nothing");
+    t.app.shutdown().await.unwrap();
+}
+on_both_databases!(the_audit_finds_a_broken_invariant_and_changes_nothing);
+
+#[test]
+fn the_audit_of_an_unreachable_database_exits_3_naming_it() {
+    let (code, _, stderr) = audit_command("postgres://app:s3cret@127.0.0.1:1/store");
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("postgres://app:****@127.0.0.1:1/store"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let missing = std::env::temp_dir().join(format!("no-such-{:x}.db", rand::random::<u64>()));
+    let (code, _, stderr) = audit_command(&format!("sqlite://{}", missing.display()));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("no such database file"), "{stderr}");
+    assert!(!missing.exists(), "the audit created no database");
+}
