@@ -214,8 +214,9 @@ pub struct DoctorArgs {
     pub stack: StackArgs,
 }
 
-const DRILL_EXAMPLES: &str = "Built-in drills: db-outage, db-freeze, worker-crash, api-restart, network-partition,
-payment-latency (a drills/NAME.toml in the working directory takes precedence).
+const DRILL_EXAMPLES: &str = "Built-in drills: db-outage, db-freeze, db-freeze-long, worker-crash, api-restart,
+network-partition, payment-latency, slow-payment (a drills/NAME.toml in the working directory
+takes precedence).
 
 Only containers of the compose project (label com.docker.compose.project) and only the
 services the drill names are touched. Before each change a journal entry is written

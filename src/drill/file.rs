@@ -14,10 +14,12 @@ pub type DrillError = ScenarioError;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("db-outage", include_str!("../../drills/db-outage.toml")),
     ("db-freeze", include_str!("../../drills/db-freeze.toml")),
+    ("db-freeze-long", include_str!("../../drills/db-freeze-long.toml")),
     ("worker-crash", include_str!("../../drills/worker-crash.toml")),
     ("api-restart", include_str!("../../drills/api-restart.toml")),
     ("network-partition", include_str!("../../drills/network-partition.toml")),
     ("payment-latency", include_str!("../../drills/payment-latency.toml")),
+    ("slow-payment", include_str!("../../drills/slow-payment.toml")),
 ];
 
 /// No fault is held longer than this, whatever a file says.

@@ -437,7 +437,11 @@ async fn the_ledger_fails_a_drill_whose_store_breaks_a_stock_promise() {
         assert!(breaker.is_finished(), "an order was broken during the drill");
         assert_ne!(code, Some(0), "{report:#}");
         if token.is_some() {
-            assert_eq!((code, &report["verdict"]), (Some(1), &Value::from("failed")), "{report:#}");
+            assert_eq!(
+                (code, &report["verdict"]),
+                (Some(1), &Value::from("failed")),
+                "{report:#}"
+            );
         }
         let failures = report["failures"].to_string();
         assert!(
@@ -608,10 +612,10 @@ impl Stack {
         docker::local_images();
         let project = Project::new(prefix);
         let (api, worker) = if split {
-            let (api, worker) = project.start_split_store(&["LOG_LEVEL=warn"]);
+            let (api, worker) = project.start_split_store(&["LOG_LEVEL=warn", STACK_TOKEN_ENV], &[]);
             (api, Some(worker))
         } else {
-            (project.start_store(&["LOG_LEVEL=warn"]), None)
+            (project.start_store(&["LOG_LEVEL=warn", STACK_TOKEN_ENV]), None)
         };
         let mut scrape = format!("  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{api}']\n");
         if let Some(worker) = &worker {
@@ -663,6 +667,7 @@ impl Stack {
             .args(["--target", &format!("http://{}", self.api)])
             .args(["--prometheus", &self.prometheus.url])
             .args(["--alertmanager", &self.alertmanager.url()])
+            .args(["--admin-token", STACK_TOKEN])
             .args(["--journal", dir.join("j.json").to_str().unwrap()])
             .args([
                 "--json",
@@ -697,10 +702,27 @@ impl Stack {
     }
 }
 
+/// The containerised store's admin token, which the stack's drills are given.
+const STACK_TOKEN: &str = "stack-drill-token";
+const STACK_TOKEN_ENV: &str = "RECORDSTORE_ADMIN_TOKEN=stack-drill-token";
+
 /// The ledger kept every promise: no acknowledged order lost, unfinished or duplicated, no
-/// refused checkout with an order, every checkout looked up; at least `min_acked` acknowledged.
+/// refused checkout with an order, every checkout looked up; at least `min_acked` acknowledged;
+/// and the store's audit of money and stock is clean.
 fn assert_ledger_kept(report: &Value, min_acked: u64) {
     let ledger = &report["ledger"];
+    let audit = &ledger["audit"];
+    assert_eq!(audit["source"], "admin audit", "{audit}");
+    assert_eq!(audit["violations"], serde_json::json!([]), "{audit}");
+    assert_eq!(
+        audit["money"]["net_cents"], audit["money"]["completed_cents"],
+        "{audit}"
+    );
+    assert_eq!(
+        audit["stock"]["initial"].as_i64().unwrap(),
+        audit["stock"]["on_hand"].as_i64().unwrap() + audit["stock"]["held"].as_i64().unwrap(),
+        "{audit}"
+    );
     assert!(ledger["acknowledged"].as_u64().unwrap() >= min_acked, "{ledger}");
     for empty in [
         "lost",
@@ -866,4 +888,150 @@ async fn api_restart_under_load_recovers_without_a_page_or_a_lost_order() {
         .collect();
     assert!(fired.is_empty(), "a restart is no outage: {fired:?}");
     assert_eq!(state(&stack.project.container("api")), "running");
+}
+
+/// One instant query's single value, or `None`.
+async fn prom_value(stack: &Stack, promql: &str) -> Option<f64> {
+    let answer = stack.prometheus.client().instant(promql).await.ok()?;
+    Some(answer.first()?.value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_payment_past_the_job_lease_keeps_every_lease_and_a_clean_audit() {
+    let Some(stack) = Stack::start("rsslow", true).await else {
+        return;
+    };
+    let (report, _junit) = stack.drill("slow-payment");
+    // 5 checkouts/s for the 5 s baseline alone.
+    assert_ledger_kept(&report, 5);
+    assert!(
+        report["ledger"]["audit"]["money"]["charges"].as_i64().unwrap() > 0,
+        "{report:#}"
+    );
+    // Jobs outlived the 30 s lease they claimed and still completed, because their workers
+    // renewed it: none was taken over mid-payment.
+    let worker = "job=\"recordstore-worker\"";
+    let slow = format!(
+        "sum(recordstore_job_duration_seconds_count{{{worker},result=\"completed\"}}) \
+         - sum(recordstore_job_duration_seconds_bucket{{{worker},result=\"completed\",le=\"30\"}})"
+    );
+    let lost = format!("sum(recordstore_job_leases_lost_total{{{worker}}})");
+    let (slow, lost) = support::eventually(
+        "the worker scraped after the drill",
+        Duration::from_secs(30),
+        || async {
+            let slow = prom_value(&stack, &slow).await?;
+            let lost = prom_value(&stack, &lost).await?;
+            (slow > 0.0).then_some((slow, lost))
+        },
+    )
+    .await;
+    assert!(slow >= 1.0, "completed jobs longer than the lease: {slow}");
+    assert_eq!(lost, 0.0, "no lease was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_frozen_past_the_job_lease_loses_nothing_and_keeps_a_clean_audit() {
+    let Some(stack) = Stack::start("rsfrzlong", true).await else {
+        return;
+    };
+    let (report, junit) = stack.drill("db-freeze-long");
+    assert_ledger_kept(&report, 5);
+    let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
+    assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
+    assert!(report["time_to_recover_s"].as_f64().is_some(), "{report:#}");
+    assert_eq!(
+        state(&stack.project.container("db")),
+        "running",
+        "the database was thawed"
+    );
+    assert!(
+        junit.contains("no failed order holds a net charge (admin audit)"),
+        "{junit}"
+    );
+}
+
+/// The worker's container is SIGKILLed while payments are in flight and started again: the
+/// jobs it held are taken over once their leases run out, and the store's audit (run inside
+/// the api's container with `recordstore audit`, and through the admin API) is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_payment_and_started_again_leaves_a_clean_audit() {
+    if !docker::engine() {
+        return;
+    }
+    docker::local_images();
+    let project = Project::new("rskill");
+    let (api, _worker) = project.start_split_store(&[STACK_TOKEN_ENV], &["RECORDSTORE_JOB_LEASE_MS=3000"]);
+    let base = format!("http://{api}");
+    let http = reqwest::Client::new();
+    let faults = http
+        .post(format!("{base}/admin/faults"))
+        .bearer_auth(STACK_TOKEN)
+        .json(&serde_json::json!({ "payment_latency_ms": 2000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), 200);
+    let mut orders = Vec::new();
+    for _ in 0..6 {
+        let accepted: Value = http
+            .post(format!("{base}/checkout"))
+            .json(&serde_json::json!({ "product_id": 1, "quantity": 1 }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        orders.push(accepted["order_id"].as_i64().expect("an order id"));
+    }
+    let order_status = |id: i64| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let order: Value = http
+                .get(format!("{base}/orders/{id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            order["status"].as_str().map(str::to_string)
+        }
+    };
+    support::eventually("a payment in flight", Duration::from_secs(30), || async {
+        (order_status(orders[0]).await.as_deref() == Some("processing")).then_some(())
+    })
+    .await;
+    let worker = project.container("worker");
+    docker::docker(&["kill", "-s", "KILL", &worker]);
+    wait_state(&worker, "exited", Duration::from_secs(30));
+    docker::docker(&["start", &worker]);
+    project.wait_healthy("worker", Duration::from_secs(60));
+    for id in &orders {
+        support::eventually(&format!("order {id} final"), Duration::from_secs(90), || async {
+            matches!(order_status(*id).await.as_deref(), Some("completed" | "failed")).then_some(())
+        })
+        .await;
+    }
+    let out = docker::run(&["exec", &project.container("api"), "recordstore", "audit"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let audit: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(audit["clean"], true, "{audit:#}");
+    assert_eq!(
+        audit["money"]["net_cents"], audit["money"]["completed_cents"],
+        "{audit:#}"
+    );
+    assert_eq!(audit["orders"]["completed"], 6, "{audit:#}");
+    let over_http: Value = http
+        .get(format!("{base}/admin/audit"))
+        .bearer_auth(STACK_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_http["violations"], serde_json::json!([]), "{over_http:#}");
 }

@@ -189,16 +189,14 @@ impl Project {
     }
 
     /// The store as compose runs it: `db`, `api` (`serve --no-worker`) and `worker` apart, all
-    /// healthy. Returns the api's and the worker's `127.0.0.1:port`.
-    pub fn start_split_store(&self, api_env: &[&str]) -> (String, String) {
+    /// healthy; `worker_env` adds to the worker's environment. Returns the api's and the
+    /// worker's `127.0.0.1:port`.
+    pub fn start_split_store(&self, api_env: &[&str], worker_env: &[&str]) -> (String, String) {
         self.start_db();
         let api = self.start_app("api", 8000, api_env, &["serve", "--no-worker"]);
-        let worker = self.start_app(
-            "worker",
-            8001,
-            &["RECORDSTORE_LISTEN=0.0.0.0:8001", "LOG_LEVEL=warn"],
-            &["worker"],
-        );
+        let mut env = vec!["RECORDSTORE_LISTEN=0.0.0.0:8001", "LOG_LEVEL=warn"];
+        env.extend(worker_env);
+        let worker = self.start_app("worker", 8001, &env, &["worker"]);
         (api, worker)
     }
 
