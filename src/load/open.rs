@@ -22,13 +22,18 @@ pub const LATE_AFTER: Duration = Duration::from_millis(2);
 /// How well the schedule was kept.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ScheduleReport {
-    pub target_rate_rps: f64,
+    /// The schedule's peak arrival rate: transactions (scenario iterations) per second, each
+    /// of which may make several requests.
+    pub target_rate_tps: f64,
     pub intended: u64,
     pub started: u64,
     /// Started more than 2 ms after they were due (waiting for a free slot, or a busy client).
     pub late: u64,
     /// Never sent: the queue of waiting arrivals was full.
     pub dropped: u64,
+    /// Never sent: still waiting for a slot when the run was interrupted.
+    #[serde(default)]
+    pub unsent_at_interrupt: u64,
     pub max_in_flight: usize,
     pub peak_queue: usize,
 }
@@ -46,7 +51,7 @@ pub async fn run(
     let late = Arc::new(AtomicU64::new(0));
     let started_count = Arc::new(AtomicU64::new(0));
     let mut report = ScheduleReport {
-        target_rate_rps: schedule.peak(),
+        target_rate_tps: schedule.peak(),
         max_in_flight,
         ..ScheduleReport::default()
     };
@@ -57,24 +62,20 @@ pub async fn run(
     while let Some(due) = arrivals.recv().await {
         let offset = due - start;
         report.intended += 1;
-        let queued = waiting.load(Ordering::Relaxed);
-        report.peak_queue = report.peak_queue.max(queued);
-        if slots.available_permits() == 0 && queued >= max_queue {
+        // Arrivals not yet started, less the slots free for them: the ones that must wait.
+        // `waiting` is raised here, before the task exists, so the bound is exact.
+        let queued = waiting.load(Ordering::SeqCst).saturating_sub(slots.available_permits());
+        if queued >= max_queue {
             report.dropped += 1;
-            let correlation_id = executor.next_correlation_id();
-            recorder.record(&Sample {
-                name: "(dropped arrival)",
-                correlation_id: &correlation_id,
-                latency: Duration::ZERO,
-                service: None,
-                status: None,
-                error: Some((
-                    ErrorKind::Dropped,
-                    format!("{queued} arrivals already waiting for one of {max_in_flight} slots"),
-                )),
-                at: offset,
-            });
+            record_unsent(
+                &executor,
+                &recorder,
+                offset,
+                format!("{queued} arrivals already waiting for one of {max_in_flight} slots"),
+            );
         } else {
+            waiting.fetch_add(1, Ordering::SeqCst);
+            report.peak_queue = report.peak_queue.max(queued + 1);
             let (executor, recorder, slots, waiting, late, started_count, cancel) = (
                 executor.clone(),
                 recorder.clone(),
@@ -85,12 +86,15 @@ pub async fn run(
                 cancel.clone(),
             );
             tasks.spawn(async move {
-                waiting.fetch_add(1, Ordering::Relaxed);
                 let permit = tokio::select! {
                     permit = slots.acquire_owned() => permit,
-                    _ = cancel.cancelled() => { waiting.fetch_sub(1, Ordering::Relaxed); return; }
+                    _ = cancel.cancelled() => {
+                        waiting.fetch_sub(1, Ordering::SeqCst);
+                        record_unsent(&executor, &recorder, offset, "still waiting for a slot when the run was interrupted".into());
+                        return;
+                    }
                 };
-                waiting.fetch_sub(1, Ordering::Relaxed);
+                waiting.fetch_sub(1, Ordering::SeqCst);
                 let Ok(_permit) = permit else { return };
                 started_count.fetch_add(1, Ordering::Relaxed);
                 if Instant::now().saturating_duration_since(due) > LATE_AFTER {
@@ -117,12 +121,29 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     report.started = started_count.load(Ordering::Relaxed);
     report.late = late.load(Ordering::Relaxed);
+    // Interrupted while waiting: neither started nor dropped by the queue, but counted.
+    report.unsent_at_interrupt = report.intended - report.started - report.dropped;
     report
+}
+
+/// An arrival that was never sent: an error with no latency.
+fn record_unsent(executor: &Executor, recorder: &Recorder, at: Duration, why: String) {
+    let correlation_id = executor.next_correlation_id();
+    recorder.record(&Sample {
+        name: "(unsent arrival)",
+        correlation_id: &correlation_id,
+        latency: Duration::ZERO,
+        service: None,
+        status: None,
+        error: Some((ErrorKind::Dropped, why)),
+        at,
+    });
 }
 
 /// Emits each arrival's due time from a thread of its own that sleeps to the exact instant:
 /// tokio's timer wheel rounds up to whole milliseconds, which would add up to 1 ms of the
-/// tool's own lateness to every corrected latency.
+/// tool's own lateness to every corrected latency. Arrival `k` is due when the integral of the
+/// rate reaches `k`, so ramps (from zero too) send exactly what they promise.
 fn arrival_clock(
     schedule: RateSchedule,
     start: Instant,
@@ -132,22 +153,18 @@ fn arrival_clock(
     std::thread::Builder::new()
         .name("recordctl-arrivals".into())
         .spawn(move || {
-            let end = start + schedule.duration();
-            let mut offset = Duration::ZERO;
+            let end = schedule.duration();
+            let mut k: u64 = 0;
             while !cancel.is_cancelled() {
-                let rate = schedule.rate_at(offset);
-                if rate <= 0.0 {
-                    // A stage that starts from zero: look again a millisecond later.
-                    offset += Duration::from_millis(1);
-                    if start + offset >= end {
-                        break;
-                    }
-                    continue;
-                }
-                let due = start + offset;
-                if due >= end {
+                let Some(offset) = schedule.time_of_count(k as f64) else {
+                    break;
+                };
+                if offset >= end {
                     break;
                 }
+                let Some(due) = start.checked_add(offset) else {
+                    break;
+                };
                 let now = Instant::now();
                 if due > now {
                     // Sleep in slices so a cancel is noticed within 50 ms.
@@ -159,7 +176,7 @@ fn arrival_clock(
                 if tx.send(due).is_err() {
                     break;
                 }
-                offset += Duration::from_secs_f64(1.0 / rate);
+                k += 1;
             }
         })
         .expect("spawn the arrival clock thread");

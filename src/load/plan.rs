@@ -56,6 +56,13 @@ pub struct Stage {
     pub to: f64,
 }
 
+impl Stage {
+    /// Arrivals the stage expects: its mean rate times its length.
+    fn count(&self) -> f64 {
+        (self.from + self.to) / 2.0 * self.duration.as_secs_f64()
+    }
+}
+
 impl RateSchedule {
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
@@ -72,6 +79,40 @@ impl RateSchedule {
             start += stage.duration;
         }
         0.0
+    }
+
+    /// Arrivals expected over the whole schedule: the integral of the rate.
+    pub fn expected_count(&self) -> f64 {
+        self.stages.iter().map(Stage::count).sum()
+    }
+
+    /// When the expected count of arrivals (the integral of the rate from the start) reaches
+    /// `k`: arrival `k` (from 0) is due then. `None` when the schedule ends first. Exact for
+    /// every stage shape, a ramp from or to zero included.
+    pub fn time_of_count(&self, k: f64) -> Option<Duration> {
+        let mut start = 0.0;
+        let mut before = 0.0;
+        for stage in &self.stages {
+            let d = stage.duration.as_secs_f64();
+            let count = stage.count();
+            if k < before + count {
+                // Within the stage: from·t + (to − from)·t²/(2d) = k − before, solved in the
+                // form that is stable for rising, falling and flat rates alike.
+                let left = k - before;
+                let a = if d > 0.0 {
+                    (stage.to - stage.from) / (2.0 * d)
+                } else {
+                    0.0
+                };
+                let b = stage.from;
+                let root = (b * b + 4.0 * a * left).max(0.0).sqrt();
+                let t = if b + root > 0.0 { 2.0 * left / (b + root) } else { 0.0 };
+                return Duration::try_from_secs_f64(start + t.clamp(0.0, d)).ok();
+            }
+            before += count;
+            start += d;
+        }
+        None
     }
 
     /// The nominal (peak) rate, for the report.
@@ -248,7 +289,12 @@ fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result
             .split_once(':')
             .ok_or_else(|| format!("--stage {raw:?}: expected DURATION:RATE, e.g. 30s:500/s"))?;
         let d = parse_duration(d).map_err(|e| format!("--stage {raw:?}: {e}"))?;
-        let r = parse_rate(r).map_err(|e| format!("--stage {raw:?}: {e}"))?;
+        // A stage may ramp down to zero; a rate of its own must be positive.
+        let r = if r.trim().split('/').next().and_then(|n| n.trim().parse::<f64>().ok()) == Some(0.0) {
+            0.0
+        } else {
+            parse_rate(r).map_err(|e| format!("--stage {raw:?}: {e}"))?
+        };
         out.push(Stage {
             duration: d,
             from: current,
@@ -318,6 +364,65 @@ mod tests {
         );
         assert_eq!(p.duration, Duration::from_secs(30));
         assert!(matches!(p.target, Target::Embedded { .. }));
+    }
+
+    /// How many arrivals fall before the schedule's end.
+    fn arrivals(schedule: &RateSchedule) -> u64 {
+        let end = schedule.duration();
+        let mut k = 0u64;
+        while let Some(t) = schedule.time_of_count(k as f64) {
+            assert!(t < end || t == end, "arrival {k} at {t:?} past the end");
+            if t >= end {
+                break;
+            }
+            k += 1;
+        }
+        k
+    }
+
+    fn stages(list: &[(u64, f64, f64)]) -> RateSchedule {
+        RateSchedule {
+            stages: list
+                .iter()
+                .map(|&(secs, from, to)| Stage {
+                    duration: Duration::from_secs(secs),
+                    from,
+                    to,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn arrivals_follow_the_integral_of_the_rate_for_every_stage_shape() {
+        // 0→200/s over 10 s: 1,000 arrivals (the review saw 1).
+        let ramp_up = stages(&[(10, 0.0, 200.0)]);
+        assert_eq!(ramp_up.expected_count(), 1000.0);
+        assert!((999..=1000).contains(&arrivals(&ramp_up)), "{}", arrivals(&ramp_up));
+        // The first arrivals of a ramp from zero come slowly: the k-th at sqrt(k / a).
+        let t1 = ramp_up.time_of_count(1.0).unwrap().as_secs_f64();
+        assert!((t1 - (1.0f64 / 10.0).sqrt()).abs() < 1e-9, "{t1}");
+        for (shape, want) in [
+            (stages(&[(10, 200.0, 0.0)]), 1000),
+            (stages(&[(10, 100.0, 300.0)]), 2000),
+            (stages(&[(5, 100.0, 100.0)]), 500),
+            (stages(&[(5, 0.0, 100.0), (5, 100.0, 100.0), (5, 100.0, 0.0)]), 1000),
+            (stages(&[(3, 0.0, 0.0), (2, 50.0, 50.0)]), 100),
+        ] {
+            let got = arrivals(&shape);
+            assert!(got.abs_diff(want) <= 1, "{shape:?}: {got} arrivals, want {want}");
+        }
+        // Arrival times never go backwards.
+        let mixed = stages(&[(2, 0.0, 50.0), (2, 50.0, 10.0)]);
+        let times: Vec<Duration> = (0..arrivals(&mixed))
+            .map(|k| mixed.time_of_count(k as f64).unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(
+            stages(&[(5, 0.0, 0.0)]).time_of_count(0.0),
+            None,
+            "a zero rate sends nothing"
+        );
     }
 
     #[test]

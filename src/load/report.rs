@@ -13,7 +13,9 @@ use crate::load::open::ScheduleReport;
 use crate::load::stats::{RequestRecord, Stats};
 use crate::load::threshold::{Measured, Threshold, Verdict, format_us};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `schedule.target_rate_rps` became `target_rate_tps` (transactions, not requests);
+/// unsent arrivals are errors, not requests.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LatencySummary {
@@ -114,6 +116,7 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
     let latency = LatencySummary::of(&s.latency);
     let measured = Measured {
         requests: s.requests,
+        unsent: s.unsent,
         errors: s.failures,
         rps: s.requests as f64 / seconds,
         min_us: latency.min_us as f64,
@@ -143,10 +146,10 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
         interrupted: outcome.interrupted,
         requests: s.requests,
         errors: s.failures,
-        error_rate: if s.requests == 0 {
+        error_rate: if s.attempts() == 0 {
             0.0
         } else {
-            s.failures as f64 / s.requests as f64
+            s.failures as f64 / s.attempts() as f64
         },
         throughput_rps: measured.rps,
         latency,
@@ -263,8 +266,18 @@ pub fn render_table(r: &LoadReport) -> String {
     ));
     if let Some(s) = &r.schedule {
         out.push_str(&format!(
-            "schedule: target {:.1}/s · {} due · {} started · {} late · {} dropped · peak queue {}\n",
-            s.target_rate_rps, s.intended, s.started, s.late, s.dropped, s.peak_queue
+            "schedule: target {:.1} transactions/s · {} due · {} started · {} late · {} dropped{} · peak queue {}\n",
+            s.target_rate_tps,
+            s.intended,
+            s.started,
+            s.late,
+            s.dropped,
+            if s.unsent_at_interrupt > 0 {
+                format!(" · {} unsent at interrupt", s.unsent_at_interrupt)
+            } else {
+                String::new()
+            },
+            s.peak_queue
         ));
     }
     let mut table = Table::new();

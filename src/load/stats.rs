@@ -123,6 +123,7 @@ pub struct Second {
 }
 
 const KEEP_SLOWEST: usize = 10;
+const MAX_TIMELINE_SECONDS: usize = 86_400;
 const KEEP_FAILED: usize = 20;
 
 #[derive(Debug, Clone)]
@@ -137,6 +138,9 @@ pub struct Stats {
     pub failed: Vec<RequestRecord>,
     pub requests: u64,
     pub failures: u64,
+    /// Arrivals never sent (the open model's queue was full, or the run was interrupted while
+    /// they waited): errors, but neither requests nor latencies.
+    pub unsent: u64,
 }
 
 impl Default for Stats {
@@ -152,6 +156,7 @@ impl Default for Stats {
             failed: Vec::new(),
             requests: 0,
             failures: 0,
+            unsent: 0,
         }
     }
 }
@@ -161,7 +166,23 @@ fn us(d: Duration) -> u64 {
 }
 
 impl Stats {
+    /// What was sent and measured, plus what was meant to be: the denominator of the error rate.
+    pub fn attempts(&self) -> u64 {
+        self.requests + self.unsent
+    }
+
     pub fn record(&mut self, s: &Sample<'_>) {
+        if let Some((ErrorKind::Dropped, message)) = &s.error {
+            // Never sent, so no latency: counted as an error in its second, nothing more.
+            self.unsent += 1;
+            self.failures += 1;
+            *self.errors.entry(ErrorKind::Dropped).or_insert(0) += 1;
+            self.second(s.at).errors += 1;
+            if self.failed.len() < KEEP_FAILED {
+                self.failed.push(self.record_of(s, 0, Some(message.clone())));
+            }
+            return;
+        }
         let latency = us(s.latency);
         self.requests += 1;
         self.latency.saturating_record(latency);
@@ -183,21 +204,18 @@ impl Stats {
         };
         name.requests += 1;
         name.latency.saturating_record(latency);
-        let second = s.at.as_secs() as usize;
-        if self.timeline.len() <= second {
-            self.timeline.resize_with(second + 1, || Second {
-                requests: 0,
-                errors: 0,
-                latency: coarse_histogram(),
-            });
+        let failed = s.error.is_some();
+        if failed {
+            name.errors += 1;
         }
-        let slot = &mut self.timeline[second];
+        let slot = self.second(s.at);
         slot.requests += 1;
         slot.latency.saturating_record(latency);
+        if failed {
+            slot.errors += 1;
+        }
         if let Some((kind, message)) = &s.error {
             self.failures += 1;
-            name.errors += 1;
-            slot.errors += 1;
             *self.errors.entry(*kind).or_insert(0) += 1;
             if self.failed.len() < KEEP_FAILED {
                 self.failed.push(self.record_of(s, latency, Some(message.clone())));
@@ -207,6 +225,19 @@ impl Stats {
             let record = self.record_of(s, latency, s.error.as_ref().map(|e| e.1.clone()));
             self.keep_slowest(record);
         }
+    }
+
+    /// The timeline's slot for the second `at` falls in (bounded: a day of seconds at most).
+    fn second(&mut self, at: Duration) -> &mut Second {
+        let second = (at.as_secs() as usize).min(MAX_TIMELINE_SECONDS);
+        if self.timeline.len() <= second {
+            self.timeline.resize_with(second + 1, || Second {
+                requests: 0,
+                errors: 0,
+                latency: coarse_histogram(),
+            });
+        }
+        &mut self.timeline[second]
     }
 
     fn record_of(&self, s: &Sample<'_>, latency_us: u64, error: Option<String>) -> RequestRecord {
@@ -267,6 +298,7 @@ impl Stats {
         self.failed.extend(other.failed.into_iter().take(room));
         self.requests += other.requests;
         self.failures += other.failures;
+        self.unsent += other.unsent;
     }
 }
 

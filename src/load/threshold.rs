@@ -36,6 +36,8 @@ pub struct Threshold {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Measured {
     pub requests: u64,
+    /// Arrivals never sent (errors, not requests): part of the error rate's denominator.
+    pub unsent: u64,
     pub errors: u64,
     pub rps: f64,
     pub min_us: f64,
@@ -120,18 +122,21 @@ impl Threshold {
 
     /// Checks the threshold; `percentile` gives the latency in µs at a percentile.
     pub fn evaluate(&self, m: &Measured, percentile: &dyn Fn(f64) -> f64) -> Verdict {
+        // Nothing measured proves nothing: only a threshold on the count itself can judge it.
+        if m.requests == 0 && self.metric != Metric::Requests {
+            return Verdict {
+                threshold: self.text.clone(),
+                actual: "—".into(),
+                passed: false,
+                detail: "no requests measured".into(),
+            };
+        }
         let actual = match self.metric {
             Metric::Percentile(q) => percentile(q),
             Metric::Min => m.min_us,
             Metric::Max => m.max_us,
             Metric::Mean => m.mean_us,
-            Metric::ErrorRate => {
-                if m.requests == 0 {
-                    0.0
-                } else {
-                    m.errors as f64 / m.requests as f64
-                }
-            }
+            Metric::ErrorRate => m.errors as f64 / (m.requests + m.unsent) as f64,
             Metric::Rps => m.rps,
             Metric::Requests => m.requests as f64,
             Metric::Errors => m.errors as f64,
@@ -190,6 +195,7 @@ mod tests {
     fn measured() -> Measured {
         Measured {
             requests: 1000,
+            unsent: 0,
             errors: 5,
             rps: 250.0,
             min_us: 900.0,
@@ -238,5 +244,49 @@ mod tests {
         );
         assert!(!Threshold::parse("rps>300").unwrap().evaluate(&m, &percentiles).passed);
         assert!(Threshold::parse("max<=2s").unwrap().evaluate(&m, &percentiles).passed);
+    }
+
+    #[test]
+    fn a_run_that_measured_no_requests_fails_every_threshold_but_the_count() {
+        let none = Measured {
+            requests: 0,
+            unsent: 40,
+            errors: 40,
+            rps: 0.0,
+            min_us: 0.0,
+            max_us: 0.0,
+            mean_us: 0.0,
+        };
+        for t in [
+            "p95<300ms",
+            "rps>10",
+            "error_rate<1%",
+            "max<=2s",
+            "mean<50ms",
+            "errors<100",
+        ] {
+            let v = Threshold::parse(t).unwrap().evaluate(&none, &|_| 0.0);
+            assert!(!v.passed, "{t} passed with nothing measured");
+            assert_eq!(v.detail, "no requests measured", "{t}");
+        }
+        assert!(
+            !Threshold::parse("requests>=1")
+                .unwrap()
+                .evaluate(&none, &|_| 0.0)
+                .passed
+        );
+        assert!(Threshold::parse("requests<5").unwrap().evaluate(&none, &|_| 0.0).passed);
+    }
+
+    #[test]
+    fn unsent_arrivals_count_in_the_error_rate() {
+        let m = Measured {
+            unsent: 1000,
+            errors: 1005,
+            ..measured()
+        };
+        let v = Threshold::parse("error_rate<1%").unwrap().evaluate(&m, &percentiles);
+        assert!(!v.passed);
+        assert_eq!(v.actual, "50.250%");
     }
 }

@@ -162,6 +162,106 @@ async fn the_open_model_holds_200_per_second_for_5_seconds_within_2_percent() {
     }
 }
 
+/// Regression: `--stage 10s:200/s` (a ramp from 0) started one transaction. Every shape of
+/// schedule sends the integral of its rate, as counted by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_shape_sends_the_integral_of_its_rate() {
+    let _turn = SERIAL.lock().await;
+    let scenario = scenario_file(ONE_REQUEST);
+    for (flags, expected) in [
+        (&["--stage", "2s:200/s"][..], 200),
+        (&["--rate", "200/s", "--stage", "2s:0/s"][..], 200),
+        (&["--rate", "100/s", "--stage", "2s:300/s"][..], 400),
+        (&["--stage", "1s:100/s", "--stage", "1s:100/s"][..], 150),
+    ] {
+        let server = TestServer::start(Server::Counting).await;
+        let target = server.url("");
+        let mut args = vec!["--target", &target, "--scenario", scenario.path()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--threshold", "rps>10"]);
+        let run = recordctl(&args).await;
+        assert_eq!(run.code, 0, "{flags:?}: {}", run.stderr);
+        let report = run.report.unwrap();
+        let schedule = report.schedule.clone().unwrap();
+        let served = server.hits.load(Ordering::SeqCst);
+        assert!(
+            served.abs_diff(expected) <= 1,
+            "{flags:?}: the server saw {served}, the schedule promises {expected}"
+        );
+        assert_eq!((schedule.intended, report.requests), (served, served), "{flags:?}");
+    }
+}
+
+/// Arrivals the queue cannot hold are errors, never latencies, and the queue never holds more
+/// than `--max-queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_arrivals_are_errors_without_latency_and_the_queue_bound_is_exact() {
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(Server::Fixed20ms).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "500/s",
+        "--duration",
+        "1s",
+        "--max-in-flight",
+        "1",
+        "--max-queue",
+        "3",
+        "--threshold",
+        "p50<1ms",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "the threshold fails: {}", run.stderr);
+    let report = run.report.unwrap();
+    let schedule = report.schedule.clone().unwrap();
+    assert!(schedule.dropped > 300, "{schedule:?}");
+    assert!(schedule.peak_queue <= 3, "{schedule:?}");
+    assert_eq!(schedule.started + schedule.dropped, schedule.intended, "{schedule:?}");
+    let served = server.hits.load(Ordering::SeqCst);
+    assert_eq!(report.requests, served, "only what was sent counts as a request");
+    assert_eq!(report.error_kinds.get("dropped"), Some(&schedule.dropped));
+    assert_eq!(report.errors, schedule.dropped);
+    // Every latency is a real answer of a 20 ms server, none the 1 µs of an unsent arrival.
+    assert_eq!(report.latency.count, served);
+    assert!(report.latency.min_us >= 19_000, "{:?}", report.latency);
+    let expected_rate = schedule.dropped as f64 / (served + schedule.dropped) as f64;
+    assert!(
+        (report.error_rate - expected_rate).abs() < 1e-9,
+        "{}",
+        report.error_rate
+    );
+}
+
+/// A run that measured nothing proves nothing: its thresholds fail and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_measured_no_requests_fails_its_thresholds() {
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    // A zero rate for the whole run: nothing is due.
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--stage",
+        "1s:0/s",
+        "--threshold",
+        "p95<300ms",
+        "--threshold",
+        "rps>10",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("no requests measured"), "{}", run.stdout);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() {
     let _turn = SERIAL.lock().await;
