@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod drill;
 pub mod embedded;
 pub mod exit;
+pub mod http1;
 pub mod journey;
 pub mod junit;
 pub mod load;

@@ -7,6 +7,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::http1::{Dechunker, Framing, framing, has_token, is_interim};
 use crate::load::stats::ErrorKind;
 
 pub type Failure = (ErrorKind, String);
@@ -15,14 +16,6 @@ pub struct RawConn {
     stream: TcpStream,
     read: BytesMut,
     write: Vec<u8>,
-}
-
-/// How the body of a response ends.
-#[derive(Clone, Copy)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    Close,
 }
 
 impl RawConn {
@@ -65,6 +58,7 @@ impl RawConn {
         let (status, head_len, framing, keep_alive) = self.read_head().await?;
         self.read.advance(head_len);
         match framing {
+            Framing::Empty => {}
             Framing::Length(n) => self.skip(n).await?,
             Framing::Chunked => self.skip_chunked().await?,
             Framing::Close => {
@@ -88,6 +82,8 @@ impl RawConn {
             .map_err(|e| io_failure(&e, "read"))
     }
 
+    /// The final response's status, head length, framing and whether the connection stays
+    /// open; 1xx interim answers before it are skipped.
     async fn read_head(&mut self) -> Result<(u16, usize, Framing, bool), Failure> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -95,24 +91,18 @@ impl RawConn {
             match response.parse(&self.read) {
                 Ok(httparse::Status::Complete(len)) => {
                     let status = response.code.unwrap_or(0);
-                    let mut framing = Framing::Close;
+                    if is_interim(status) {
+                        self.read.advance(len);
+                        continue;
+                    }
+                    let framing = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value)))
+                        .map_err(|e| (ErrorKind::BadResponse, e))?;
                     let mut keep_alive = response.version == Some(1);
                     for h in response.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            let n = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
-                            framing =
-                                Framing::Length(n.ok_or((ErrorKind::BadResponse, "bad Content-Length".to_string()))?);
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
-                            && contains_token(h.value, b"chunked")
-                        {
-                            framing = Framing::Chunked;
-                        } else if h.name.eq_ignore_ascii_case("connection") {
-                            keep_alive = !contains_token(h.value, b"close")
-                                && (keep_alive || contains_token(h.value, b"keep-alive"));
+                        if h.name.eq_ignore_ascii_case("connection") {
+                            keep_alive =
+                                !has_token(h.value, b"close") && (keep_alive || has_token(h.value, b"keep-alive"));
                         }
-                    }
-                    if matches!(status, 100..=199 | 204 | 304) {
-                        framing = Framing::Length(0);
                     }
                     return Ok((status, len, framing, keep_alive && !matches!(framing, Framing::Close)));
                 }
@@ -129,11 +119,11 @@ impl RawConn {
         }
     }
 
-    async fn skip(&mut self, mut n: usize) -> Result<(), Failure> {
+    async fn skip(&mut self, mut n: u64) -> Result<(), Failure> {
         loop {
-            let take = n.min(self.read.len());
+            let take = usize::try_from(n).unwrap_or(usize::MAX).min(self.read.len());
             self.read.advance(take);
-            n -= take;
+            n -= take as u64;
             if n == 0 {
                 return Ok(());
             }
@@ -143,48 +133,23 @@ impl RawConn {
         }
     }
 
+    /// Reads past a chunked body, trailers included, keeping none of it.
     async fn skip_chunked(&mut self) -> Result<(), Failure> {
+        let mut dechunker = Dechunker::default();
+        let mut nothing = Vec::new();
         loop {
-            let size = loop {
-                match httparse::parse_chunk_size(&self.read) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        self.read.advance(used);
-                        break size as usize;
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if self.fill().await? == 0 {
-                            return Err((ErrorKind::Reset, "connection closed mid-chunk".into()));
-                        }
-                    }
-                    Err(_) => return Err((ErrorKind::BadResponse, "malformed chunk size".into())),
-                }
-            };
-            // The chunk's data and its CRLF; the last (empty) chunk is followed by the
-            // trailer section, which ends with an empty line.
-            if size > 0 {
-                self.skip(size + 2).await?;
-                continue;
+            let used = dechunker
+                .feed(&self.read, &mut nothing, 0)
+                .map_err(|e| (ErrorKind::BadResponse, e))?;
+            self.read.advance(used);
+            if dechunker.is_done() {
+                return Ok(());
             }
-            loop {
-                if let Some(end) = self.read.windows(2).position(|w| w == b"\r\n") {
-                    self.read.advance(end + 2);
-                    if end == 0 {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                if self.fill().await? == 0 {
-                    return Err((ErrorKind::Reset, "connection closed in the trailers".into()));
-                }
+            if self.fill().await? == 0 {
+                return Err((ErrorKind::Reset, "connection closed mid-chunk".into()));
             }
         }
     }
-}
-
-fn contains_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 fn io_failure(e: &std::io::Error, what: &str) -> Failure {
@@ -245,6 +210,30 @@ mod tests {
         assert_eq!(conn.get("/b", &addr, &[]).await.unwrap(), (404, true));
         assert_eq!(conn.get("/c", &addr, &[]).await.unwrap(), (204, true));
         assert_eq!(conn.get("/d", &addr, &[]).await.unwrap(), (500, false));
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_bad_framing_is_a_bad_response() {
+        let addr = server(vec![
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ])
+        .await;
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        assert_eq!(conn.get("/a", &addr, &[]).await.unwrap(), (200, true));
+        let err = conn.get("/b", &addr, &[]).await.unwrap_err();
+        assert!(
+            matches!(err.0, ErrorKind::BadResponse) && err.1.contains("RFC 9112"),
+            "{err:?}"
+        );
+        // Regression: a chunk size of 2^64 - 1 wrapped `size + 2`.
+        let addr = server(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",
+        ])
+        .await;
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        let err = conn.get("/c", &addr, &[]).await.unwrap_err();
+        assert!(matches!(err.0, ErrorKind::Reset), "{err:?}");
     }
 
     #[tokio::test]

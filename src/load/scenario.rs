@@ -185,8 +185,15 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("invalid duration {raw:?}"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    if seconds > MAX_DURATION_SECS {
+        return Err(format!("invalid duration {raw:?}: at most 365 days"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {raw:?}"))
 }
+
+/// The longest duration any flag or file may give: a year, far past any real run, and far
+/// from the overflow of `Instant + Duration`.
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
 
 /// A fixed pause (`500ms`) or a uniformly random one (`200ms..800ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,6 +481,30 @@ pub fn extract<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn huge_and_odd_durations_are_errors_not_panics() {
+        for bad in [
+            "99999999999999999999s",
+            "1e400s",
+            "366d",
+            "9999999h",
+            "-1s",
+            "NaNs",
+            "inf s",
+            "",
+            "s",
+            "1.5.5s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(parse_duration("365.0h").unwrap(), Duration::from_secs(365 * 3600));
+        assert!(
+            parse_duration("99999999999999999999s")
+                .unwrap_err()
+                .contains("at most 365 days")
+        );
+    }
 
     #[test]
     fn builtin_scenarios_parse() {

@@ -44,6 +44,8 @@ pub struct ProbeResult {
     pub cert_expiry_unix: Option<i64>,
     pub content_length: Option<i64>,
     pub body_length: usize,
+    /// The body was longer than the 8 MiB the probe keeps; it was judged on that much.
+    pub body_truncated: bool,
     pub http_version: Option<f64>,
     pub failed_due_to_regex: bool,
     /// The address connected to.
@@ -55,6 +57,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 const MAX_REDIRECTS: u32 = 10;
 const MAX_BODY: usize = 8 << 20;
+const MAX_HEAD: usize = 1 << 20;
 
 pub async fn http(spec: &HttpSpec) -> ProbeResult {
     let mut result = ProbeResult {
@@ -97,16 +100,21 @@ fn judge(spec: &HttpSpec, result: &mut ProbeResult, body: &[u8], headers: &[(Str
         ));
     }
     let text = String::from_utf8_lossy(body);
+    let cut = if result.body_truncated {
+        format!(" (the body was truncated at {MAX_BODY} bytes)")
+    } else {
+        String::new()
+    };
     for re in &spec.body_regex {
         if !re.is_match(&text) {
             result.failed_due_to_regex = true;
-            return Some(format!("body does not match /{re}/"));
+            return Some(format!("body does not match /{re}/{cut}"));
         }
     }
     for re in &spec.body_not_regex {
         if re.is_match(&text) {
             result.failed_due_to_regex = true;
-            return Some(format!("body matches /{re}/, which it must not"));
+            return Some(format!("body matches /{re}/, which it must not{cut}"));
         }
     }
     for (name, re) in &spec.header_regex {
@@ -138,8 +146,17 @@ async fn hops(
     headers: &mut Vec<(String, String)>,
 ) -> Result<(), String> {
     let mut url = reqwest::Url::parse(&spec.url).map_err(|e| format!("bad URL {}: {e}", spec.url))?;
+    let origin = url.origin();
     loop {
-        let (status, location) = hop(spec, &url, result, body, headers).await?;
+        // As curl does: credentials go to the origin the user named, never to another one
+        // a redirect points at.
+        let sent: Vec<(String, String)> = spec
+            .headers
+            .iter()
+            .filter(|(name, _)| url.origin() == origin || !is_credential(name))
+            .cloned()
+            .collect();
+        let (status, location) = hop(spec, &sent, &url, result, body, headers).await?;
         result.status_code = status;
         let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
         match (redirect && spec.follow_redirects, location) {
@@ -155,6 +172,12 @@ async fn hops(
             _ => return Ok(()),
         }
     }
+}
+
+fn is_credential(header: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|c| header.eq_ignore_ascii_case(c))
 }
 
 async fn resolve(host: &str, port: u16, result: &mut ProbeResult) -> Result<SocketAddr, String> {
@@ -188,6 +211,7 @@ async fn connect(addr: SocketAddr, result: &mut ProbeResult) -> Result<TcpStream
 /// One request/response; returns the status and the Location header.
 async fn hop(
     spec: &HttpSpec,
+    request_headers: &[(String, String)],
     url: &reqwest::Url,
     result: &mut ProbeResult,
     body: &mut Vec<u8>,
@@ -239,7 +263,7 @@ async fn hop(
         spec.method,
         env!("CARGO_PKG_VERSION")
     );
-    for (name, value) in &spec.headers {
+    for (name, value) in request_headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
@@ -260,18 +284,30 @@ async fn hop(
     result.phases.processing += (first_byte - written).as_secs_f64();
     buf.extend_from_slice(&chunk[..n]);
 
-    // Transfer: headers and body.
-    let (status, version, header_len, parsed_headers) = loop {
+    // Transfer: headers (past any 1xx interim answers) and body.
+    let (status, version, parsed_headers) = loop {
         let mut slots = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut slots);
         match response.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
+                let status = response.code.unwrap_or(0);
+                if crate::http1::is_interim(status) {
+                    buf.drain(..len);
+                    continue;
+                }
                 let parsed: Vec<(String, String)> = response
                     .headers
                     .iter()
                     .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
                     .collect();
-                break (response.code.unwrap_or(0), response.version.unwrap_or(1), len, parsed);
+                let framing =
+                    crate::http1::framing(&spec.method, status, response.headers.iter().map(|h| (h.name, h.value)))?;
+                let version = response.version.unwrap_or(1);
+                buf.drain(..len);
+                break (status, version, (parsed, framing));
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(format!("response head larger than {MAX_HEAD} bytes"));
             }
             Ok(httparse::Status::Partial) => {}
             Err(e) => return Err(format!("not an HTTP answer: {e}")),
@@ -285,71 +321,76 @@ async fn hop(
         }
         buf.extend_from_slice(&chunk[..n]);
     };
+    let (parsed_headers, framing) = parsed_headers;
     let header = |name: &str| {
         parsed_headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_string())
     };
-    let content_length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
-    let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let mut raw = buf.split_off(header_len);
-    let no_body = spec.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-    if !no_body {
-        loop {
-            let done = match (content_length, chunked) {
-                (Some(len), false) => raw.len() >= len,
-                (_, true) => dechunk(&raw).is_some(),
-                (None, false) => false,
-            };
-            if done || raw.len() > MAX_BODY {
-                break;
-            }
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("body cut off: {e}"))?;
-            if n == 0 {
-                if content_length.is_some_and(|len| raw.len() < len) || chunked {
-                    return Err("body cut off before its end".into());
-                }
-                break;
-            }
-            raw.extend_from_slice(&chunk[..n]);
-        }
-    }
+    body.clear();
+    let truncated = read_body(&mut stream, framing, buf, body).await?;
     result.phases.transfer += first_byte.elapsed().as_secs_f64();
-    *body = if chunked {
-        dechunk(&raw).unwrap_or_default()
-    } else {
-        raw.truncate(content_length.unwrap_or(raw.len()));
-        raw
-    };
+    result.body_truncated = truncated;
     result.body_length = body.len();
-    result.content_length = content_length.map(|l| l as i64);
+    result.content_length = header("content-length").and_then(|v| v.parse::<i64>().ok());
     result.http_version = Some(if version == 0 { 1.0 } else { 1.1 });
     let location = header("location");
     *headers = parsed_headers;
     Ok((status, location))
 }
 
-/// The body of a complete chunked encoding; None until the last chunk has arrived.
-fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = raw;
+/// Reads the body as `framing` delimits it, starting with the bytes already read, keeping at
+/// most [`MAX_BODY`] of it (in time proportional to its size); `true` when it was cut there.
+async fn read_body(
+    stream: &mut Box<dyn Io>,
+    framing: crate::http1::Framing,
+    mut pending: Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<bool, String> {
+    use crate::http1::Framing;
+    let mut chunk = [0u8; 8192];
+    let mut dechunker = crate::http1::Dechunker::default();
+    let mut seen: u64 = 0;
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(out);
+        let done = match framing {
+            Framing::Empty => return Ok(false),
+            Framing::Chunked => {
+                let used = dechunker.feed(&pending, body, MAX_BODY)?;
+                pending.drain(..used);
+                dechunker.is_done()
+            }
+            Framing::Length(_) | Framing::Close => {
+                let want = match framing {
+                    Framing::Length(len) => usize::try_from(len.saturating_sub(seen)).unwrap_or(usize::MAX),
+                    _ => usize::MAX,
+                };
+                let take = want.min(pending.len());
+                let room = MAX_BODY.saturating_sub(body.len()).min(take);
+                body.extend_from_slice(&pending[..room]);
+                seen += take as u64;
+                pending.clear();
+                matches!(framing, Framing::Length(len) if seen >= len)
+            }
+        };
+        if done {
+            return Ok(seen > body.len() as u64 || dechunker.dropped > 0);
         }
-        if rest.len() < size + 2 {
-            return None;
+        if body.len() >= MAX_BODY {
+            // Enough to judge: what is past the limit is not read at all.
+            return Ok(true);
         }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("body cut off: {e}"))?;
+        if n == 0 {
+            return match framing {
+                Framing::Close => Ok(false),
+                _ => Err("body cut off before its end".into()),
+            };
+        }
+        pending.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -465,19 +506,4 @@ async fn tcp_steps(spec: &TcpSpec, result: &mut ProbeResult) -> Result<(), Strin
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunked_bodies_are_decoded_once_complete() {
-        assert_eq!(
-            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").unwrap(),
-            b"hello world"
-        );
-        assert!(dechunk(b"5\r\nhello\r\n6\r\n wor").is_none());
-        assert!(dechunk(b"5\r\nhel").is_none());
-    }
 }

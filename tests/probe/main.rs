@@ -887,3 +887,107 @@ async fn doctor_reports_the_compose_projects_containers_and_their_state() {
     assert_eq!(status("worker"), "fail", "a paused worker is not ok");
     support::docker::docker(&["unpause", &project.container("worker")]);
 }
+
+/// A server that answers each request for a path with a canned byte string, and records
+/// every request head it was sent.
+async fn canned_server(answers: Vec<(&'static str, Vec<u8>)>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answers = Arc::new(answers);
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (answers, log) = (answers.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(head);
+                if let Some((_, answer)) = answers.iter().find(|(p, _)| *p == path) {
+                    let _ = stream.write_all(answer).await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+/// HTTP answers the probe once misread or crashed on: each now gets the verdict RFC 9112 gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_reads_interim_conflicting_hostile_and_huge_answers_rightly() {
+    let _quiet = QUIET.read().await;
+    let huge = {
+        let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 9000000\r\n\r\n".to_vec();
+        a.extend(std::iter::repeat_n(b'x', 9_000_000));
+        a
+    };
+    let (base, _) = canned_server(vec![
+        (
+            "/hints",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        ),
+        (
+            "/conflict",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+        ),
+        (
+            "/hostile",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc".to_vec(),
+        ),
+        ("/huge", huge),
+    ])
+    .await;
+    let probe = |path: &str, regex: Option<&str>| {
+        let mut spec = http_spec(&format!("{base}{path}"), Duration::from_secs(10));
+        spec.body_regex = regex.map(|r| regex::Regex::new(r).unwrap()).into_iter().collect();
+        async move { recordctl::probe::conn::http(&spec).await }
+    };
+    let hints = probe("/hints", Some("^ok$")).await;
+    assert!(hints.success, "a 103 is not the answer: {hints:?}");
+    assert_eq!(hints.status_code, 200);
+    let conflict = probe("/conflict", None).await;
+    assert!(!conflict.success);
+    assert!(conflict.failure.unwrap().contains("RFC 9112"));
+    let hostile = probe("/hostile", None).await;
+    assert!(!hostile.success, "{hostile:?}");
+    assert!(hostile.failure.unwrap().contains("cut off"));
+    let huge = probe("/huge", Some("y")).await;
+    assert!(huge.body_truncated && huge.body_length == 8 << 20, "{huge:?}");
+    assert!(huge.failure.unwrap().contains("truncated at 8388608 bytes"));
+}
+
+/// A redirect to another origin must not carry the user's credentials (as curl does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_drops_the_credentials() {
+    let _quiet = QUIET.read().await;
+    let (other, other_seen) = canned_server(vec![(
+        "/landing",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    )])
+    .await;
+    let redirect = format!("HTTP/1.1 302 Found\r\nLocation: {other}/landing\r\nContent-Length: 0\r\n\r\n").into_bytes();
+    let (first, first_seen) = canned_server(vec![("/start", redirect)]).await;
+    let mut spec = http_spec(&format!("{first}/start"), Duration::from_secs(10));
+    spec.headers = vec![
+        ("Authorization".into(), "Bearer s3cret".into()),
+        ("X-Trace".into(), "kept".into()),
+    ];
+    let result = recordctl::probe::conn::http(&spec).await;
+    assert!(result.success, "{result:?}");
+    assert_eq!(result.redirects, 1);
+    let first_head = first_seen.lock().unwrap().join("");
+    let other_head = other_seen.lock().unwrap().join("");
+    assert!(first_head.contains("Authorization: Bearer s3cret"), "{first_head}");
+    assert!(
+        !other_head.contains("s3cret"),
+        "the token reached another origin: {other_head}"
+    );
+    assert!(other_head.contains("X-Trace: kept"), "{other_head}");
+}
