@@ -507,14 +507,25 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
     out
 }
 
-/// `2026-11-21T19:30:45.123456Z` → unix nanoseconds (the log lines' own format).
+/// `2026-11-21T19:30:45.123456Z` → unix nanoseconds (the log lines' own format). Log lines
+/// are untrusted: anything out of range or not ASCII digits is `None`, never a panic.
 fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
     let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let number = |p: &str, max: i64| -> Option<i64> {
+        let ok = !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| p.parse::<i64>().ok()).flatten().filter(|v| *v <= max)
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (number(d.next()?, 9999)?, number(d.next()?, 12)?, number(d.next()?, 31)?);
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    let mut t = hms.split(':');
+    let (h, mi, s) = (number(t.next()?, 23)?, number(t.next()?, 59)?, number(t.next()?, 60)?);
+    if m == 0 || day == 0 || d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -522,14 +533,37 @@ fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    let frac_nanos: u128 = format!("{frac:0<9}")[..9].parse().ok()?;
-    Some(secs as u128 * 1_000_000_000 + frac_nanos)
+    let secs = u128::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()?;
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(secs * 1_000_000_000 + digits.parse::<u128>().ok()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_log_timestamps_are_none_not_panics() {
+        for odd in [
+            "2026-11-21T19:30:45.1é3Z",
+            "2026-11-21T19:30:45.Z",
+            "99999999999999-11-21T19:30:45Z",
+            "1960-01-01T00:00:00Z",
+            "2026-13-21T19:30:45Z",
+            "2026-11-21T19:30:45:12Z",
+            "2026-11-21T-1:30:45Z",
+            "T",
+            "",
+            "２０２６-11-21T19:30:45Z",
+        ] {
+            assert_eq!(parse_rfc3339_nanos(odd), None, "{odd}");
+        }
+        assert_eq!(
+            parse_rfc3339_nanos("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000),
+            "fractions are padded"
+        );
+    }
 
     #[test]
     fn log_timestamps_parse_back_to_unix_nanos() {

@@ -51,6 +51,12 @@ impl JourneyTelemetry {
 }
 
 /// Route templates the journey's requests hit.
+/// A string field of a log line; `None` when it is missing or not a string (log lines are
+/// untrusted: indexing a JSON map by a missing key would panic).
+pub fn field<'a>(line: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    line.get(name).and_then(Value::as_str)
+}
+
 pub const ROUTES: &[&str] = &["/products", "/products/{id}", "/checkout", "/orders/{id}"];
 
 fn worker_span_hangs_off_checkout(spans: &[CapturedSpan]) -> bool {
@@ -71,7 +77,7 @@ pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, w
         let logs = captured.logs_with_correlation_id(&journey.correlation_id);
         let worker_logged = logs
             .iter()
-            .any(|l| l["service"] == "recordstore-worker" && l["message"] == "job finished");
+            .any(|l| field(l, "service") == Some("recordstore-worker") && field(l, "message") == Some("job finished"));
         if (worker_span_hangs_off_checkout(&spans) && worker_logged) || Instant::now() + delay > deadline {
             break (spans, logs);
         }
@@ -383,7 +389,7 @@ fn judge(
             ),
         }
     };
-    let log_from = |service: &str| logs.iter().filter(|l| l["service"] == service).count();
+    let log_from = |service: &str| logs.iter().filter(|l| field(l, "service") == Some(service)).count();
     let (api_lines, worker_lines) = (log_from("recordstore-api"), log_from("recordstore-worker"));
     let logs_pillar = Pillar {
         pillar: "logs".into(),
@@ -435,4 +441,28 @@ fn judge(
         }
     };
     vec![traces, logs_pillar, metrics_pillar]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a Loki line whose JSON had no `service` field panicked the join.
+    #[test]
+    fn log_lines_missing_or_mistyping_fields_are_counted_not_panicked_on() {
+        let lines: Vec<Map<String, Value>> = [
+            serde_json::json!({ "message": "no service at all" }),
+            serde_json::json!({ "service": 42, "message": null }),
+            serde_json::json!({ "service": "recordstore-api", "message": "ok" }),
+            serde_json::json!({ "service": "other-app", "message": "ünïcode ✓" }),
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+        let pillars = judge(&[], &lines, &[], None, true);
+        let logs = pillars.iter().find(|p| p.pillar == "logs").unwrap();
+        assert!(!logs.complete);
+        assert!(logs.detail.contains("1 lines from recordstore-api but none from recordstore-worker"), "{}", logs.detail);
+        assert_eq!(field(&lines[1], "service"), None);
+    }
 }
