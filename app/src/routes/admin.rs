@@ -29,8 +29,31 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares a token sent to the expected one in time that depends only on the length of what
+/// was sent: no early return on a length mismatch or at the first differing byte.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let mut diff = u64::from(given.len() != expected.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= u64::from(g ^ expected[i % expected.len()]);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        for other in [&b"s3cre"[..], b"s3cret!", b"S3cret", b"", b"s3cret\0", b"s3crets3cret"] {
+            assert!(!constant_time_eq(other, b"s3cret"), "{other:?}");
+        }
+        assert!(!constant_time_eq(b"", b""), "no token is never a match");
+    }
 }
 
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Faults>> {
