@@ -57,6 +57,9 @@ pub struct ServiceContainer {
     pub networks: BTreeMap<String, Vec<String>>,
 }
 
+/// How long one Docker call may take unless told otherwise.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -64,9 +67,18 @@ pub struct DockerClient {
 
 impl DockerClient {
     /// Connects (DOCKER_HOST or the local socket) and agrees on an API version with the engine.
+    /// Every call gives up after [`CALL_TIMEOUT`].
     pub async fn connect() -> Result<DockerClient, DockerError> {
+        Self::connect_bounded(CALL_TIMEOUT).await
+    }
+
+    /// As [`DockerClient::connect`], every call bounded by `timeout` (a stop's grace period
+    /// must fit in it).
+    pub async fn connect_bounded(timeout: std::time::Duration) -> Result<DockerClient, DockerError> {
         let unreachable = |e: bollard::errors::Error| DockerError::Unreachable { reason: e.to_string() };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = Docker::connect_with_defaults()
+            .map_err(unreachable)?
+            .with_timeout(timeout);
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
         Ok(DockerClient { docker })

@@ -236,6 +236,39 @@ fn default_recovery() -> HumanDuration {
 fn default_max_fault() -> HumanDuration {
     HumanDuration(Duration::from_secs(300))
 }
+/// The longest stop grace period a drill may ask for.
+pub const MAX_STOP_GRACE_SECONDS: i32 = 60;
+
+/// Signals whose default action ends a process: after one of them, starting the container
+/// again puts it back. SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, SIGCHLD, SIGURG and
+/// SIGWINCH stop, continue or do nothing, which that undo would not reverse.
+pub const ENDING_SIGNALS: &[&str] = &[
+    "SIGKILL",
+    "SIGTERM",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGHUP",
+    "SIGABRT",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGALRM",
+    "SIGPIPE",
+    "SIGSEGV",
+    "SIGBUS",
+    "SIGILL",
+    "SIGFPE",
+    "SIGSYS",
+    "SIGTRAP",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGIO",
+    "SIGPOLL",
+    "SIGPWR",
+    "SIGSTKFLT",
+];
+
 fn default_grace() -> i32 {
     5
 }
@@ -308,12 +341,17 @@ fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
             ));
         }
         if let Some(signal) = &fault.signal
-            && !signal.starts_with("SIG")
+            && !ENDING_SIGNALS.contains(&signal.as_str())
         {
-            return Err((
-                Some(format!("signal = \"{signal}\"")),
-                format!("signal {signal:?} should be a name like SIGKILL or SIGTERM"),
-            ));
+            let why = if signal.starts_with("SIG") {
+                format!(
+                    "signal {signal:?} does not end a process, so starting the container again would not undo it; \
+                     use action = \"pause\" to freeze a container, or a signal that ends it (SIGKILL, SIGTERM, …)"
+                )
+            } else {
+                format!("signal {signal:?} should be a name like SIGKILL or SIGTERM")
+            };
+            return Err((Some(format!("signal = \"{signal}\"")), why));
         }
         if fault.action == Action::PaymentFault && fault.latency_ms.is_none() && fault.error_rate.is_none() {
             return Err((
@@ -329,6 +367,15 @@ fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
                 format!("error_rate {rate} must be within 0..=1"),
             ));
         }
+    }
+    if !(0..=MAX_STOP_GRACE_SECONDS).contains(&d.safety.stop_grace_seconds) {
+        return Err((
+            Some("stop_grace_seconds".into()),
+            format!(
+                "stop_grace_seconds {} must be within 0..={MAX_STOP_GRACE_SECONDS}",
+                d.safety.stop_grace_seconds
+            ),
+        ));
     }
     if let Some(traffic) = &d.traffic
         && !(traffic.rate > 0.0 && traffic.rate <= 1000.0)
@@ -386,5 +433,45 @@ mod tests {
         assert!(err.message.contains("unknown field"), "{err}");
         let err = parse(&format!("{base}[safety]\nmax_fault_duration = \"5s\"\n"), "x.toml").unwrap_err();
         assert!(err.message.contains("exceeds the safety cap 5s"), "{err}");
+    }
+
+    /// Regression: `kill` with SIGSTOP left the container frozen while the undo marked it done.
+    #[test]
+    fn signals_that_do_not_end_a_process_are_refused_with_their_line() {
+        let kill = |signal: &str| {
+            format!(
+                "name = \"x\"\nservices = [\"db\"]\n[[fault]]\naction = \"kill\"\nservice = \"db\"\n\
+                 signal = \"{signal}\"\nduration = \"10s\"\n"
+            )
+        };
+        for frozen in [
+            "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGCHLD", "SIGWINCH", "SIGURG",
+        ] {
+            let err = parse(&kill(frozen), "k.toml").unwrap_err();
+            assert_eq!(err.line, Some(6), "{frozen}: {err}");
+            assert!(err.message.contains("does not end a process"), "{err}");
+            assert!(err.message.contains("pause"), "{err}");
+        }
+        assert!(
+            parse(&kill("9"), "k.toml")
+                .unwrap_err()
+                .message
+                .contains("a name like SIGKILL")
+        );
+        for ending in ["SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"] {
+            parse(&kill(ending), "k.toml").unwrap_or_else(|e| panic!("{ending}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_stop_grace_period_outside_0_to_60_seconds_is_refused() {
+        let base =
+            "name = \"x\"\nservices = [\"db\"]\n[[fault]]\naction = \"stop\"\nservice = \"db\"\nduration = \"10s\"\n";
+        for bad in ["-1", "61", "100000"] {
+            let err = parse(&format!("{base}[safety]\nstop_grace_seconds = {bad}\n"), "g.toml").unwrap_err();
+            assert!(err.message.contains("within 0..=60"), "{bad}: {err}");
+            assert_eq!(err.line, Some(8), "{err}");
+        }
+        parse(&format!("{base}[safety]\nstop_grace_seconds = 60\n"), "g.toml").unwrap();
     }
 }

@@ -8,6 +8,7 @@ pub mod file;
 pub mod journal;
 pub mod report;
 pub mod traffic;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -23,7 +24,7 @@ use crate::cli::DrillArgs;
 use crate::exit;
 use file::{Action, AlertState, Drill, Fault};
 use journal::{Entry, EntryState, JournalFile, Undo, now_ms};
-use report::{AlertOutcome, Check, DrillReport, Event, LedgerReport, Tick};
+use report::{Check, DrillReport, Event, LedgerReport, Tick};
 
 /// Seconds of traffic before the first fault: the baseline, and orders in flight when it hits.
 const BASELINE_SECONDS: usize = 5;
@@ -78,7 +79,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
 
     // Preflight, read-only: Docker, the project and its containers, Prometheus.
     let docker = if needs_docker {
-        match DockerClient::connect().await {
+        match DockerClient::connect_bounded(docker_timeout(drill.safety.stop_grace_seconds)).await {
             Ok(docker) => Some(docker),
             Err(e) if args.dry_run => {
                 eprintln!("recordctl drill: (dry run) {e}");
@@ -176,8 +177,10 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         started_ms: now_ms(),
     });
 
-    // The steady state must hold before anything is touched.
-    let preflight = steady_state(&ctx).await;
+    // The steady state must hold before anything is touched, and no alert the drill expects
+    // may be active yet (it could not show that the fault was detected).
+    let mut preflight = steady_state(&ctx).await;
+    preflight.extend(expected_alerts_quiet(&ctx).await);
     if preflight.iter().any(|c| !c.ok) {
         let report = DrillReport::preflight_failed(&ctx.drill.name, &ctx.file, &ctx.project, &ctx.target, preflight);
         return finish(&report, &args);
@@ -323,6 +326,51 @@ impl Ctx {
     }
 }
 
+/// A Docker call may take the stop's grace period and a little more, never longer: a hung
+/// engine cannot hold a fault past its cap unnoticed.
+fn docker_timeout(stop_grace_seconds: i32) -> Duration {
+    Duration::from_secs(u64::try_from(stop_grace_seconds).unwrap_or(0) + 15)
+}
+
+/// One check per expected alert: not pending or firing before the fault.
+async fn expected_alerts_quiet(ctx: &Ctx) -> Vec<Check> {
+    let Some(prom) = &ctx.prom else { return Vec::new() };
+    if ctx.drill.expected_alerts.is_empty() {
+        return Vec::new();
+    }
+    let active = match prom.alerts().await {
+        Ok(alerts) => alerts,
+        Err(e) => {
+            return vec![Check {
+                name: "expected alerts inactive".into(),
+                ok: false,
+                detail: format!("cannot list alerts: {e}"),
+            }];
+        }
+    };
+    ctx.drill
+        .expected_alerts
+        .iter()
+        .map(|expected| {
+            let state = active
+                .iter()
+                .find(|a| a.labels.get("alertname") == Some(&expected.name))
+                .map(|a| a.state.clone());
+            Check {
+                name: format!("alert {} inactive", expected.name),
+                ok: state.is_none(),
+                detail: match state {
+                    Some(state) => format!(
+                        "{} is already {state}: resolve it first, or the drill could not show its fault was detected",
+                        expected.name
+                    ),
+                    None => format!("{} is inactive", expected.name),
+                },
+            }
+        })
+        .collect()
+}
+
 /// Checks the steady-state hypothesis: every probe and every query within tolerance.
 async fn steady_state(ctx: &Ctx) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -396,21 +444,10 @@ async fn steady_state(ctx: &Ctx) -> Vec<Check> {
     checks
 }
 
-/// When an alert was first seen, in Unix ms.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sighting {
-    /// Prometheus's activeAt: when it went pending.
-    active: Option<i64>,
-    /// The first look that found it firing.
-    firing: Option<i64>,
-    /// The first look that found it at Alertmanager.
-    alertmanager: Option<i64>,
-}
-
 /// What the drill has seen of the alerts so far.
 #[derive(Default)]
 struct AlertWatch {
-    seen: BTreeMap<String, Sighting>,
+    seen: BTreeMap<String, verdict::Sighting>,
     current: BTreeMap<String, AlertState>,
 }
 
@@ -718,47 +755,14 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
     }
 
     // Expected alerts, measured from the (first) fault.
+    let fault_ms = fault_at.map(|t| ctx.started_ms + (t * 1000.0) as i64);
     for expected in &drill.expected_alerts {
         let seen = watch.seen.get(&expected.name).copied().unwrap_or_default();
-        let fault_ms = fault_at.map(|t| ctx.started_ms + (t * 1000.0) as i64);
-        let at = |ms: Option<i64>| Option::zip(ms, fault_ms).map(|(ms, f)| (ms - f) as f64 / 1000.0);
-        let pending_s = at(seen.active);
-        let firing_s = at(seen.firing);
-        let reached = match expected.state {
-            AlertState::Pending => pending_s.or(firing_s),
-            AlertState::Firing => firing_s,
-        };
-        let met = reached.is_some_and(|s| s <= expected.within.0.as_secs_f64());
-        if !met {
-            report.failures.push(match reached {
-                Some(s) => format!(
-                    "{} reached {:?} {s:.1}s after the fault, later than the expected {:?}",
-                    expected.name, expected.state, expected.within.0
-                ),
-                None => format!(
-                    "expected alert {} never reached {:?} (expected within {:?} of the fault)",
-                    expected.name, expected.state, expected.within.0
-                ),
-            });
-        }
-        report.alerts.push(AlertOutcome {
-            name: expected.name.clone(),
-            state: expected.state,
-            within_s: expected.within.0.as_secs_f64(),
-            pending_after_s: pending_s,
-            firing_after_s: firing_s,
-            alertmanager_after_s: at(seen.alertmanager),
-            met,
-        });
+        let (outcome, failure) = verdict::judge_alert(expected, seen, fault_ms);
+        report.failures.extend(failure);
+        report.alerts.push(outcome);
     }
-    report.time_to_detect_s = report
-        .alerts
-        .iter()
-        .filter_map(|a| match a.state {
-            AlertState::Pending => a.pending_after_s,
-            AlertState::Firing => a.firing_after_s,
-        })
-        .reduce(f64::min);
+    report.time_to_detect_s = verdict::time_to_detect(&report.alerts);
     report.time_to_recover_s = Option::zip(recovered_at, reverted_at).map(|(r, v)| r - v);
     report.impact_s = Option::zip(recovered_at, fault_at).map(|(r, f)| r - f);
     report.first_error_after_s = Option::zip(first_error, fault_at).map(|(e, f)| e - f);
@@ -1051,7 +1055,7 @@ async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u
         .iter()
         .any(|e| !matches!(e.undo, Undo::ClearPaymentFault { .. }));
     let docker = if needs_docker {
-        match DockerClient::connect().await {
+        match DockerClient::connect_bounded(docker_timeout(file::MAX_STOP_GRACE_SECONDS)).await {
             Ok(d) => Some(d),
             Err(e) => {
                 eprintln!("recordctl drill --restore: {e}");

@@ -462,7 +462,12 @@ mod tests {
         let pillars = judge(&[], &lines, &[], None, true);
         let logs = pillars.iter().find(|p| p.pillar == "logs").unwrap();
         assert!(!logs.complete);
-        assert!(logs.detail.contains("1 lines from recordstore-api but none from recordstore-worker"), "{}", logs.detail);
+        assert!(
+            logs.detail
+                .contains("1 lines from recordstore-api but none from recordstore-worker"),
+            "{}",
+            logs.detail
+        );
         assert_eq!(field(&lines[1], "service"), None);
     }
 }

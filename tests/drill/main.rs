@@ -490,6 +490,42 @@ async fn when_the_steady_state_does_not_hold_beforehand_nothing_is_touched() {
     run.finish().await;
 }
 
+/// Regression: an expected alert already firing before the fault counted as detected, with a
+/// negative time to detect. Now the preflight names it and the drill touches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_alert_already_firing_fails_the_preflight_and_touches_nothing() {
+    if !support::Prometheus::available() {
+        return;
+    }
+    let drill = "name = \"loud\"\nservices = [\"a\"]\n\
+[[fault]]\naction = \"stop\"\nservice = \"a\"\nduration = \"5s\"\n\
+[[expect_alert]]\nname = \"AlwaysOn\"\nwithin = \"30s\"\n";
+    let Some(run) = DrillRun::new("rsloud", &["a"], drill).await else {
+        return;
+    };
+    let rules = run.dir.join("always.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: always\n    rules:\n      - alert: AlwaysOn\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let prometheus = support::Prometheus::start("", &[rules], "");
+    let prom = prometheus.client();
+    support::eventually("AlwaysOn to fire", Duration::from_secs(30), || async {
+        let alerts = prom.alerts().await.ok()?;
+        alerts.iter().any(|a| a.state == "firing").then_some(())
+    })
+    .await;
+    let out = run.command(&["--prometheus", &prometheus.url]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("PREFLIGHT-FAILED"), "{stdout}");
+    assert!(stdout.contains("AlwaysOn is already firing"), "{stdout}");
+    assert_eq!(state(&run.project.container("a")), "running", "nothing was stopped");
+    assert!(!run.journal.exists(), "no journal: nothing was changed");
+    run.finish().await;
+}
+
 fn journal(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
