@@ -232,7 +232,8 @@ Examples:
   recordctl drill db-outage --dry-run
   recordctl drill db-outage --yes --json report.json --junit drill.xml
   recordctl drill drills/my-drill.toml --project recordstore --target http://localhost:8000
-  recordctl drill --restore";
+  recordctl drill --restore
+  recordctl drill --restore --forget   # entries whose containers compose removed";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrillArgs {
@@ -244,6 +245,10 @@ pub struct DrillArgs {
     /// Undo every change the journal says is still in place (after a killed drill).
     #[arg(long, conflicts_with_all = ["drill", "list", "dry_run"])]
     pub restore: bool,
+    /// With --restore: drop the journal's entries without undoing them (their containers are
+    /// gone); asks first unless --yes.
+    #[arg(long, requires = "restore")]
+    pub forget: bool,
     /// Print the plan (containers, faults, undo steps) and touch nothing.
     #[arg(long)]
     pub dry_run: bool,

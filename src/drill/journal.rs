@@ -1,7 +1,11 @@
 //! The drill journal (`.recordctl/drill-journal.json`): before each change, an entry saying
 //! what will be changed and how to undo it; after the undo, the entry is marked undone. After
 //! a SIGKILL, `recordctl drill --restore` undoes whatever the journal says is still changed.
-//! Written to a temp file and renamed, so a crash never leaves half a journal.
+//! Written to a temp file and renamed, so a crash never leaves half a journal. The journal is
+//! held under an exclusive lock (`<journal>.lock`, with the owner's pid and drill) for as long
+//! as a drill or a restore uses it: a second drill, or a `--restore` while the owner lives, is
+//! refused and told who holds it. The lock dies with its process, so a SIGKILLed drill leaves
+//! its journal free for `--restore`.
 
 use std::path::{Path, PathBuf};
 
@@ -69,12 +73,55 @@ impl Entry {
 pub struct JournalFile {
     path: PathBuf,
     pub journal: Journal,
+    _lock: JournalLock,
+}
+
+/// The exclusive hold on a journal; released when dropped or when its process dies.
+pub struct JournalLock {
+    _file: std::fs::File,
+}
+
+impl JournalLock {
+    /// Takes the lock of the journal at `path` for `owner` (what the lock file will say).
+    pub fn acquire(path: &Path, owner: &str) -> Result<JournalLock, String> {
+        use std::io::Write;
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let lock_path = path.with_extension("json.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = writeln!(file, "{owner} (pid {})", std::process::id());
+                Ok(JournalLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                Err(format!(
+                    "{} is in use by {}: wait for it to finish (it undoes its own changes), or stop it with Ctrl-C",
+                    path.display(),
+                    holder.trim()
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
 }
 
 impl JournalFile {
     /// Starts a new journal for a drill. Refuses when the file still has changes not undone
     /// (a drill was killed): those must be restored first.
     pub fn create(path: &Path, drill: &str, project: &str) -> Result<JournalFile, String> {
+        let lock = JournalLock::acquire(path, &format!("drill {drill:?}"))?;
         if let Some(old) = read(path)?
             && old.entries.iter().any(Entry::needs_undo)
         {
@@ -87,6 +134,7 @@ impl JournalFile {
         }
         let file = JournalFile {
             path: path.to_path_buf(),
+            _lock: lock,
             journal: Journal {
                 drill: drill.to_string(),
                 project: project.to_string(),
@@ -99,10 +147,16 @@ impl JournalFile {
         Ok(file)
     }
 
+    /// The journal at `path` for a restore, locked; `None` when there is none.
     pub fn open(path: &Path) -> Result<Option<JournalFile>, String> {
+        if read(path)?.is_none() {
+            return Ok(None);
+        }
+        let lock = JournalLock::acquire(path, "drill --restore")?;
         Ok(read(path)?.map(|journal| JournalFile {
             path: path.to_path_buf(),
             journal,
+            _lock: lock,
         }))
     }
 
@@ -144,7 +198,7 @@ impl JournalFile {
         {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let tmp = self.path.with_extension("json.tmp");
+        let tmp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(&self.journal).expect("journal serializes");
         std::fs::write(&tmp, text + "\n").map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))

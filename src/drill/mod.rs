@@ -34,6 +34,9 @@ pub const ADMIN_TOKEN_ENV: &str = "RECORDSTORE_ADMIN_TOKEN";
 
 pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
     let journal_path = PathBuf::from(&args.journal);
+    if args.restore && args.forget {
+        return forget_command(&journal_path, args.yes);
+    }
     if args.restore {
         return restore_command(&journal_path, args.admin_token.as_deref()).await;
     }
@@ -157,7 +160,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         return exit::UNREACHABLE;
     }
     eprint!("{plan}");
-    if !args.yes && std::io::stdin().is_terminal() && !confirm() {
+    if !args.yes && std::io::stdin().is_terminal() && !confirm("Break these containers now?") {
         eprintln!("recordctl drill: not confirmed; nothing was changed");
         return exit::CHECKS_FAILED;
     }
@@ -248,8 +251,8 @@ fn finish(report: &DrillReport, args: &DrillArgs) -> u8 {
     if report.passed { exit::OK } else { exit::CHECKS_FAILED }
 }
 
-fn confirm() -> bool {
-    eprint!("Break these containers now? [y/N] ");
+fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
@@ -963,10 +966,17 @@ async fn undo(
         };
     }
     let docker = docker.ok_or("Docker is needed to undo this change")?;
-    let c = docker
-        .inspect(project, &entry.container_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let c = match docker.inspect(project, &entry.container_id).await {
+        Ok(c) => c,
+        // Compose removed or recreated the container: undo on the service's container now.
+        Err(gone) => docker.service(project, &entry.service).await.map_err(|_| {
+            format!(
+                "container {} is gone ({gone}) and service {:?} has no container in project {project:?}; \
+                 nothing is left to undo on: `recordctl drill --restore --forget` drops this entry",
+                entry.container_name, entry.service
+            )
+        })?,
+    };
     match &entry.undo {
         Undo::Start | Undo::EnsureRunning => {
             if c.state == "paused" {
@@ -1033,6 +1043,58 @@ async fn restore(
 }
 
 /// `recordctl drill --restore`: undo what a killed drill left changed.
+/// `drill --restore --forget`: marks every change the journal still holds as dealt with,
+/// after the user confirms (or with `--yes`), so later drills may run.
+fn forget_command(path: &std::path::Path, yes: bool) -> u8 {
+    let mut journal = match JournalFile::open(path) {
+        Ok(Some(journal)) => journal,
+        Ok(None) => {
+            println!("nothing to forget: no journal at {}", path.display());
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("recordctl drill --restore --forget: {e}");
+            return exit::CHECKS_FAILED;
+        }
+    };
+    let pending = journal.pending();
+    if pending.is_empty() {
+        println!("nothing to forget: every change in {} was undone", path.display());
+        return exit::OK;
+    }
+    for e in &pending {
+        println!(
+            "would forget: {} {} ({}){}",
+            e.action,
+            e.service,
+            e.container_name,
+            e.undo_error
+                .as_deref()
+                .map(|err| format!(": {err}"))
+                .unwrap_or_default()
+        );
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("recordctl drill --restore --forget: add --yes to drop these entries without undoing them");
+            return exit::USAGE;
+        }
+        if !confirm(&format!("Drop these {} entries without undoing them?", pending.len())) {
+            eprintln!("nothing forgotten");
+            return exit::CHECKS_FAILED;
+        }
+    }
+    for e in &pending {
+        let note = Some("forgotten by drill --restore --forget, not undone".to_string());
+        if let Err(err) = journal.mark(e.id, EntryState::Undone, note) {
+            eprintln!("recordctl drill --restore --forget: {err}");
+            return exit::CHECKS_FAILED;
+        }
+    }
+    println!("forgot {} entries; later drills may run", pending.len());
+    exit::OK
+}
+
 async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u8 {
     let journal = match JournalFile::open(path) {
         Ok(Some(journal)) => journal,
@@ -1042,7 +1104,7 @@ async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u
         }
         Err(e) => {
             eprintln!("recordctl drill --restore: {e}");
-            return exit::USAGE;
+            return exit::CHECKS_FAILED;
         }
     };
     let pending = journal.pending();

@@ -1071,3 +1071,108 @@ async fn a_worker_killed_mid_payment_and_started_again_leaves_a_clean_audit() {
         .unwrap();
     assert_eq!(over_http["violations"], serde_json::json!([]), "{over_http:#}");
 }
+
+/// Regression: the journal had no lock, so two drills overwrote each other's entries and a
+/// `--restore` undid a running drill's faults. Both are refused, naming the running drill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_drill_and_a_restore_are_refused_while_a_drill_runs() {
+    let drill = "name = \"holder\"\nservices = [\"a\"]\n\
+[[fault]]\naction = \"stop\"\nservice = \"a\"\nduration = \"6s\"\n";
+    let Some(setup) = DrillRun::new("rslock", &["a"], drill).await else {
+        return;
+    };
+    let a = setup.project.container("a");
+    let mut first = setup
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_state(&a, "exited", Duration::from_secs(30));
+    let second = setup.command(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by drill \"holder\" (pid {})", first.id())),
+        "{stderr}"
+    );
+    let restore = recordctl()
+        .args(["drill", "--restore", "--journal", setup.journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert_eq!(restore.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by drill \"holder\""), "{stderr}");
+    assert_eq!(state(&a), "exited", "the running drill's fault was left alone");
+    assert!(
+        first.wait().unwrap().success(),
+        "the first drill finished and undid its fault"
+    );
+    assert_eq!(state(&a), "running");
+    assert!(journal(&setup.journal)["entries"].as_array().unwrap().len() == 1);
+    setup.finish().await;
+}
+
+/// A journal entry whose container compose recreated is undone on the service's current
+/// container; one whose service has no container any more is reported, and `--restore
+/// --forget --yes` drops it so later drills may run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_whose_containers_are_gone_are_resolved_by_service_or_forgotten() {
+    let drill = "name = \"gone\"\nservices = [\"a\"]\n\
+[[fault]]\naction = \"pause\"\nservice = \"a\"\nduration = \"60s\"\n";
+    let Some(setup) = DrillRun::new("rsgone", &["a"], drill).await else {
+        return;
+    };
+    let a = setup.project.container("a");
+    let journal_arg = setup.journal.to_str().unwrap().to_string();
+    let restore = |extra: &[&str]| {
+        recordctl()
+            .args(["drill", "--restore", "--journal", &journal_arg])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let kill_mid_fault = || {
+        let mut child = setup
+            .command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_state(&a, "paused", Duration::from_secs(30));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+
+    // Recreated by compose: a new container for the same service, the old one gone.
+    kill_mid_fault();
+    docker::docker(&["rm", "-f", &a]);
+    setup
+        .project
+        .run("a", docker::BASE_IMAGE, &["--init"], &["sleep", "infinity"]);
+    let out = restore(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("restored  pause a"), "{stdout}");
+
+    // Removed for good: reported with the way out, then forgotten.
+    kill_mid_fault();
+    docker::docker(&["rm", "-f", &a]);
+    let out = restore(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("has no container") && stdout.contains("--forget"),
+        "{stdout}"
+    );
+    let out = restore(&["--forget"]);
+    assert_eq!(out.status.code(), Some(2), "no terminal and no --yes: asks for --yes");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = restore(&["--forget", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("forgot 1 entries"), "{stdout}");
+    let out = restore(&[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to restore"));
+    setup.finish().await;
+}
