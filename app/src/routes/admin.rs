@@ -42,19 +42,6 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        for other in [&b"s3cre"[..], b"s3cret!", b"S3cret", b"", b"s3cret\0", b"s3crets3cret"] {
-            assert!(!constant_time_eq(other, b"s3cret"), "{other:?}");
-        }
-        assert!(!constant_time_eq(b"", b""), "no token is never a match");
-    }
-}
 
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Faults>> {
     authorize(&state, &headers)?;
@@ -92,4 +79,18 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap) -> ApiResu
 pub async fn audit(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuditReport>> {
     authorize(&state, &headers)?;
     Ok(Json(state.store.audit().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        for other in [&b"s3cre"[..], b"s3cret!", b"S3cret", b"", b"s3cret\0", b"s3crets3cret"] {
+            assert!(!constant_time_eq(other, b"s3cret"), "{other:?}");
+        }
+        assert!(!constant_time_eq(b"", b""), "no token is never a match");
+    }
 }
