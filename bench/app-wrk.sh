@@ -37,7 +37,7 @@ echo "== starting PostgreSQL on 127.0.0.1:$PGPORT"
 "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres store
 
 echo "== starting recordstore on 127.0.0.1:$APPPORT (API + worker, logs to $WORK/app.log)"
-DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/store" RECORDSTORE_LISTEN="127.0.0.1:$APPPORT" \
+RECORDSTORE_WRITE_RATE_LIMIT=0 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/store" RECORDSTORE_LISTEN="127.0.0.1:$APPPORT" \
   RECORDSTORE_DB_MAX_CONNECTIONS="${DB_CONNECTIONS:-16}" \
   target/release/recordstore serve >"$WORK/app.log" 2>&1 &
 APP_PID=$!

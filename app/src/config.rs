@@ -21,6 +21,8 @@ pub struct Config {
     /// How long a product list page may be served from memory; zero reads the database
     /// every time.
     pub catalogue_cache_ttl: Duration,
+    /// Per-client limit on the write endpoints; `None` turns it off.
+    pub write_rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ impl Config {
             max_body_bytes: 64 * 1024,
             seed: true,
             catalogue_cache_ttl: Duration::from_millis(500),
+            // The embedded store is the tool's own target: nothing to protect it from.
+            write_rate_limit: None,
         }
     }
 
@@ -121,7 +125,23 @@ impl Config {
             worker_service: get("RECORDSTORE_WORKER_SERVICE_NAME")
                 .unwrap_or_else(|| crate::telemetry::WORKER_SERVICE.into()),
         };
+        let per_second: f64 = parse(
+            &get,
+            "RECORDSTORE_WRITE_RATE_LIMIT",
+            "100",
+            "writes per second per client (0 turns the limit off)",
+        )?;
+        let burst: f64 = parse(&get, "RECORDSTORE_WRITE_BURST", "200", "a number of writes")?;
+        if !(per_second.is_finite() && per_second >= 0.0 && burst.is_finite() && burst >= 1.0) {
+            return Err(ConfigError::new(
+                "RECORDSTORE_WRITE_RATE_LIMIT/RECORDSTORE_WRITE_BURST",
+                &format!("{per_second}/{burst}"),
+                "a rate of 0 or more and a burst of 1 or more",
+            ));
+        }
+        let write_rate_limit = (per_second > 0.0).then_some(crate::rate_limit::RateLimit { per_second, burst });
         Ok(Config {
+            write_rate_limit,
             database_url,
             listen,
             admin_token: get("RECORDSTORE_ADMIN_TOKEN"),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod payment;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -85,6 +85,9 @@ impl Application {
             admin_token: config.admin_token.as_deref().map(Arc::from),
             max_attempts: config.worker.max_attempts,
             catalogue: Arc::new(CatalogueCache::new(config.catalogue_cache_ttl)),
+            rate_limiter: config
+                .write_rate_limit
+                .map(|limit| Arc::new(crate::rate_limit::RateLimiter::new(limit))),
         };
         let worker = matches!(role, Role::ApiAndWorker | Role::Worker).then(|| {
             Arc::new(Worker::new(
@@ -121,6 +124,7 @@ impl Application {
         tracing::dispatcher::with_default(&api, || {
             tracing::info!(%addr, role = ?self.role, backend = ?self.state.store.backend(), "recordstore listening");
         });
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .await;

@@ -248,13 +248,22 @@ mod tests {
         let path = dir.join("j.json");
         let mut journal = JournalFile::create(&path, "db-outage", "p").unwrap();
         let id = journal.before(entry()).unwrap();
+        // While the drill holds it, neither a restore nor another drill may use it.
+        let pid = std::process::id();
+        let held = format!("in use by drill \"db-outage\" (pid {pid})");
+        assert!(JournalFile::open(&path).err().unwrap().contains(&held));
+        assert!(JournalFile::create(&path, "other", "p").err().unwrap().contains(&held));
+        drop(journal); // as when the drill dies: its lock goes with it
         let reread = JournalFile::open(&path).unwrap().unwrap();
         assert_eq!(reread.journal.entries[0].state, EntryState::Applying);
         assert_eq!(reread.pending().len(), 1);
+        drop(reread);
         let err = JournalFile::create(&path, "other", "p").err().unwrap();
         assert!(err.contains("--restore"), "{err}");
-        journal.mark(id, EntryState::Undone, None).unwrap();
-        JournalFile::create(&path, "other", "p").unwrap();
+        let mut restoring = JournalFile::open(&path).unwrap().unwrap();
+        restoring.mark(id, EntryState::Undone, None).unwrap();
+        drop(restoring);
+        drop(JournalFile::create(&path, "other", "p").unwrap());
         std::fs::write(&path, "{ nope").unwrap();
         assert!(JournalFile::open(&path).err().unwrap().contains("not a drill journal"));
         let _ = std::fs::remove_dir_all(dir);

@@ -1205,6 +1205,7 @@ async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Duration) -> 
     }
     let refused = ledger.refused();
     report.refused = refused.len();
+    report.rate_limited = ledger.rate_limited();
     let refused_ids = refused.into_iter().map(|c| c.correlation_id).collect();
     for (id, orders) in orders_of_all(ctx, refused_ids).await {
         match orders {

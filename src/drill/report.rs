@@ -100,6 +100,9 @@ pub struct LedgerReport {
     pub unfinished: Vec<i64>,
     /// Checkouts the store answered with an error status.
     pub refused: usize,
+    /// Of those, the ones its rate limit refused (429).
+    #[serde(default)]
+    pub rate_limited: usize,
     /// Correlation ids of refused checkouts that made an order all the same: the customer was
     /// told the checkout failed.
     pub refused_but_ordered: Vec<String>,
@@ -290,7 +293,7 @@ impl LedgerReport {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "{} acknowledged: {} completed, {} failed, {} lost, {} duplicated, {} unfinished; \
-             {} refused ({} made an order); {} unanswered ({} made an order, {} did not)",
+             {} refused ({} rate-limited; {} made an order); {} unanswered ({} made an order, {} did not)",
             self.acknowledged,
             self.completed,
             self.failed,
@@ -298,6 +301,7 @@ impl LedgerReport {
             self.duplicated.len(),
             self.unfinished.len(),
             self.refused,
+            self.rate_limited,
             self.refused_but_ordered.len(),
             self.unanswered,
             self.unanswered_ordered,

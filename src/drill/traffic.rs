@@ -58,6 +58,11 @@ impl Ledger {
         self.entries().refused.clone()
     }
 
+    /// Of the refused checkouts, those the store's rate limit refused (429).
+    pub fn rate_limited(&self) -> usize {
+        self.entries().refused.iter().filter(|u| u.status == 429).count()
+    }
+
     /// Checkouts with no answer, or an acknowledgement without an order id.
     pub fn unanswered(&self) -> Vec<Unacked> {
         self.entries().unanswered.clone()
@@ -197,6 +202,7 @@ mod tests {
         ledger.observe(&seen("/checkout", 202, &accepted, "run-1"));
         ledger.observe(&seen("/checkout", 503, &error, "run-2"));
         ledger.observe(&seen("/checkout", 409, &error, "run-3"));
+        ledger.observe(&seen("/checkout", 429, &error, "run-7"));
         ledger.observe(&seen("/checkout", 0, &Value::Null, "run-4"));
         ledger.observe(&seen("/checkout", 202, &Value::Null, "run-5"));
         ledger.observe(&seen("/products", 200, &accepted, "run-6"));
@@ -208,7 +214,15 @@ mod tests {
             .into_iter()
             .map(|u| (u.correlation_id, u.status))
             .collect();
-        assert_eq!(refused, [("run-2".to_string(), 503), ("run-3".to_string(), 409)]);
+        assert_eq!(
+            refused,
+            [
+                ("run-2".to_string(), 503),
+                ("run-3".to_string(), 409),
+                ("run-7".to_string(), 429)
+            ]
+        );
+        assert_eq!(ledger.rate_limited(), 1, "429s are refused, and counted apart");
         let unanswered: Vec<_> = ledger
             .unanswered()
             .into_iter()

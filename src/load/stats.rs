@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Timeout,
     /// Connection reset or closed mid-request.
     Reset,
+    /// 429 Too Many Requests: the target's rate limit refused it.
+    RateLimited,
     /// A 4xx status not listed as expected.
     Http4xx,
     /// A 5xx status not listed as expected.
@@ -47,6 +49,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn for_status(status: u16) -> ErrorKind {
         match status {
+            429 => ErrorKind::RateLimited,
             400..=499 => ErrorKind::Http4xx,
             500..=599 => ErrorKind::Http5xx,
             _ => ErrorKind::UnexpectedStatus,
@@ -347,6 +350,7 @@ mod tests {
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(ErrorKind::for_io(&reset), ErrorKind::Reset);
         assert_eq!(ErrorKind::for_status(404), ErrorKind::Http4xx);
+        assert_eq!(ErrorKind::for_status(429), ErrorKind::RateLimited, "a kind of its own");
         assert_eq!(ErrorKind::for_status(503), ErrorKind::Http5xx);
     }
 }

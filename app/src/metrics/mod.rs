@@ -45,6 +45,7 @@ pub struct MetricsInner {
     pub payment_charges: Arc<Family>,
     pub payment_refunds: Arc<Family>,
     pub leases_lost: Arc<Family>,
+    pub rate_limited: Arc<Family>,
     pub breaker_state: Arc<Family>,
     pub db_up: Arc<Family>,
     pub db_pool: Arc<Family>,
@@ -159,6 +160,11 @@ impl Metrics {
             "Job runs stopped without effect because their lease ran out or another worker claimed the job.",
             &[],
         );
+        let rate_limited = r.counter(
+            "recordstore_rate_limited",
+            "Write requests refused with 429 because their client exceeded its rate, by route.",
+            &["route"],
+        );
         let breaker_state = r.gauge(
             "recordstore_payment_circuit_state",
             "Payment circuit breaker: 1 for the state it is in, 0 for the others.",
@@ -189,6 +195,9 @@ impl Metrics {
         payment_charges.with(&[]);
         payment_refunds.with(&[]);
         leases_lost.with(&[]);
+        for route in ["/checkout", "/orders", "/products"] {
+            rate_limited.with(&[route]);
+        }
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry: r,
@@ -210,6 +219,7 @@ impl Metrics {
                 payment_charges,
                 payment_refunds,
                 leases_lost,
+                rate_limited,
                 breaker_state,
                 db_up,
                 db_pool,

@@ -42,7 +42,6 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Faults>> {
     authorize(&state, &headers)?;
     Ok(Json(Faults::load(&state.store).await?))

@@ -31,6 +31,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     pub max_attempts: i64,
     pub catalogue: Arc<catalogue_cache::CatalogueCache>,
+    /// Per-client limit on the write endpoints; `None` when off.
+    pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
 }
 
 /// `axum::Json` with rejections as [`ApiError`] (400 syntax, 422 data, 413 size, 415 type).
@@ -65,6 +67,10 @@ pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::limit_writes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::telemetry::http::observe,

@@ -235,3 +235,49 @@ async fn bad_input_gets_a_json_4xx_never_a_500(db: Db) {
     t.app.shutdown().await.unwrap();
 }
 on_both_databases!(bad_input_gets_a_json_4xx_never_a_500);
+
+/// A client over its write rate gets 429 with `Retry-After` and a JSON body, makes no order,
+/// is counted in a metric; reads are not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_write_rate_gets_429_and_makes_no_order() {
+    let (url, dir) = crate::helpers::fresh_database(Db::Sqlite).await;
+    let mut config = crate::helpers::test_config(&url);
+    config.write_rate_limit = Some(recordstore::rate_limit::RateLimit {
+        per_second: 0.01,
+        burst: 2.0,
+    });
+    let t = crate::helpers::spawn_with(config, Role::Api, dir).await;
+    // The product counts as the first write.
+    let product = t.create_product("Rationed Pressing", 10).await;
+    assert_eq!(t.checkout(product, 1).await.status(), 202);
+    let limited = t.checkout(product, 1).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: ErrorBody = limited.json().await.unwrap();
+    assert_eq!(body.error, "rate_limited");
+    assert!(body.detail.contains("127.0.0.1"), "{}", body.detail);
+    let (status, orders) = t.get_json("/orders").await;
+    assert_eq!(
+        (status, orders["count"].as_i64()),
+        (200, Some(1)),
+        "the refused checkout made no order"
+    );
+    for _ in 0..5 {
+        assert_eq!(t.get_json("/products").await.0, 200, "reads are not limited");
+    }
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("recordstore_rate_limited_total{route=\"/checkout\"} 1"),
+        "{metrics}"
+    );
+    t.app.shutdown().await.unwrap();
+}
