@@ -9,6 +9,8 @@ pub mod doctor;
 pub mod drill;
 pub mod embedded;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzz_entries;
 pub mod http1;
 pub mod journey;
 pub mod junit;

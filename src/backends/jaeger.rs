@@ -126,6 +126,13 @@ pub fn short_trace_id(id: &str) -> String {
     }
 }
 
+/// Every span of a `GET /api/traces…` answer (Jaeger's JSON envelope), flattened: what the
+/// client does with a body, without the network (and what the fuzz target feeds).
+pub fn decode_traces(body: &[u8]) -> Result<Vec<TraceSpan>, String> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(envelope.data.unwrap_or_default().iter().flat_map(flatten).collect())
+}
+
 pub fn flatten(trace: &RawTrace) -> Vec<TraceSpan> {
     trace
         .spans

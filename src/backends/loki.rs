@@ -134,48 +134,48 @@ impl LokiClient {
             ),
         ];
         let envelope: Envelope = get_json(&self.http, BACKEND, &url, &query).await?;
-        let data = match (envelope.status.as_str(), envelope.data) {
-            ("success", Some(data)) => data,
-            (status, _) => {
-                return Err(BackendError::Decode {
-                    backend: BACKEND,
-                    url,
-                    reason: format!("status {status:?} without data"),
-                });
-            }
-        };
-        if data.result_type != "streams" {
-            return Err(BackendError::Decode {
-                backend: BACKEND,
-                url,
-                reason: format!("resultType {:?}, expected streams", data.result_type),
-            });
-        }
-        let mut lines = Vec::new();
-        for stream in data.result {
-            for (ts, line) in stream.values {
-                let timestamp_ns = ts.parse().map_err(|_| BackendError::Decode {
-                    backend: BACKEND,
-                    url: url.clone(),
-                    reason: format!("timestamp {ts:?} is not nanoseconds"),
-                })?;
-                let fields = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v.as_object().cloned());
-                lines.push(LogLine {
-                    timestamp_ns,
-                    labels: stream.stream.clone(),
-                    line,
-                    fields,
-                });
-            }
-        }
+        let mut lines = lines_of(envelope).map_err(|reason| BackendError::Decode {
+            backend: BACKEND,
+            url,
+            reason,
+        })?;
         lines.sort_by_key(|l| l.timestamp_ns);
         if direction == Direction::Backward {
             lines.reverse();
         }
         Ok(lines)
     }
+}
+
+/// The log lines of a `query_range` answer, as the client reads them, without the network.
+pub fn decode_query_range(body: &[u8]) -> Result<Vec<LogLine>, String> {
+    lines_of(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+}
+
+fn lines_of(envelope: Envelope) -> Result<Vec<LogLine>, String> {
+    let data = match (envelope.status.as_str(), envelope.data) {
+        ("success", Some(data)) => data,
+        (status, _) => return Err(format!("status {status:?} without data")),
+    };
+    if data.result_type != "streams" {
+        return Err(format!("resultType {:?}, expected streams", data.result_type));
+    }
+    let mut lines = Vec::new();
+    for stream in data.result {
+        for (ts, line) in stream.values {
+            let timestamp_ns = ts.parse().map_err(|_| format!("timestamp {ts:?} is not nanoseconds"))?;
+            let fields = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v.as_object().cloned());
+            lines.push(LogLine {
+                timestamp_ns,
+                labels: stream.stream.clone(),
+                line,
+                fields,
+            });
+        }
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]

@@ -234,24 +234,30 @@ impl PrometheusClient {
                 body: error,
             });
         }
-        let labels = |v: &Value| -> BTreeMap<String, String> {
-            v.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        };
-        let mut out = Vec::new();
-        for series in doc["data"].as_array().into_iter().flatten() {
-            for e in series["exemplars"].as_array().into_iter().flatten() {
-                out.push(Exemplar {
-                    series: labels(&series["seriesLabels"]),
-                    labels: labels(&e["labels"]),
-                    value: e["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0),
-                    timestamp: e["timestamp"].as_f64().unwrap_or(0.0),
-                });
-            }
-        }
-        Ok(out)
+        Ok(decode_exemplars(&doc))
     }
+}
+
+/// The exemplars of a `query_exemplars` answer whose status was success; fields that are
+/// missing or of another type are left empty rather than trusted.
+pub fn decode_exemplars(doc: &Value) -> Vec<Exemplar> {
+    let labels = |v: &Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for series in doc["data"].as_array().into_iter().flatten() {
+        for e in series["exemplars"].as_array().into_iter().flatten() {
+            out.push(Exemplar {
+                series: labels(&series["seriesLabels"]),
+                labels: labels(&e["labels"]),
+                value: e["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                timestamp: e["timestamp"].as_f64().unwrap_or(0.0),
+            });
+        }
+    }
+    out
 }

@@ -509,7 +509,7 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
 
 /// `2026-11-21T19:30:45.123456Z` → unix nanoseconds (the log lines' own format). Log lines
 /// are untrusted: anything out of range or not ASCII digits is `None`, never a panic.
-fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
+pub(crate) fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
     let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
     let number = |p: &str, max: i64| -> Option<i64> {
         let ok = !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());

@@ -1,0 +1,139 @@
+//! The entry points of the fuzz targets (`fuzz/`): each takes arbitrary bytes and runs one
+//! parser of data we did not write, exactly as the tool runs it. They live here so that the
+//! fuzz targets stay one line each and the test suite can replay the fuzz corpus (and every
+//! crash ever found) on the stable toolchain, without building the fuzzer.
+
+use crate::http1::{Dechunker, framing, is_interim};
+
+/// An HTTP/1.1 response as the probe and the load engine read it: heads (1xx skipped),
+/// framing, and a chunked body fed in pieces of every size the first byte chooses.
+pub fn http_response(data: &[u8]) {
+    let Some((&piece, mut rest)) = data.split_first() else {
+        return;
+    };
+    let piece = usize::from(piece).max(1);
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(len)) = response.parse(rest) else {
+            return;
+        };
+        let status = response.code.unwrap_or(0);
+        if is_interim(status) {
+            rest = &rest[len..];
+            continue;
+        }
+        let Ok(framing) = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value))) else {
+            return;
+        };
+        if framing == crate::http1::Framing::Chunked {
+            let (mut dechunker, mut body, mut pending) = (Dechunker::default(), Vec::new(), Vec::new());
+            for part in rest[len..].chunks(piece) {
+                pending.extend_from_slice(part);
+                match dechunker.feed(&pending, &mut body, 1 << 16) {
+                    Ok(used) => {
+                        assert!(used <= pending.len());
+                        pending.drain(..used);
+                    }
+                    Err(_) => return,
+                }
+            }
+            assert!(body.len() <= 1 << 16);
+        }
+        return;
+    }
+}
+
+/// A scenario, a drill and a probe file, each parsed from the same text.
+pub fn toml_files(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = crate::load::scenario::parse(text, "fuzz.toml");
+    let _ = crate::drill::file::parse(text, "fuzz.toml");
+    let _ = crate::probe::spec::parse(text, "fuzz.toml", Some("http://127.0.0.1:1"));
+}
+
+/// Durations, rates, thresholds and think times, one per line.
+pub fn units(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for line in text.lines() {
+        let _ = crate::load::scenario::parse_duration(line);
+        let _ = crate::load::plan::parse_rate(line);
+        let _ = crate::load::threshold::Threshold::parse(line);
+        let _ = crate::load::scenario::ThinkTime::parse(line);
+    }
+}
+
+/// A certificate's notAfter from DER.
+pub fn certificate(data: &[u8]) {
+    let _ = crate::probe::x509::not_after(data);
+}
+
+/// The answers of Jaeger, Loki and Prometheus, and the log timestamps and lines the journey
+/// joins them with. The first byte picks the decoder.
+pub fn backend_answers(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => {
+            if let Ok(spans) = crate::backends::jaeger::decode_traces(body) {
+                for s in &spans {
+                    let _ = crate::backends::jaeger::short_trace_id(&s.trace_id);
+                }
+            }
+        }
+        1 => {
+            if let Ok(lines) = crate::backends::loki::decode_query_range(body) {
+                let fields: Vec<_> = lines.into_iter().filter_map(|l| l.fields).collect();
+                for f in &fields {
+                    if let Some(ts) = crate::journey::telemetry::field(f, "timestamp") {
+                        let _ = crate::journey::parse_rfc3339_nanos(ts);
+                    }
+                }
+            }
+        }
+        2 => {
+            if let Ok(doc) = serde_json::from_slice(body) {
+                let _ = crate::backends::prometheus::decode_exemplars(&doc);
+            }
+        }
+        _ => {
+            if let Ok(ts) = std::str::from_utf8(body) {
+                let _ = crate::journey::parse_rfc3339_nanos(ts);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every input in `fuzz/corpus/TARGET` and `fuzz/regressions/TARGET` (each crash the
+    /// fuzzers ever found) runs through its target without a panic.
+    #[test]
+    fn the_fuzz_corpus_and_every_crash_found_replay_without_a_panic() {
+        let targets: [(&str, fn(&[u8])); 5] = [
+            ("http_response", super::http_response),
+            ("toml_files", super::toml_files),
+            ("units", super::units),
+            ("certificate", super::certificate),
+            ("backend_answers", super::backend_answers),
+        ];
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        for (name, target) in targets {
+            let mut replayed = 0;
+            for dir in ["corpus", "regressions"] {
+                let Ok(entries) = std::fs::read_dir(root.join(dir).join(name)) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let data = std::fs::read(entry.path()).unwrap();
+                    target(&data);
+                    replayed += 1;
+                }
+            }
+            assert!(replayed > 0, "no corpus for fuzz target {name}");
+        }
+    }
+}
