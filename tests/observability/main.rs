@@ -16,7 +16,7 @@ fn run(tool: &str, args: &[&str]) -> Option<std::process::Output> {
         Ok(out) => Some(out),
         Err(_) if std::env::var("CI").as_deref() == Ok("true") => panic!("{tool} is required in CI"),
         Err(_) => {
-            eprintln!("SKIPPED: {tool} checks ({tool} not installed)");
+            crate::support::skipped(&format!("SKIPPED: {tool} checks ({tool} not installed)"));
             None
         }
     }

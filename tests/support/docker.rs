@@ -11,28 +11,38 @@ pub const APP_IMAGE: &str = "recordstore:local";
 pub const POSTGRES_IMAGE: &str = "recordstore-local/postgres:15";
 pub const BASE_IMAGE: &str = "recordstore-local/debian:bookworm";
 
-/// Whether the engine answers. When it does not, prints the one loud line the tests promise.
+/// Whether the Docker tests can run: the engine answers and the local images are built or
+/// can be (debootstrap). When not, prints a SKIPPED line for the calling test; in CI, where
+/// `.ci/run` sets everything up, fails instead.
 pub fn engine() -> bool {
-    static ENGINE: OnceLock<bool> = OnceLock::new();
-    *ENGINE.get_or_init(|| {
-        match Command::new("docker")
+    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = ENGINE.get_or_init(|| {
+        let info = Command::new("docker")
             .args(["info", "--format", "{{.ServerVersion}}"])
             .output()
-        {
-            Ok(out) if out.status.success() => true,
-            Ok(out) => {
-                eprintln!(
-                    "SKIPPED: no Docker engine (docker info: {})",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                false
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: no Docker engine (docker: {e})");
-                false
-            }
+            .map_err(|e| format!("no Docker engine (docker: {e})"))?;
+        if !info.status.success() {
+            return Err(format!(
+                "no Docker engine (docker info: {})",
+                String::from_utf8_lossy(&info.stderr).trim()
+            ));
         }
-    })
+        let built = run(&["image", "inspect", POSTGRES_IMAGE, BASE_IMAGE]).status.success();
+        let buildable = Command::new("debootstrap").arg("--version").output().is_ok();
+        if built || buildable {
+            Ok(())
+        } else {
+            Err("the local images are not built and debootstrap is missing (apt-get install debootstrap, or scripts/test)".into())
+        }
+    });
+    match ready {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(!super::in_ci(), "Docker tests are required in CI: {why}");
+            super::skipped(&format!("SKIPPED: Docker test: {why}"));
+            false
+        }
+    }
 }
 
 pub fn run(args: &[&str]) -> Output {

@@ -13,6 +13,14 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Prints a SKIPPED line where it is seen: straight to stderr, past libtest's capture, with
+/// the name of the test that skips.
+pub fn skipped(line: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(std::io::stderr(), "{line} [{test}]");
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
@@ -24,7 +32,7 @@ pub fn required(present: bool, what: &str, install: &str) -> bool {
         return true;
     }
     assert!(!in_ci(), "{what} is required in CI ({install})");
-    eprintln!("SKIPPED: {what} not available ({install})");
+    skipped(&format!("SKIPPED: {what} not available ({install})"));
     false
 }
 
@@ -206,7 +214,9 @@ impl Pushgateway {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("prometheus-pushgateway is required in CI");
             }
-            eprintln!("SKIPPED: Pushgateway test (apt-get install prometheus-pushgateway)");
+            skipped(&format!(
+                "SKIPPED: Pushgateway test (apt-get install prometheus-pushgateway)"
+            ));
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -24,7 +24,9 @@ impl Prometheus {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "prometheus is required in CI"
             );
-            eprintln!("SKIPPED: DatabaseDown alert test (apt-get install prometheus)");
+            crate::helpers::skipped(&format!(
+                "SKIPPED: DatabaseDown alert test (apt-get install prometheus)"
+            ));
             return None;
         }
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

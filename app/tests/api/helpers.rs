@@ -40,6 +40,14 @@ macro_rules! on_both_databases {
     };
 }
 
+/// Prints a SKIPPED line where it is seen: straight to stderr, past libtest's capture, with
+/// the name of the test that skips.
+pub fn skipped(line: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(std::io::stderr(), "{line} [{test}]");
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 

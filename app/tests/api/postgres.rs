@@ -37,7 +37,7 @@ pub fn skip_or_fail(why: &str) -> Option<&'static PgServer> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("PostgreSQL is required in CI but unavailable: {why}");
     }
-    eprintln!("SKIPPED: PostgreSQL tests: {why}");
+    crate::helpers::skipped(&format!("SKIPPED: PostgreSQL tests: {why}"));
     None
 }
 
