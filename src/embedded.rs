@@ -6,9 +6,20 @@ use std::time::Duration;
 
 use recordstore::{Application, Config, Role, RunningApp};
 
+/// Stops when dropped (an early error return cannot leak it); [`EmbeddedTarget::stop`]
+/// waits for in-flight requests and jobs.
 pub struct EmbeddedTarget {
-    app: RunningApp,
+    app: Option<RunningApp>,
     dir: PathBuf,
+}
+
+impl Drop for EmbeddedTarget {
+    fn drop(&mut self) {
+        if let Some(app) = &self.app {
+            app.stop_soon();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl EmbeddedTarget {
@@ -26,7 +37,7 @@ impl EmbeddedTarget {
             .await
             .map_err(|e| e.to_string())?;
         Ok(EmbeddedTarget {
-            app: app.spawn().await,
+            app: Some(app.spawn().await),
             dir,
         })
     }
@@ -36,16 +47,43 @@ impl EmbeddedTarget {
         EmbeddedTarget::start_with(false).await
     }
 
+    fn app(&self) -> &RunningApp {
+        self.app.as_ref().expect("the app runs until stop() or drop")
+    }
+
     pub fn captured(&self) -> &std::sync::Arc<recordstore::telemetry::Captured> {
-        self.app.captured()
+        self.app().captured()
     }
 
     pub fn base_url(&self) -> String {
-        self.app.base_url()
+        self.app().base_url()
     }
 
-    pub async fn stop(self) {
-        let _ = self.app.shutdown().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// Stops the store, waiting for in-flight requests and jobs; the drop removes its files.
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            let _ = app.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An embedded store dropped on an error path stops serving and leaves no files.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_embedded_store_stops_and_cleans_up() {
+        let target = EmbeddedTarget::start().await.unwrap();
+        let (url, dir) = (format!("{}/health/live", target.base_url()), target.dir.clone());
+        let client = reqwest::Client::new();
+        assert!(client.get(&url).send().await.unwrap().status().is_success());
+        drop(target);
+        assert!(!dir.exists(), "its database files are gone");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client.get(&url).send().await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "still serving 10 s after the drop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -231,6 +231,12 @@ impl RunningApp {
         self.worker.as_ref()
     }
 
+    /// Asks the app to stop without waiting for it: what a handle dropped on an error path
+    /// does so that the app does not outlive its owner.
+    pub fn stop_soon(&self) {
+        self.cancel.cancel();
+    }
+
     /// Stops serving, finishes in-flight requests and jobs, flushes telemetry.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.cancel.cancel();
