@@ -82,7 +82,10 @@ mod tests {
         assert!(!dir.exists(), "its database files are gone");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while client.get(&url).send().await.is_ok() {
-            assert!(std::time::Instant::now() < deadline, "still serving 10 s after the drop");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still serving 10 s after the drop"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

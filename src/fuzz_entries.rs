@@ -113,7 +113,8 @@ mod tests {
     /// fuzzers ever found) runs through its target without a panic.
     #[test]
     fn the_fuzz_corpus_and_every_crash_found_replay_without_a_panic() {
-        let targets: [(&str, fn(&[u8])); 5] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 5] = [
             ("http_response", super::http_response),
             ("toml_files", super::toml_files),
             ("units", super::units),

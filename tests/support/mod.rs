@@ -214,9 +214,7 @@ impl Pushgateway {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("prometheus-pushgateway is required in CI");
             }
-            skipped(&format!(
-                "SKIPPED: Pushgateway test (apt-get install prometheus-pushgateway)"
-            ));
+            skipped("SKIPPED: Pushgateway test (apt-get install prometheus-pushgateway)");
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -24,9 +24,7 @@ impl Prometheus {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "prometheus is required in CI"
             );
-            crate::helpers::skipped(&format!(
-                "SKIPPED: DatabaseDown alert test (apt-get install prometheus)"
-            ));
+            crate::helpers::skipped("SKIPPED: DatabaseDown alert test (apt-get install prometheus)");
             return None;
         }
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -145,7 +145,7 @@ fn promtool_check(text: &str) -> Option<String> {
         Ok(child) => child,
         Err(_) if std::env::var("CI").as_deref() == Ok("true") => panic!("promtool is required in CI"),
         Err(_) => {
-            crate::helpers::skipped(&format!("SKIPPED: promtool check metrics (apt-get install prometheus)"));
+            crate::helpers::skipped("SKIPPED: promtool check metrics (apt-get install prometheus)");
             return None;
         }
     };
