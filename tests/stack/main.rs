@@ -34,6 +34,8 @@ fn compose(args: &[&str]) -> std::process::Output {
         .args(&command[1..])
         .args(["-f", repo("docker-compose.yaml").to_str().unwrap()])
         .args(args)
+        .env_remove("RECORDSTORE_ADMIN_TOKEN")
+        .env_remove("BIND_ADDRESS")
         .current_dir(repo(""))
         .output()
         .unwrap()
@@ -132,16 +134,26 @@ fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_o
     .into();
     for (service, port) in ports {
         let published = services[service]["ports"].as_sequence().unwrap();
+        // Published on 127.0.0.1 only, unless BIND_ADDRESS says otherwise.
         let found = published.iter().any(|p| match p {
             Yaml::Mapping(_) => {
                 p["target"].as_u64() == Some(port)
-                    && p["published"].as_str().map(str::to_string) == Some(port.to_string())
-                    || p["published"].as_u64() == Some(port)
+                    && (p["published"].as_str().map(str::to_string) == Some(port.to_string())
+                        || p["published"].as_u64() == Some(port))
+                    && p["host_ip"].as_str() == Some("127.0.0.1")
             }
-            Yaml::String(s) => s.ends_with(&format!("{port}:{port}")),
+            Yaml::String(s) => {
+                let s = s.trim_end_matches("/tcp");
+                s == format!("127.0.0.1:{port}:{port}")
+            }
             _ => false,
         });
-        assert!(found, "{service} does not publish {port}: {published:?}");
+        assert!(found, "{service} does not publish {port} on 127.0.0.1: {published:?}");
+    }
+    // No working admin token by default: the admin API stays off until .env sets one.
+    for service in ["api", "worker"] {
+        let token = yaml_str(&services[service], &["environment", "RECORDSTORE_ADMIN_TOKEN"]);
+        assert!(token.unwrap_or("").is_empty(), "{service} has a default admin token: {token:?}");
     }
     let depends =
         |service: &str, on: &str| yaml_str(&services[service], &["depends_on", on, "condition"]).map(str::to_string);
