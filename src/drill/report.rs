@@ -259,7 +259,7 @@ pub fn plan_text(
             out,
             "  fault {}: {} on {container} for {:?}{}; undo: {undo}",
             i + 1,
-            super::describe(fault),
+            super::faults::describe(fault),
             fault.duration.0.min(drill.safety.max_fault_duration.0),
             fault
                 .until

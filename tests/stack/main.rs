@@ -153,7 +153,10 @@ fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_o
     // No working admin token by default: the admin API stays off until .env sets one.
     for service in ["api", "worker"] {
         let token = yaml_str(&services[service], &["environment", "RECORDSTORE_ADMIN_TOKEN"]);
-        assert!(token.unwrap_or("").is_empty(), "{service} has a default admin token: {token:?}");
+        assert!(
+            token.unwrap_or("").is_empty(),
+            "{service} has a default admin token: {token:?}"
+        );
     }
     let depends =
         |service: &str, on: &str| yaml_str(&services[service], &["depends_on", on, "condition"]).map(str::to_string);

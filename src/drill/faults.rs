@@ -1,0 +1,369 @@
+//! Faults: injecting each one under a journal entry written first, undoing it, restoring
+//! whatever a journal still holds (`--restore`), and forgetting what cannot be undone
+//! (`--restore --forget`).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::file::{self, Action, Fault};
+use super::journal::{Entry, EntryState, JournalFile, Undo};
+use super::report::Restored;
+use super::{ADMIN_TOKEN_ENV, Ctx, confirm};
+use crate::backends::docker::DockerClient;
+use crate::exit;
+
+/// A Docker call may take the stop's grace period and a little more, never longer: a hung
+/// engine cannot hold a fault past its cap unnoticed.
+pub(super) fn docker_timeout(stop_grace_seconds: i32) -> Duration {
+    Duration::from_secs(u64::try_from(stop_grace_seconds).unwrap_or(0) + 15)
+}
+
+pub(super) fn describe(fault: &Fault) -> String {
+    match fault.action {
+        Action::Kill => format!(
+            "kill {} with {}",
+            fault.service,
+            fault.signal.as_deref().unwrap_or("SIGKILL")
+        ),
+        Action::Disconnect => format!(
+            "disconnect {} from {}",
+            fault.service,
+            fault.network.as_deref().unwrap_or("every network")
+        ),
+        Action::PaymentFault => format!(
+            "payment gateway: +{} ms, {:.0}% failures",
+            fault.latency_ms.unwrap_or(0),
+            fault.error_rate.unwrap_or(0.0) * 100.0
+        ),
+        action => format!("{} {}", action.name(), fault.service),
+    }
+}
+
+/// Journals, then applies, one fault. Returns its journal entry id.
+pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Fault) -> Result<usize, String> {
+    let grace = ctx.drill.safety.stop_grace_seconds;
+    if fault.action == Action::PaymentFault {
+        let url = format!("{}/admin/faults", ctx.target);
+        let id = journal.lock().unwrap().before(Entry {
+            id: 0,
+            at_ms: 0,
+            action: fault.action.name().into(),
+            service: fault.service.clone(),
+            container_id: String::new(),
+            container_name: String::new(),
+            undo: Undo::ClearPaymentFault {
+                url: url.clone(),
+                token_env: ADMIN_TOKEN_ENV.into(),
+            },
+            state: EntryState::Applying,
+            undo_error: None,
+        })?;
+        let mut request = ctx.http.post(&url).json(&serde_json::json!({
+            "payment_latency_ms": fault.latency_ms.unwrap_or(0),
+            "payment_failure_rate": fault.error_rate.unwrap_or(0.0),
+        }));
+        if let Some(token) = &ctx.admin_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| format!("POST {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "POST {url} answered {} (is {ADMIN_TOKEN_ENV} / --admin-token set to the store's admin token?)",
+                response.status()
+            ));
+        }
+        journal.lock().unwrap().mark(id, EntryState::Applied, None)?;
+        return Ok(id);
+    }
+    let docker = ctx.docker.as_ref().ok_or("Docker is needed for this fault")?;
+    let found = ctx
+        .containers
+        .get(&fault.service)
+        .ok_or_else(|| format!("no container for service {}", fault.service))?;
+    // Safety: the container must still be this project's and one the drill names.
+    let c = docker
+        .inspect(&ctx.project, &found.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !ctx.drill.services.contains(&c.service) {
+        return Err(format!(
+            "refused: {} is service {:?}, not one this drill names ({:?})",
+            c.name, c.service, ctx.drill.services
+        ));
+    }
+    let networks: Vec<(String, Vec<String>)> = c
+        .networks
+        .iter()
+        .filter(|(name, _)| fault.network.as_ref().is_none_or(|n| n == *name))
+        .map(|(n, a)| (n.clone(), a.clone()))
+        .collect();
+    if fault.action == Action::Disconnect && networks.is_empty() {
+        return Err(format!(
+            "{} is not on network {:?} (it is on {:?})",
+            c.name,
+            fault.network,
+            c.networks.keys().collect::<Vec<_>>()
+        ));
+    }
+    let undo = match fault.action {
+        Action::Stop | Action::Kill => Undo::Start,
+        Action::Pause => Undo::Unpause,
+        Action::Restart => Undo::EnsureRunning,
+        Action::Disconnect => Undo::Reconnect {
+            networks: networks.clone(),
+        },
+        Action::PaymentFault => unreachable!("handled above"),
+    };
+    let id = journal.lock().unwrap().before(Entry {
+        id: 0,
+        at_ms: 0,
+        action: fault.action.name().into(),
+        service: c.service.clone(),
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        undo,
+        state: EntryState::Applying,
+        undo_error: None,
+    })?;
+    let applied = match fault.action {
+        Action::Stop => docker.stop(&c, grace).await,
+        Action::Pause => docker.pause(&c).await,
+        Action::Kill => docker.kill(&c, fault.signal.as_deref().unwrap_or("SIGKILL")).await,
+        Action::Restart => docker.restart(&c, grace).await,
+        Action::Disconnect => {
+            let mut result = Ok(());
+            for (network, _) in &networks {
+                result = result.and(docker.disconnect(&c, network).await);
+            }
+            result
+        }
+        Action::PaymentFault => unreachable!("handled above"),
+    };
+    applied.map_err(|e| e.to_string())?;
+    journal.lock().unwrap().mark(id, EntryState::Applied, None)?;
+    Ok(id)
+}
+
+pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usize) -> Result<(), String> {
+    let entry = journal.lock().unwrap().journal.entries[id].clone();
+    let result = undo(
+        ctx.docker.as_ref(),
+        &ctx.http,
+        &ctx.project,
+        &entry,
+        ctx.admin_token.as_deref(),
+    )
+    .await;
+    let state = if result.is_ok() {
+        EntryState::Undone
+    } else {
+        entry.state
+    };
+    journal.lock().unwrap().mark(id, state, result.clone().err())?;
+    result
+}
+
+/// Undoes one journal entry; safe to repeat (an undo that finds nothing to do succeeds).
+pub(super) async fn undo(
+    docker: Option<&DockerClient>,
+    http: &reqwest::Client,
+    project: &str,
+    entry: &Entry,
+    admin_token: Option<&str>,
+) -> Result<(), String> {
+    if let Undo::ClearPaymentFault { url, token_env } = &entry.undo {
+        let mut request = http.delete(url);
+        // The token the drill was given, else the environment (`--restore` in a new shell).
+        if let Some(token) = admin_token
+            .map(str::to_string)
+            .or_else(|| std::env::var(token_env).ok())
+        {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| format!("DELETE {url}: {e}"))?;
+        return if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("DELETE {url} answered {}", response.status()))
+        };
+    }
+    let docker = docker.ok_or("Docker is needed to undo this change")?;
+    let c = match docker.inspect(project, &entry.container_id).await {
+        Ok(c) => c,
+        // Compose removed or recreated the container: undo on the service's container now.
+        Err(gone) => docker.service(project, &entry.service).await.map_err(|_| {
+            format!(
+                "container {} is gone ({gone}) and service {:?} has no container in project {project:?}; \
+                 nothing is left to undo on: `recordctl drill --restore --forget` drops this entry",
+                entry.container_name, entry.service
+            )
+        })?,
+    };
+    match &entry.undo {
+        Undo::Start | Undo::EnsureRunning => {
+            if c.state == "paused" {
+                docker.unpause(&c).await.map_err(|e| e.to_string())?;
+            } else if c.state != "running" {
+                docker.start(&c).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Undo::Unpause => {
+            if c.state == "paused" {
+                docker.unpause(&c).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Undo::Reconnect { networks } => {
+            for (network, aliases) in networks {
+                if !c.networks.contains_key(network) {
+                    // Docker adds the container's short id as an alias itself.
+                    let aliases: Vec<String> = aliases
+                        .iter()
+                        .filter(|a| !c.id.starts_with(a.as_str()))
+                        .cloned()
+                        .collect();
+                    docker
+                        .connect_network(&c, network, &aliases)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Undo::ClearPaymentFault { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Undoes every journal entry not yet undone, newest first.
+pub(super) async fn restore(
+    docker: Option<&DockerClient>,
+    http: &reqwest::Client,
+    project: &str,
+    journal: &Mutex<JournalFile>,
+    admin_token: Option<&str>,
+) -> Vec<Restored> {
+    let pending = journal.lock().unwrap().pending();
+    let mut out = Vec::new();
+    for entry in pending.iter().rev() {
+        let what = format!("{} {} ({})", entry.action, entry.service, entry.container_name);
+        let result = undo(docker, http, project, entry, admin_token).await;
+        let state = if result.is_ok() {
+            EntryState::Undone
+        } else {
+            entry.state
+        };
+        let _ = journal.lock().unwrap().mark(entry.id, state, result.clone().err());
+        if result.is_ok() {
+            eprintln!("recordctl drill: restored: {what}");
+        }
+        out.push(Restored {
+            what,
+            ok: result.is_ok(),
+            error: result.err().unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// `recordctl drill --restore`: undo what a killed drill left changed.
+/// `drill --restore --forget`: marks every change the journal still holds as dealt with,
+/// after the user confirms (or with `--yes`), so later drills may run.
+pub(super) fn forget_command(path: &std::path::Path, yes: bool) -> u8 {
+    let mut journal = match JournalFile::open(path) {
+        Ok(Some(journal)) => journal,
+        Ok(None) => {
+            println!("nothing to forget: no journal at {}", path.display());
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("recordctl drill --restore --forget: {e}");
+            return exit::CHECKS_FAILED;
+        }
+    };
+    let pending = journal.pending();
+    if pending.is_empty() {
+        println!("nothing to forget: every change in {} was undone", path.display());
+        return exit::OK;
+    }
+    for e in &pending {
+        println!(
+            "would forget: {} {} ({}){}",
+            e.action,
+            e.service,
+            e.container_name,
+            e.undo_error
+                .as_deref()
+                .map(|err| format!(": {err}"))
+                .unwrap_or_default()
+        );
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("recordctl drill --restore --forget: add --yes to drop these entries without undoing them");
+            return exit::USAGE;
+        }
+        if !confirm(&format!("Drop these {} entries without undoing them?", pending.len())) {
+            eprintln!("nothing forgotten");
+            return exit::CHECKS_FAILED;
+        }
+    }
+    for e in &pending {
+        let note = Some("forgotten by drill --restore --forget, not undone".to_string());
+        if let Err(err) = journal.mark(e.id, EntryState::Undone, note) {
+            eprintln!("recordctl drill --restore --forget: {err}");
+            return exit::CHECKS_FAILED;
+        }
+    }
+    println!("forgot {} entries; later drills may run", pending.len());
+    exit::OK
+}
+
+pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u8 {
+    let journal = match JournalFile::open(path) {
+        Ok(Some(journal)) => journal,
+        Ok(None) => {
+            println!("nothing to restore: no journal at {}", path.display());
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("recordctl drill --restore: {e}");
+            return exit::CHECKS_FAILED;
+        }
+    };
+    let pending = journal.pending();
+    if pending.is_empty() {
+        println!("nothing to restore: every change in {} was undone", path.display());
+        return exit::OK;
+    }
+    let project = journal.journal.project.clone();
+    let needs_docker = pending
+        .iter()
+        .any(|e| !matches!(e.undo, Undo::ClearPaymentFault { .. }));
+    let docker = if needs_docker {
+        match DockerClient::connect_bounded(docker_timeout(file::MAX_STOP_GRACE_SECONDS)).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("recordctl drill --restore: {e}");
+                return exit::UNREACHABLE;
+            }
+        }
+    } else {
+        None
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    let journal = Mutex::new(journal);
+    let restored = restore(docker.as_ref(), &http, &project, &journal, admin_token).await;
+    let mut failed = false;
+    for r in &restored {
+        if r.ok {
+            println!("restored  {}", r.what);
+        } else {
+            failed = true;
+            println!("FAILED    {}: {}", r.what, r.error);
+        }
+    }
+    if failed { exit::CHECKS_FAILED } else { exit::OK }
+}
