@@ -65,10 +65,7 @@ pub async fn run(args: DoctorArgs) -> u8 {
         }
     };
     let skip = |name: &str| args.skip.iter().any(|s| s.eq_ignore_ascii_case(name));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("http client");
+    let http = crate::backends::client_with_timeout(Duration::from_secs(5));
     let mut rows = Vec::new();
     let target = args.target.trim_end_matches('/');
     if !skip("target") {
@@ -118,22 +115,23 @@ pub async fn run(args: DoctorArgs) -> u8 {
         });
     }
     if !skip("alertmanager") {
-        let url = format!("{}/-/ready", urls.alertmanager.trim_end_matches('/'));
-        rows.push(match http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => row("Alertmanager", "ready", Status::Ok, url, ""),
-            Ok(r) => row(
+        let am = crate::backends::alertmanager::AlertmanagerClient::new(&urls.alertmanager);
+        let url = format!("{}/-/ready", am.base());
+        rows.push(match am.ready().await {
+            Ok(()) => row("Alertmanager", "ready", Status::Ok, url, ""),
+            Err(e @ crate::backends::BackendError::Unreachable { .. }) => row(
                 "Alertmanager",
                 "ready",
                 Status::Fail,
-                format!("{url} answered {}", r.status()),
-                "docker compose logs alertmanager",
+                e.to_string(),
+                "docker compose up -d alertmanager (or --alertmanager URL / RECORDCTL_ALERTMANAGER_URL)",
             ),
             Err(e) => row(
                 "Alertmanager",
                 "ready",
                 Status::Fail,
-                format!("cannot reach {url}: {}", crate::backends::error_chain(&e)),
-                "docker compose up -d alertmanager (or --alertmanager URL / RECORDCTL_ALERTMANAGER_URL)",
+                e.to_string(),
+                "docker compose logs alertmanager",
             ),
         });
     }

@@ -69,10 +69,7 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
             return exit::USAGE;
         }
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client");
+    let client = crate::backends::client_with_timeout(Duration::from_secs(10));
 
     let mut checks = Vec::new();
     let live = check_get(&client, &format!("{base}/health/live"), "live", None).await;

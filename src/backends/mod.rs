@@ -1,6 +1,7 @@
 //! Clients of the stack's backends. They know nothing of clap: each takes a base URL and
 //! answers data or a [`BackendError`] that names the URL and what to do.
 
+pub mod alertmanager;
 pub mod docker;
 pub mod jaeger;
 pub mod loki;
@@ -33,11 +34,17 @@ pub enum BackendError {
     },
 }
 
-pub(crate) fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
+    client_with_timeout(DEFAULT_TIMEOUT)
+}
+
+/// The one HTTP client builder every command and backend client uses: a whole-request
+/// timeout and nothing else. (The load engine builds its own, tuned for throughput.)
+pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(DEFAULT_TIMEOUT)
+        .timeout(timeout)
         .build()
-        .expect("http client")
+        .expect("the TLS backend initialises")
 }
 
 /// Sends a GET and returns the status, content type and body, or `Unreachable`.

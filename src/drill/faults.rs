@@ -350,10 +350,7 @@ pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<
     } else {
         None
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client");
+    let http = crate::backends::client_with_timeout(Duration::from_secs(10));
     let journal = Mutex::new(journal);
     let restored = restore(docker.as_ref(), &http, &project, &journal, admin_token).await;
     let mut failed = false;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::alertmanager::AlertmanagerClient;
 use crate::backends::docker::{DockerClient, ServiceContainer};
 use crate::backends::prometheus::PrometheusClient;
 use crate::cli::DrillArgs;
@@ -154,10 +155,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
     } else {
         None
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("http client");
+    let http = crate::backends::client_with_timeout(Duration::from_secs(5));
     if let Err(e) = http.get(format!("{target}/health/live")).send().await {
         eprintln!(
             "recordctl drill: cannot reach the target {target}: {} (is the stack up? docker compose up -d; or --target URL)",
@@ -176,7 +174,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         project,
         target,
         prom,
-        alertmanager: Some(urls.alertmanager.trim_end_matches('/').to_string()),
+        alertmanager: Some(AlertmanagerClient::new(&urls.alertmanager)),
         docker,
         containers,
         http,
@@ -300,7 +298,7 @@ struct Ctx {
     project: String,
     target: String,
     prom: Option<PrometheusClient>,
-    alertmanager: Option<String>,
+    alertmanager: Option<AlertmanagerClient>,
     docker: Option<DockerClient>,
     containers: BTreeMap<String, ServiceContainer>,
     http: reqwest::Client,

@@ -170,20 +170,16 @@ pub(super) async fn watch_alerts(ctx: &Ctx, watch: &mut AlertWatch, events: &mut
     watch.current = current;
     // Alertmanager: the notification side. Optional: a missing Alertmanager is noted once.
     if let Some(am) = &ctx.alertmanager
-        && let Ok(response) = ctx.http.get(format!("{am}/api/v2/alerts")).send().await
-        && let Ok(list) = response.json::<serde_json::Value>().await
+        && let Ok(alerts) = am.alerts().await
     {
-        for alert in list.as_array().into_iter().flatten() {
-            let Some(name) = alert["labels"]["alertname"].as_str() else {
-                continue;
-            };
-            let seen = watch.seen.entry(name.to_string()).or_default();
+        for alert in alerts {
+            let seen = watch.seen.entry(alert.name.clone()).or_default();
             if seen.alertmanager.is_none() {
                 seen.alertmanager = Some(now_ms());
                 ctx.event(
                     events,
                     "alert at alertmanager",
-                    format!("{name} ({})", alert["status"]["state"].as_str().unwrap_or("?")),
+                    format!("{} ({})", alert.name, alert.state),
                 );
             }
         }

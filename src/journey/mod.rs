@@ -89,10 +89,7 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         }
     };
     let base = source.base.clone();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client");
+    let client = crate::backends::client_with_timeout(Duration::from_secs(10));
     if let Err(e) = client.get(format!("{base}/health/live")).send().await {
         eprintln!(
             "recordctl: cannot reach the target at {base}: {e} (is it running? drop --target to use the embedded store)"

@@ -288,7 +288,7 @@ pub async fn collect_from_stack(
 
 /// The request counters of the journey's routes, and the latency exemplar carrying its trace id.
 async fn scrape(base: &str, trace_id: &str) -> (Vec<MetricSample>, Option<ExemplarHit>) {
-    let response = reqwest::Client::new()
+    let response = crate::backends::http_client()
         .get(format!("{base}/metrics"))
         .header("accept", "application/openmetrics-text;version=1.0.0")
         .send()

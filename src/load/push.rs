@@ -89,7 +89,7 @@ pub async fn push(gateway: &str, r: &LoadReport) -> Result<(), String> {
 /// PUTs text exposition to `{gateway}/metrics/{group}` (replacing that group's metrics).
 pub async fn put_exposition(gateway: &str, group: &str, body: String) -> Result<(), String> {
     let url = format!("{}/metrics/{group}", gateway.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = crate::backends::http_client()
         .put(&url)
         .header("content-type", "text/plain; version=0.0.4")
         .body(body)
