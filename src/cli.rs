@@ -9,7 +9,15 @@ use clap::{Parser, Subcommand};
     about = "Drive traffic at a system, break it on purpose, and prove from metrics, logs and traces what happened",
     arg_required_else_help = true,
     after_help = "Exit codes: 0 passed; 1 a check failed; 2 usage or config error; 3 something needed is unreachable; 130 interrupted.\n\n\
-Examples:\n  recordctl store                 # run the embedded recordstore in the foreground\n  recordctl --version"
+Examples:\n  \
+recordctl journey --trace                           # one purchase through the embedded store, followed in traces, logs, metrics\n  \
+recordctl load-test --scenario purchase --users 20 --duration 1m --threshold 'p95<300ms'\n  \
+recordctl load-test --target http://localhost:8000 --rate 200/s --duration 30s\n  \
+recordctl drill db-outage                           # against the compose stack (docker compose up -d)\n  \
+recordctl smoke --target http://localhost:8000 --junit smoke.xml\n  \
+recordctl doctor                                    # what answers, and how to start what does not\n  \
+recordctl store                                     # run the embedded recordstore in the foreground\n\n\
+Each command has its own --help with examples."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -301,7 +309,7 @@ pub struct LoadTestArgs {
     /// Base URL of the target (plain mode: the exact URL to GET); default the embedded recordstore.
     #[arg(long, env = "RECORDCTL_TARGET")]
     pub target: Option<String>,
-    /// A built-in scenario (browse, purchase, smoke) or a TOML file.
+    /// A built-in scenario (browse, purchase, checkout, smoke) or a TOML file.
     #[arg(long, short = 's')]
     pub scenario: Option<String>,
     /// Closed model: concurrent users.

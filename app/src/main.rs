@@ -216,8 +216,10 @@ async fn demo() -> anyhow::Result<()> {
     let products: serde_json::Value = client.get(format!("{base}/products")).send().await?.json().await?;
     let product = &products["products"][0];
     println!(
-        "GET /products -> {} products; buying {:?} by {:?}",
-        products["count"], product["title"], product["artist"]
+        "GET /products -> {} products; buying {:?} by {}",
+        products["count"],
+        product["title"].as_str().unwrap_or("?"),
+        product["artist"].as_str().unwrap_or("?")
     );
     let correlation_id = format!("demo-{}", std::process::id());
     let response = client
