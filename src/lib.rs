@@ -33,7 +33,9 @@ pub fn run(cli: cli::Cli) -> u8 {
         if on_signal.is_cancelled() {
             eprintln!("recordctl: interrupted again; finishing up");
         } else {
-            eprintln!("recordctl: interrupted; stopping (a run writes its partial report, a drill puts everything back)");
+            eprintln!(
+                "recordctl: interrupted; stopping (a run writes its partial report, a drill puts everything back)"
+            );
         }
         on_signal.cancel();
         goose::trigger_killswitch("interrupted by recordctl");

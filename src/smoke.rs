@@ -171,6 +171,15 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
     if interrupt.is_cancelled() {
         exit::INTERRUPTED
     } else if target_down {
+        let cause = report
+            .checks
+            .first()
+            .map(|c| c.got.trim_start_matches("no answer: ").to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "recordctl smoke: {}",
+            crate::backends::target_unreachable(&base, &cause)
+        );
         exit::UNREACHABLE
     } else if report.passed {
         exit::OK

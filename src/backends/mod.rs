@@ -103,6 +103,15 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The one message every command gives when the target does not answer: the URL, the cause,
+/// and how to start a store.
+pub fn target_unreachable(url: &str, cause: &str) -> String {
+    format!(
+        "cannot reach the target at {url}: {cause} (is it running? `recordctl store` starts one, \
+         `docker compose up -d` the whole stack; or drop --target for the embedded store)"
+    )
+}
+
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

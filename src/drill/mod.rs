@@ -158,8 +158,8 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
     let http = crate::backends::client_with_timeout(Duration::from_secs(5));
     if let Err(e) = http.get(format!("{target}/health/live")).send().await {
         eprintln!(
-            "recordctl drill: cannot reach the target {target}: {} (is the stack up? docker compose up -d; or --target URL)",
-            crate::backends::error_chain(&e)
+            "recordctl drill: {}",
+            crate::backends::target_unreachable(&target, &crate::backends::error_chain(&e))
         );
         return exit::UNREACHABLE;
     }

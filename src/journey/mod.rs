@@ -92,7 +92,8 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
     let client = crate::backends::client_with_timeout(Duration::from_secs(10));
     if let Err(e) = client.get(format!("{base}/health/live")).send().await {
         eprintln!(
-            "recordctl: cannot reach the target at {base}: {e} (is it running? drop --target to use the embedded store)"
+            "recordctl journey: {}",
+            crate::backends::target_unreachable(&base, &crate::backends::error_chain(&e))
         );
         return exit::UNREACHABLE;
     }

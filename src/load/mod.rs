@@ -97,10 +97,8 @@ async fn preflight(url: &str) -> Result<(), String> {
         .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
     match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!(
-            "cannot reach the target at {url}: {e} (is it running? `recordctl store` starts one, or drop --target to use the embedded store)"
-        )),
-        Err(_) => Err(format!("cannot reach the target at {url}: no TCP answer within 3s")),
+        Ok(Err(e)) => Err(crate::backends::target_unreachable(url, &e.to_string())),
+        Err(_) => Err(crate::backends::target_unreachable(url, "no TCP answer within 3s")),
     }
 }
 

@@ -61,3 +61,46 @@ fn a_drill_dry_run_prints_the_plan_even_without_a_stack() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("built-in drills: db-outage"));
 }
+
+/// Every command that needs the target says the same thing when it does not answer: the
+/// URL, the cause, and how to start a store; and exits 3.
+#[test]
+fn an_unreachable_target_gets_one_message_with_its_cause_everywhere() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("http://127.0.0.1:{port}");
+    for args in [
+        vec!["journey", "--target", &target],
+        vec!["smoke", "--target", &target],
+        vec!["load-test", "--target", &target, "--duration", "1s"],
+    ] {
+        let out = recordctl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the target at {target}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{args:?} drops the cause: {stderr}"
+        );
+        assert!(stderr.contains("recordctl store"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_top_level_help_shows_an_example_of_every_command() {
+    let text = String::from_utf8_lossy(&recordctl(&["--help"]).stdout).to_string();
+    for command in ["journey", "load-test", "drill", "smoke", "doctor", "store"] {
+        assert!(
+            text.contains(&format!("recordctl {command}")),
+            "no example of {command}:\n{text}"
+        );
+    }
+    let load = String::from_utf8_lossy(&recordctl(&["load-test", "--help"]).stdout).to_string();
+    assert!(load.contains("browse, purchase, checkout, smoke"), "{load}");
+}
