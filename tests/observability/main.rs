@@ -155,3 +155,53 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// During a database outage only DatabaseDown pages: ApiDown (whose probe of /health/ready
+/// turns 503) and the symptoms are inhibited by it, a dead worker is not.
+#[test]
+fn database_down_inhibits_api_down_and_the_symptoms_but_not_other_causes() {
+    let config: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("observability/alertmanager.yml")).unwrap()).unwrap();
+    let rule = config["inhibit_rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["source_matchers"][0].as_str() == Some("alertname=\"DatabaseDown\""))
+        .expect("an inhibit rule sourced by DatabaseDown");
+    let matcher = rule["target_matchers"][0].as_str().unwrap();
+    let pattern = matcher.strip_prefix("alertname=~").unwrap().trim_matches('"');
+    // Alertmanager anchors its regular expressions.
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    for inhibited in [
+        "ApiDown",
+        "HighErrorRate",
+        "HighLatency",
+        "JobBacklog",
+        "CheckoutErrorBudgetBurnFast",
+    ] {
+        assert!(
+            re.is_match(inhibited),
+            "{inhibited} should be inhibited by DatabaseDown"
+        );
+    }
+    for paging in ["DatabaseDown", "WorkerDown", "PaymentGatewayCircuitOpen"] {
+        assert!(!re.is_match(paging), "{paging} must still page");
+    }
+}
+
+/// The app logs lower-case levels (`info`, `warn`, `error`): a panel filtering on upper-case
+/// ones would always be empty.
+#[test]
+fn dashboards_filter_log_levels_as_the_app_writes_them() {
+    for entry in std::fs::read_dir(repo("observability/grafana/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for level in ["ERROR", "WARN", "INFO", "DEBUG"] {
+            assert!(
+                !text.contains(&format!("level=~\\\"{level}")) && !text.contains(&format!("|{level}")),
+                "{} filters on the upper-case level {level}",
+                path.display()
+            );
+        }
+    }
+}
