@@ -107,12 +107,7 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
             let started = Instant::now();
             let collected = source.collect(&journey, wait).await;
             if let Some(t) = collected {
-                let missing: Vec<String> = t
-                    .pillars
-                    .iter()
-                    .filter(|p| !p.complete)
-                    .map(|p| format!("{}: {}", p.pillar, p.detail))
-                    .collect();
+                let missing = t.missing();
                 checks.push(SmokeCheck {
                     name: "journey telemetry: trace, log lines, metrics".into(),
                     ok: t.complete() && t.unreachable.is_empty(),

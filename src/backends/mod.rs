@@ -62,7 +62,8 @@ pub(crate) async fn get(
         .map_err(|e| BackendError::Unreachable {
             backend,
             url: url.to_string(),
-            reason: error_chain(&e),
+            // Without the URL: its query string (a whole LogQL query, encoded) is noise here.
+            reason: error_chain(&e.without_url()),
         })?;
     let status = response.status().as_u16();
     let content_type = response

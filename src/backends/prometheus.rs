@@ -58,6 +58,14 @@ pub struct PrometheusClient {
     http: reqwest::Client,
 }
 
+/// reqwest's `… for url (URL)` with the URL (and its encoded query) left out.
+fn without_url(text: &str) -> String {
+    match (text.find(" for url ("), text.rfind(')')) {
+        (Some(start), Some(end)) if end > start => format!("{}{}", &text[..start], &text[end + 1..]),
+        _ => text.to_string(),
+    }
+}
+
 fn map_error(base: &str, e: prometheus_http_query::Error) -> BackendError {
     match e {
         prometheus_http_query::Error::Prometheus(p) => BackendError::Api {
@@ -72,7 +80,7 @@ fn map_error(base: &str, e: prometheus_http_query::Error) -> BackendError {
             let mut chain = text.clone();
             while let Some(cause) = source {
                 chain.push_str(": ");
-                chain.push_str(&cause.to_string());
+                chain.push_str(&without_url(&cause.to_string()));
                 source = cause.source();
             }
             if chain.contains("error sending request") || chain.contains("onnect") {
@@ -260,4 +268,19 @@ pub fn decode_exemplars(doc: &Value) -> Vec<Exemplar> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts_lose_their_url_and_its_encoded_query() {
+        assert_eq!(
+            without_url("error sending request for url (http://x:9/api/v1/query?query=a%7Bb%7D)"),
+            "error sending request"
+        );
+        assert_eq!(without_url("tcp connect error"), "tcp connect error");
+        assert_eq!(without_url(") for url (é"), ") for url (é");
+    }
 }

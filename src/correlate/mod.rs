@@ -172,13 +172,7 @@ pub async fn run(args: CorrelateArgs) -> u8 {
     let verdict = if telemetry.complete() {
         "PASSED: all three pillars found".to_string()
     } else {
-        let missing: Vec<String> = telemetry
-            .pillars
-            .iter()
-            .filter(|p| !p.complete)
-            .map(|p| format!("{}: {}", p.pillar, p.detail))
-            .collect();
-        format!("INCOMPLETE: {}", missing.join("; "))
+        telemetry.incomplete_verdict()
     };
     let code = if telemetry.complete() {
         exit::OK

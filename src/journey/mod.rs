@@ -301,15 +301,7 @@ fn build_report(
         })
         .collect();
     let mut e2e: Vec<f64> = journeys.iter().map(|j| j.end_to_end_ms).collect();
-    let missing: Vec<String> = telemetry
-        .iter()
-        .flat_map(|t| {
-            t.pillars
-                .iter()
-                .filter(|p| !p.complete)
-                .map(|p| format!("{}: {}", p.pillar, p.detail))
-        })
-        .collect();
+    let incomplete = telemetry.as_ref().filter(|t| !t.complete());
     let verdict = if interrupted {
         "INTERRUPTED".to_string()
     } else if ok < journeys.len() {
@@ -318,8 +310,8 @@ fn build_report(
             journeys.len() - ok,
             journeys.len()
         )
-    } else if !missing.is_empty() {
-        format!("INCOMPLETE: {}", missing.join("; "))
+    } else if let Some(t) = incomplete {
+        t.incomplete_verdict()
     } else if telemetry.is_some() {
         "PASSED: the purchase completed and all three pillars are complete".to_string()
     } else {

@@ -48,6 +48,32 @@ impl JourneyTelemetry {
     pub fn complete(&self) -> bool {
         self.pillars.iter().all(|p| p.complete)
     }
+
+    /// `pillar: why`, one per incomplete pillar.
+    pub fn missing(&self) -> Vec<String> {
+        self.pillars
+            .iter()
+            .filter(|p| !p.complete)
+            .map(|p| format!("{}: {}", p.pillar, p.detail))
+            .collect()
+    }
+
+    /// The one-line verdict when pillars are missing: their names only (each pillar's reason
+    /// has its own line above it).
+    pub fn incomplete_verdict(&self) -> String {
+        let names: Vec<&str> = self
+            .pillars
+            .iter()
+            .filter(|p| !p.complete)
+            .map(|p| p.pillar.as_str())
+            .collect();
+        format!(
+            "INCOMPLETE: {} of {} pillars missing ({}); the ✗ lines say why",
+            names.len(),
+            self.pillars.len(),
+            names.join(", ")
+        )
+    }
 }
 
 /// Route templates the journey's requests hit.

@@ -214,6 +214,40 @@ async fn unreachable_backends_exit_3_and_name_their_urls() {
         t.unreachable
     );
     assert!(t.pillars.iter().all(|p| !p.complete));
+    // Short lines people can read: one per pillar, no encoded LogQL, a one-line verdict.
+    for p in &t.pillars {
+        assert!(
+            p.detail.len() < 300,
+            "{}: {} characters: {}",
+            p.pillar,
+            p.detail.len(),
+            p.detail
+        );
+        assert!(!p.detail.contains("query="), "{}", p.detail);
+    }
+    let verdict = report_verdict(&app, &dead).await;
+    assert_eq!(
+        verdict,
+        "INCOMPLETE: 3 of 3 pillars missing (traces, logs, metrics); the ✗ lines say why"
+    );
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The verdict line of a traced journey whose backends are all at `dead`.
+async fn report_verdict(app: &recordstore::RunningApp, dead: &str) -> String {
+    let target = app.base_url();
+    let args = [
+        "--target",
+        &target,
+        "--trace",
+        "--jaeger",
+        dead,
+        "--loki",
+        dead,
+        "--prometheus",
+        dead,
+    ];
+    let (_, report, stderr) = journey(&args).await;
+    report.unwrap_or_else(|| panic!("{stderr}")).verdict
 }
