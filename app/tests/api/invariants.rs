@@ -106,21 +106,41 @@ async fn slow_failing_payments_leave_orders_money_and_stock_right(db: Db) {
 }
 on_both_databases!(slow_failing_payments_leave_orders_money_and_stock_right);
 
-/// Worker A is charging when its lease runs out; worker B takes the job over and completes
-/// it. A's late writes change nothing and the buyer is charged once.
-async fn a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once(db: Db) {
+/// What became of a job whose worker A lost its lease while charging (the test's clock jumped
+/// past it) and that worker B then claimed and ran.
+struct TakenOver {
+    t: TestApp,
+    product: i64,
+    order: Order,
+    /// B's claim and its outcome; A's outcome.
+    b_attempt: i64,
+    b_outcome: JobOutcome,
+    a_outcome: JobOutcome,
+    b: recordstore::worker::Worker,
+}
+
+/// One checkout on a product of 3, worker A claims it and is charging (400 ms of gateway
+/// latency) when its 60 s lease runs out; worker B claims the job and runs it. Both workers
+/// give up after `max_attempts`.
+async fn taken_over_mid_payment(db: Db, title: &str, max_attempts: i64) -> TakenOver {
     let t = spawn_app(db, Role::Api).await;
     set_faults(&t, json!({ "payment_latency_ms": 400 })).await;
-    let product = t.create_product("Contested Pressing", 3).await;
+    let product = t.create_product(title, 3).await;
     let order_id = checkout_id(&t, product).await;
+    // The API wrote its own max_attempts; this test's workers use theirs.
+    sqlx::query("UPDATE jobs SET max_attempts = $1")
+        .bind(max_attempts)
+        .execute(t.app.store().pool())
+        .await
+        .unwrap();
     // From now on the test moves the clock the workers' leases are measured by.
     let clock = Clock::manual(now_ms());
     let store = t.app.store().clone().with_clock(clock.clone());
     let mut config = test_config(&t.database_url).worker;
     config.lease = Duration::from_secs(60);
+    config.max_attempts = max_attempts;
     let a = worker_on(&t, store.clone(), config.clone());
-    let b = worker_on(&t, store.clone(), config);
-
+    let b = worker_on(&t, store, config);
     let job = a.claim("worker-a").await.unwrap().expect("a job");
     let a_run = tokio::spawn(async move { a.process(job).await });
     eventually(
@@ -130,20 +150,35 @@ async fn a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once(
     )
     .await;
     clock.advance(60_001);
-    let (taken, outcome) = b.run_once().await.unwrap().expect("the expired job");
-    assert_eq!((taken.attempts, outcome), (2, JobOutcome::Completed));
-    assert_eq!(a_run.await.unwrap(), JobOutcome::LeaseLost);
-
+    let (taken, b_outcome) = b.run_once().await.unwrap().expect("the expired job");
+    let a_outcome = a_run.await.unwrap();
     let order = t.order(order_id).await;
-    let audit = assert_invariants(&t, product, 3, std::slice::from_ref(&order)).await;
-    assert_eq!(order.status, "completed");
+    TakenOver {
+        t,
+        product,
+        order,
+        b_attempt: taken.attempts,
+        b_outcome,
+        a_outcome,
+        b,
+    }
+}
+
+/// Worker A is charging when its lease runs out; worker B takes the job over and completes
+/// it. A's late writes change nothing and the buyer is charged once.
+async fn a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once(db: Db) {
+    let x = taken_over_mid_payment(db, "Contested Pressing", 5).await;
+    assert_eq!((x.b_attempt, &x.b_outcome), (2, &JobOutcome::Completed));
+    assert_eq!(x.a_outcome, JobOutcome::LeaseLost);
+    let audit = assert_invariants(&x.t, x.product, 3, std::slice::from_ref(&x.order)).await;
+    assert_eq!(x.order.status, "completed");
     assert_eq!(
         (audit.money.charges, audit.money.refunds),
         (1, 0),
         "charged exactly once"
     );
-    assert_eq!(t.app.metrics().leases_lost.with(&[]).counter_value(), 1);
-    t.app.shutdown().await.unwrap();
+    assert_eq!(x.t.app.metrics().leases_lost.with(&[]).counter_value(), 1);
+    x.t.app.shutdown().await.unwrap();
 }
 on_both_databases!(a_worker_losing_its_lease_mid_payment_changes_nothing_and_charges_once);
 
@@ -151,54 +186,27 @@ on_both_databases!(a_worker_losing_its_lease_mid_payment_changes_nothing_and_cha
 /// the job past its attempts and fails the order. Whichever of A's charge and B's refund
 /// comes first, the failed order ends with its stock back and no net charge.
 async fn a_job_past_its_attempts_fails_once_and_holds_no_net_charge(db: Db) {
-    let t = spawn_app(db, Role::Api).await;
-    set_faults(&t, json!({ "payment_latency_ms": 400 })).await;
-    let product = t.create_product("Last Pressing", 3).await;
-    let order_id = checkout_id(&t, product).await;
-    let clock = Clock::manual(now_ms());
-    let store = t.app.store().clone().with_clock(clock.clone());
-    let mut config = test_config(&t.database_url).worker;
-    config.lease = Duration::from_secs(60);
-    config.max_attempts = 1;
-    let a = worker_on(&t, store.clone(), config.clone());
-    let b = worker_on(&t, store.clone(), config);
-    // The API wrote max_attempts 5; this test's workers give up after one.
-    sqlx::query("UPDATE jobs SET max_attempts = 1")
-        .execute(store.pool())
-        .await
-        .unwrap();
-
-    let job = a.claim("worker-a").await.unwrap().expect("a job");
-    let a_run = tokio::spawn(async move { a.process(job).await });
-    eventually(
-        "worker A to reserve and start charging",
-        Duration::from_secs(10),
-        || async { (t.order(order_id).await.status == "processing").then_some(()) },
-    )
-    .await;
-    clock.advance(60_001);
-    let (taken, outcome) = b.run_once().await.unwrap().expect("the expired job");
-    assert_eq!(taken.attempts, 2);
+    let x = taken_over_mid_payment(db, "Last Pressing", 1).await;
+    assert_eq!(x.b_attempt, 2);
     assert!(
-        matches!(outcome, JobOutcome::Failed(ref r) if r.contains("gave up")),
-        "{outcome:?}"
+        matches!(x.b_outcome, JobOutcome::Failed(ref r) if r.contains("gave up")),
+        "{:?}",
+        x.b_outcome
     );
-    assert_eq!(a_run.await.unwrap(), JobOutcome::LeaseLost);
-
-    let order = t.order(order_id).await;
-    let audit = assert_invariants(&t, product, 3, std::slice::from_ref(&order)).await;
-    assert_eq!(order.status, "failed");
+    assert_eq!(x.a_outcome, JobOutcome::LeaseLost);
+    let audit = assert_invariants(&x.t, x.product, 3, std::slice::from_ref(&x.order)).await;
+    assert_eq!(x.order.status, "failed");
     assert_eq!(audit.money.net_cents, 0);
     assert_eq!(
         audit.money.charges, audit.money.refunds,
         "a charge that landed was refunded"
     );
-    assert_eq!(order.refund_ref.is_some(), audit.money.refunds == 1, "{order:?}");
+    assert_eq!(x.order.refund_ref.is_some(), audit.money.refunds == 1, "{:?}", x.order);
     assert!(
-        b.run_once().await.unwrap().is_none(),
+        x.b.run_once().await.unwrap().is_none(),
         "failed exactly once, nothing left"
     );
-    t.app.shutdown().await.unwrap();
+    x.t.app.shutdown().await.unwrap();
 }
 on_both_databases!(a_job_past_its_attempts_fails_once_and_holds_no_net_charge);
 
