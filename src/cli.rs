@@ -360,6 +360,16 @@ pub struct LoadTestArgs {
     /// Save the latency histograms (HdrHistogram log) for `recordctl report merge`.
     #[arg(long, value_name = "FILE")]
     pub hdr_out: Option<String>,
+    /// Run shard K of N (1-based) of this load, e.g. on N machines: the open model's
+    /// arrivals, the closed model's users and plain mode's connections are split between the
+    /// shards deterministically, so together they send what one run would. Merge their
+    /// --hdr-out logs with `recordctl report merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// The run id the correlation ids start with (shards of one load share it; each adds
+    /// its own `-sK`).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

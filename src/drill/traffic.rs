@@ -135,7 +135,7 @@ impl Traffic {
         let handle = {
             let (recorder, cancel) = (recorder.clone(), cancel.clone());
             let executor = Arc::new(executor);
-            tokio::spawn(async move { open::run(executor, &schedule, 256, 4096, recorder, cancel).await })
+            tokio::spawn(async move { open::run(executor, &schedule, None, 256, 4096, recorder, cancel).await })
         };
         Ok(Traffic {
             cancel,

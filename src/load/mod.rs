@@ -67,6 +67,7 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
     let report = report::build(
         &ReportContext {
             run_id: &plan.run_id,
+            shard: plan.shard.map(|s| format!("{}/{}", s.index + 1, s.count)),
             model: plan.model.name(),
             target: if embedded.is_some() {
                 "embedded recordstore"
@@ -140,6 +141,7 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
             let report = open::run(
                 executor,
                 schedule,
+                plan.shard,
                 *max_in_flight,
                 *max_queue,
                 recorder.clone(),

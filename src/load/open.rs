@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::load::executor::{Executor, Pace};
-use crate::load::plan::RateSchedule;
+use crate::load::plan::{RateSchedule, Shard};
 use crate::load::stats::{ErrorKind, Recorder, Sample};
 
 /// An arrival counts as late when it starts this much after it was due.
@@ -41,6 +41,7 @@ pub struct ScheduleReport {
 pub async fn run(
     executor: Arc<Executor>,
     schedule: &RateSchedule,
+    shard: Option<Shard>,
     max_in_flight: usize,
     max_queue: usize,
     recorder: Arc<Recorder>,
@@ -51,12 +52,12 @@ pub async fn run(
     let late = Arc::new(AtomicU64::new(0));
     let started_count = Arc::new(AtomicU64::new(0));
     let mut report = ScheduleReport {
-        target_rate_tps: schedule.peak(),
+        target_rate_tps: schedule.peak() / shard.map_or(1, |s| s.count) as f64,
         max_in_flight,
         ..ScheduleReport::default()
     };
     let start = Instant::now();
-    let arrivals = arrival_clock(schedule.clone(), start, cancel.clone());
+    let arrivals = arrival_clock(schedule.clone(), shard, start, cancel.clone());
     let mut arrivals = arrivals;
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(due) = arrivals.recv().await {
@@ -146,6 +147,7 @@ fn record_unsent(executor: &Executor, recorder: &Recorder, at: Duration, why: St
 /// rate reaches `k`, so ramps (from zero too) send exactly what they promise.
 fn arrival_clock(
     schedule: RateSchedule,
+    shard: Option<Shard>,
     start: Instant,
     cancel: CancellationToken,
 ) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
@@ -161,6 +163,12 @@ fn arrival_clock(
                 };
                 if offset >= end {
                     break;
+                }
+                // A shard sends every N-th arrival of the whole schedule: together the shards
+                // send exactly what one run would.
+                if shard.is_some_and(|s| !s.owns(k)) {
+                    k += 1;
+                    continue;
                 }
                 let Some(due) = start.checked_add(offset) else {
                     break;

@@ -121,6 +121,38 @@ impl RateSchedule {
     }
 }
 
+/// This process's part of a load split between `count` processes (`index` from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn parse(raw: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {raw:?}: expected K/N with 1 <= K <= N <= 1000, e.g. 2/3");
+        let (k, n) = raw.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k == 0 || k > n || n > 1000 {
+            return Err(bad());
+        }
+        Ok(Shard { index: k - 1, count: n })
+    }
+
+    /// Whether item `k` (an arrival, a user, a connection) of the whole load is this shard's.
+    pub fn owns(&self, k: u64) -> bool {
+        k % self.count as u64 == self.index as u64
+    }
+
+    /// How many of `total` items are this shard's.
+    pub fn share(&self, total: usize) -> usize {
+        total / self.count + usize::from(self.index < total % self.count)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
     pub json: Option<String>,
@@ -132,6 +164,8 @@ pub struct Outputs {
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub run_id: String,
+    /// This process's part of a sharded load.
+    pub shard: Option<Shard>,
     pub target: Target,
     pub model: Model,
     /// The scenario (plain mode: none).
@@ -255,13 +289,49 @@ impl LoadPlan {
                 path: "/products".into(),
             },
         };
+        let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+        let model = match (shard, model) {
+            (
+                Some(shard),
+                Model::Closed {
+                    users,
+                    ramp_up,
+                    iterations,
+                },
+            ) => Model::Closed {
+                users: nonzero_share(shard, users, "users")?,
+                ramp_up,
+                iterations,
+            },
+            (Some(shard), Model::Plain { connections }) => Model::Plain {
+                connections: nonzero_share(shard, connections, "connections")?,
+            },
+            (_, model) => model,
+        };
+        let run_id = args
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
+        if run_id.is_empty()
+            || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
+            || run_id.len() > 64
+        {
+            return Err(format!(
+                "--run-id {run_id:?}: letters, digits and ._:- only, at most 64"
+            ));
+        }
+        let run_id = match shard {
+            Some(s) => format!("{run_id}-s{}", s.index + 1),
+            None => run_id,
+        };
         let mut thresholds = Vec::new();
         let from_scenario = scenario.iter().flat_map(|s| s.thresholds.checks.iter());
         for text in args.thresholds.iter().chain(from_scenario) {
             thresholds.push(Threshold::parse(text)?);
         }
         Ok(LoadPlan {
-            run_id: format!("lt-{:08x}", rand::random::<u32>()),
+            run_id,
+            shard,
             target,
             model,
             scenario,
@@ -277,6 +347,19 @@ impl LoadPlan {
             },
             progress: !args.no_progress,
         })
+    }
+}
+
+/// A shard's share of `total` users or connections; every shard needs at least one.
+fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, String> {
+    match shard.share(total) {
+        0 => Err(format!(
+            "--shard {}/{}: {total} {what} cannot be split between {} shards",
+            shard.index + 1,
+            shard.count,
+            shard.count
+        )),
+        n => Ok(n),
     }
 }
 
@@ -423,6 +506,36 @@ mod tests {
             None,
             "a zero rate sends nothing"
         );
+    }
+
+    #[test]
+    fn shards_split_arrivals_users_and_connections_without_overlap_or_gap() {
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0", "1/1001", "-1/3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (1..=3).map(|k| Shard::parse(&format!("{k}/3")).unwrap()).collect();
+        // Every arrival of the whole schedule belongs to exactly one shard.
+        let schedule = stages(&[(2, 0.0, 100.0), (2, 100.0, 100.0)]);
+        let total = arrivals(&schedule);
+        let mut owned = vec![0u64; 3];
+        for k in 0..total {
+            let owners: Vec<usize> = (0..3).filter(|&i| shards[i].owns(k)).collect();
+            assert_eq!(owners.len(), 1, "arrival {k}");
+            owned[owners[0]] += 1;
+        }
+        assert_eq!(owned.iter().sum::<u64>(), total);
+        assert!(
+            owned.iter().max().unwrap() - owned.iter().min().unwrap() <= 1,
+            "{owned:?}"
+        );
+        assert_eq!(shards.iter().map(|s| s.share(10)).collect::<Vec<_>>(), [4, 3, 3]);
+        assert_eq!(shards.iter().map(|s| s.share(2)).sum::<usize>(), 2);
+        let p = plan(&["--users", "2", "--shard", "3/3"]);
+        assert!(p.unwrap_err().contains("cannot be split between 3 shards"));
+        let p = plan(&["--users", "10", "--shard", "1/3", "--run-id", "load-7"]).unwrap();
+        assert_eq!(p.run_id, "load-7-s1");
+        assert!(matches!(p.model, Model::Closed { users: 4, .. }));
+        assert!(plan(&["--run-id", "bad id"]).is_err());
     }
 
     #[test]

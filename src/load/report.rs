@@ -69,6 +69,9 @@ pub struct SecondReport {
 pub struct LoadReport {
     pub schema_version: u32,
     pub run_id: String,
+    /// `K/N` when this run was one shard of a load split between N processes.
+    #[serde(default)]
+    pub shard: Option<String>,
     pub model: String,
     pub target: String,
     pub scenario: Option<String>,
@@ -103,6 +106,7 @@ pub struct RunOutcome {
 
 pub struct ReportContext<'a> {
     pub run_id: &'a str,
+    pub shard: Option<String>,
     pub model: &'a str,
     pub target: &'a str,
     pub scenario: Option<&'a str>,
@@ -138,6 +142,7 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
     LoadReport {
         schema_version: SCHEMA_VERSION,
         run_id: ctx.run_id.to_string(),
+        shard: ctx.shard.clone(),
         model: ctx.model.to_string(),
         target: ctx.target.to_string(),
         scenario: ctx.scenario.map(str::to_string),

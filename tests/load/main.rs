@@ -712,3 +712,79 @@ async fn ctrl_c_stops_every_model_with_a_partial_report_and_exit_130() {
         );
     }
 }
+
+/// Three shards of one open-model load, run at once as separate processes against one
+/// target, send together exactly what one run would: every arrival once, each correlation
+/// id once, and their merged histograms count every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_send_together_exactly_one_runs_load_and_merge_losslessly() {
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let dir = std::env::temp_dir().join(format!("recordctl-shards-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = server.url("");
+    let mut set = tokio::task::JoinSet::new();
+    for k in 1..=3 {
+        let hlog = dir.join(format!("s{k}.hlog"));
+        let shard = format!("{k}/3");
+        let (target, scenario) = (target.clone(), scenario.path().to_string());
+        set.spawn(async move {
+            let args = [
+                "--target",
+                &target,
+                "--scenario",
+                &scenario,
+                "--rate",
+                "150/s",
+                "--duration",
+                "2s",
+                "--shard",
+                &shard,
+                "--run-id",
+                "sharded",
+                "--hdr-out",
+                hlog.to_str().unwrap(),
+            ];
+            (k, recordctl(&args).await, hlog)
+        });
+    }
+    let mut runs: Vec<_> = set.join_all().await;
+    runs.sort_by_key(|(k, _, _)| *k);
+    let runs: Vec<_> = runs.into_iter().map(|(_, run, hlog)| (run, hlog)).collect();
+    let mut intended = 0;
+    let mut hlogs = Vec::new();
+    for (k, (run, hlog)) in runs.into_iter().enumerate() {
+        assert_eq!(run.code, 0, "shard {}: {}", k + 1, run.stderr);
+        let report = run.report.unwrap();
+        assert_eq!(report.shard.as_deref(), Some(format!("{}/3", k + 1).as_str()));
+        assert_eq!(report.run_id, format!("sharded-s{}", k + 1));
+        let schedule = report.schedule.unwrap();
+        assert_eq!(schedule.intended, 100, "shard {}: {schedule:?}", k + 1);
+        intended += schedule.intended;
+        hlogs.push(hlog.to_str().unwrap().to_string());
+    }
+    let served = server.hits.load(Ordering::SeqCst);
+    assert_eq!((intended, served), (300, 300), "150/s for 2 s, once, across the shards");
+    assert_eq!(
+        server.correlation_ids.lock().unwrap().len(),
+        300,
+        "no correlation id twice"
+    );
+    let mut args = vec!["report".to_string(), "merge".to_string()];
+    args.extend(hlogs);
+    args.extend(["--json".to_string(), "-".to_string()]);
+    let merged = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        .args(&args)
+        .output()
+        .await
+        .unwrap();
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let doc: recordctl::load::merge::MergedReport = serde_json::from_slice(&merged.stdout).unwrap();
+    let all = doc.histograms.iter().find(|h| h.name == "all").unwrap();
+    assert_eq!(
+        all.latency.count, 300,
+        "the merged report counts every request of every shard"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
