@@ -788,3 +788,77 @@ async fn three_shards_send_together_exactly_one_runs_load_and_merge_losslessly()
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The same three shards as containers on the Docker engine (the local Debian base running
+/// this build's recordctl, host network) against one target: the merged count is the sum of
+/// the shards', and the target saw each request once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_in_containers_send_one_runs_load() {
+    if !support::docker::engine() {
+        return;
+    }
+    support::docker::local_images();
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let dir = std::env::temp_dir().join(format!("recordctl-shardbox-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(scenario.path(), dir.join("one.toml")).unwrap();
+    let binary = env!("CARGO_BIN_EXE_recordctl");
+    let target = server.url("");
+    let mut set = tokio::task::JoinSet::new();
+    for k in 1..=3 {
+        let (dir, target) = (dir.clone(), target.clone());
+        set.spawn(async move {
+            let out = tokio::process::Command::new("docker")
+                .args(["run", "--rm", "--network", "host", "--label", "recordctl.test=shards"])
+                .arg("-v")
+                .arg(format!("{binary}:/usr/local/bin/recordctl:ro"))
+                .arg("-v")
+                .arg(format!("{}:/work", dir.display()))
+                .args([support::docker::BASE_IMAGE, "recordctl", "load-test", "--no-progress"])
+                .args(["--target", &target, "--scenario", "/work/one.toml", "--rate", "150/s"])
+                .args(["--duration", "2s", "--run-id", "boxed"])
+                .args(["--shard", &format!("{k}/3")])
+                .args([
+                    "--hdr-out",
+                    &format!("/work/s{k}.hlog"),
+                    "--json",
+                    &format!("/work/s{k}.json"),
+                ])
+                .output()
+                .await
+                .unwrap();
+            (k, out)
+        });
+    }
+    for (k, out) in set.join_all().await {
+        assert!(
+            out.status.success(),
+            "shard {k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut shard_sum = 0;
+    for k in 1..=3 {
+        let report: LoadReport =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("s{k}.json"))).unwrap()).unwrap();
+        shard_sum += report.requests;
+    }
+    let hlogs: Vec<String> = (1..=3)
+        .map(|k| dir.join(format!("s{k}.hlog")).display().to_string())
+        .collect();
+    let merged = tokio::process::Command::new(binary)
+        .args(["report", "merge"])
+        .args(&hlogs)
+        .args(["--json", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let doc: recordctl::load::merge::MergedReport = serde_json::from_slice(&merged.stdout).unwrap();
+    let all = doc.histograms.iter().find(|h| h.name == "all").unwrap();
+    assert_eq!(all.latency.count, shard_sum, "merged = the shards' sum");
+    assert_eq!((shard_sum, server.hits.load(Ordering::SeqCst)), (300, 300));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -533,3 +533,74 @@ async fn the_app_image_builds_from_a_local_base_runs_as_non_root_and_serves_from
     assert_eq!(line["service"], "recordstore-worker");
     assert_eq!(line["order_id"], order);
 }
+
+/// The sharded load-test manifests, checked offline (no cluster runs here): an Indexed Job
+/// whose N pods each run shard JOB_COMPLETION_INDEX+1 of N with one run id, and a merge Job
+/// reading the same files from the same volume; the shell commands parse.
+#[test]
+fn the_sharded_load_test_manifests_split_one_load_and_merge_it() {
+    let docs = |file: &str| -> Vec<Yaml> {
+        let text = std::fs::read_to_string(repo(file)).unwrap();
+        serde_norway::Deserializer::from_str(&text)
+            .map(|d| <Yaml as serde::Deserialize>::deserialize(d).unwrap())
+            .collect()
+    };
+    let shards = docs("deploy/loadtest-shards.yaml");
+    let job = shards
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Job"))
+        .expect("a Job");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let n = spec["completions"].as_u64().unwrap();
+    assert_eq!(spec["parallelism"].as_u64(), Some(n), "every shard runs at once");
+    let container = &spec["template"]["spec"]["containers"][0];
+    let env: BTreeMap<&str, &str> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(env["SHARDS"], n.to_string(), "SHARDS matches completions");
+    let script = container["args"][0].as_str().unwrap();
+    for needle in [
+        "--shard \"$((JOB_COMPLETION_INDEX + 1))/$SHARDS\"",
+        "--run-id \"$RUN_ID\"",
+        "--hdr-out \"/results/",
+    ] {
+        assert!(script.contains(needle), "shard command lacks {needle}: {script}");
+    }
+    let claim = shards
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("PersistentVolumeClaim"))
+        .expect("a volume for the results");
+    let claim_name = claim["metadata"]["name"].as_str().unwrap();
+    let volume = |job: &Yaml| {
+        job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(volume(job).as_deref(), Some(claim_name));
+    let merge = docs("deploy/loadtest-merge.yaml");
+    let merge_job = &merge[0];
+    assert_eq!(
+        volume(merge_job).as_deref(),
+        Some(claim_name),
+        "the merge reads the shards' volume"
+    );
+    let merge_script = merge_job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        merge_script.contains(&format!("recordctl report merge /results/{}-*.hlog", env["RUN_ID"])),
+        "{merge_script}"
+    );
+    for script in [script, merge_script] {
+        let check = Command::new("sh").args(["-n", "-c", script]).output().unwrap();
+        assert!(
+            check.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
