@@ -343,18 +343,19 @@ pub fn render(r: &JourneyReport) -> String {
             j.outcome,
             j.end_to_end_ms,
             j.processing_ms
-                .map(|p| format!(" ({p:.1} ms in the background)"))
+                .map(|p| format!(" ({p:.1} ms from checkout to the order's final status, by the store's clock)"))
                 .unwrap_or_default()
         );
         for s in &j.steps {
             let _ = writeln!(
                 out,
-                "  {:<14} {:<6} {:<18} {:>4} {:>8.2} ms",
+                "  {:<14} {:<6} {:<18} {:>4} {:>8.2} ms{}",
                 s.name,
                 s.method,
                 s.path,
                 s.status.map(|v| v.to_string()).unwrap_or("-".into()),
-                s.duration_ms
+                s.duration_ms,
+                s.note.as_deref().map(|n| format!("  {n}")).unwrap_or_default()
             );
         }
         if let Some(detail) = &j.detail {
@@ -414,10 +415,18 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
     struct Entry {
         at: u128,
         depth: usize,
+        /// The span this row is (spans only), and the span it hangs off.
+        id: Option<String>,
+        parent: Option<String>,
         text: String,
     }
     let mut depth_of: std::collections::HashMap<String, usize> =
         j.steps.iter().map(|s| (s.client_span_id.clone(), 0)).collect();
+    let mut name_of: std::collections::HashMap<String, String> = j
+        .steps
+        .iter()
+        .map(|s| (s.client_span_id.clone(), format!("client {}", s.name)))
+        .collect();
     let mut spans: Vec<_> = t.spans.iter().collect();
     spans.sort_by_key(|s| s.start_unix_nanos);
     // Parents start before their children, so one pass in start order finds every depth.
@@ -429,6 +438,7 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
             .map(|d| d + 1)
             .unwrap_or(1);
         depth_of.insert(s.span_id.clone(), depth);
+        name_of.insert(s.span_id.clone(), s.name.clone());
     }
     let mut entries: Vec<Entry> = j
         .steps
@@ -436,12 +446,15 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
         .map(|s| Entry {
             at: s.started_unix_nanos,
             depth: 0,
+            id: Some(s.client_span_id.clone()),
+            parent: None,
             text: format!(
-                "client {:<20} {} {:<16} {:.2} ms",
+                "client {:<20} {} {:<16} {:.2} ms{}",
                 s.name,
                 s.method,
                 s.status.map(|v| v.to_string()).unwrap_or("-".into()),
-                s.duration_ms
+                s.duration_ms,
+                s.note.as_deref().map(|n| format!(" · {n}")).unwrap_or_default()
             ),
         })
         .collect();
@@ -450,6 +463,8 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
         entries.push(Entry {
             at: s.start_unix_nanos,
             depth: depth_of[&s.span_id],
+            id: Some(s.span_id.clone()),
+            parent: s.parent_span_id.clone(),
             text: format!(
                 "{:<18} {:<24} {:.2} ms{status}",
                 s.service,
@@ -464,15 +479,17 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
             .and_then(|v| v.as_str())
             .and_then(parse_rfc3339_nanos)
             .unwrap_or(0);
-        let depth = l
-            .get("span_id")
-            .and_then(|v| v.as_str())
+        let span = l.get("span_id").and_then(|v| v.as_str()).map(str::to_string);
+        let depth = span
+            .as_ref()
             .and_then(|id| depth_of.get(id))
             .map(|d| d + 1)
             .unwrap_or(1);
         entries.push(Entry {
             at,
             depth,
+            id: None,
+            parent: span,
             text: format!(
                 "log {:<5} {:<18} {}",
                 l.get("level").and_then(|v| v.as_str()).unwrap_or(""),
@@ -484,10 +501,29 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
     entries.sort_by_key(|e| e.at);
     let first = entries.first().map(|e| e.at).unwrap_or(0);
     let mut out = String::from("\ntimeline (client steps, spans, log lines):\n");
+    // A span whose parent was last shown before the latest client row (the worker's span
+    // after the client's polls) would read as that row's child: name its parent, once.
+    let mut since_client: std::collections::HashSet<String> = std::collections::HashSet::new();
     for e in entries {
+        if e.depth == 0 {
+            since_client.clear();
+        }
+        let parent_note = match (&e.parent, e.id.is_some()) {
+            (Some(parent), true) if !since_client.contains(parent) => {
+                since_client.insert(parent.clone());
+                name_of
+                    .get(parent)
+                    .map(|name| format!("  ← child of {name}"))
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        if let Some(id) = &e.id {
+            since_client.insert(id.clone());
+        }
         let _ = writeln!(
             out,
-            "{:>+9.1} ms {}{}",
+            "{:>+9.1} ms {}{}{parent_note}",
             (e.at.saturating_sub(first)) as f64 / 1e6,
             "  ".repeat(e.depth),
             e.text
@@ -531,6 +567,85 @@ pub(crate) fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(id: &str, parent: &str, name: &str, service: &str, start: u128) -> recordstore::telemetry::CapturedSpan {
+        recordstore::telemetry::CapturedSpan {
+            trace_id: "t".into(),
+            span_id: id.into(),
+            parent_span_id: Some(parent.into()),
+            name: name.into(),
+            service: service.into(),
+            kind: "server".into(),
+            start_unix_nanos: start,
+            end_unix_nanos: start + 1_000_000,
+            status: "unset".into(),
+            status_message: None,
+            attributes: Default::default(),
+        }
+    }
+
+    fn step(name: &str, span: &str, at: u128, note: Option<&str>) -> steps::StepResult {
+        steps::StepResult {
+            name: name.into(),
+            method: "GET".into(),
+            path: "/".into(),
+            status: Some(200),
+            duration_ms: 1.0,
+            client_span_id: span.into(),
+            started_unix_nanos: at,
+            error: None,
+            note: note.map(str::to_string),
+        }
+    }
+
+    /// Regression: the worker's span, coming after the client's polls in time, looked like a
+    /// poll's child; polls did not say what they saw.
+    #[test]
+    fn the_timeline_names_a_parent_that_is_not_just_above_and_shows_each_polls_status() {
+        let journey = JourneyResult {
+            correlation_id: "c".into(),
+            trace_id: "t".into(),
+            order_id: Some(1),
+            outcome: "completed".into(),
+            detail: None,
+            steps: vec![
+                step("checkout", "c1", 0, None),
+                step("poll order", "c2", 5_000_000, Some("processing")),
+                step("poll order", "c3", 30_000_000, Some("completed")),
+            ],
+            end_to_end_ms: 31.0,
+            processing_ms: Some(20.0),
+        };
+        let telemetry = JourneyTelemetry {
+            spans: vec![
+                span("s1", "c1", "POST /checkout", "recordstore-api", 1_000_000),
+                span("w1", "s1", "process order", "recordstore-worker", 8_000_000),
+                span("s2", "c2", "GET /orders/{id}", "recordstore-api", 6_000_000),
+            ],
+            logs: Vec::new(),
+            metrics: Vec::new(),
+            exemplar: None,
+            pillars: Vec::new(),
+            unreachable: Vec::new(),
+        };
+        let text = timeline(&journey, &telemetry);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{text}"))
+        };
+        assert!(line("process order").contains("← child of POST /checkout"), "{text}");
+        assert!(
+            !line("POST /checkout").contains("child of"),
+            "just under its client step: {text}"
+        );
+        assert!(!line("GET /orders").contains("child of"), "{text}");
+        assert!(
+            line("+5.0 ms").contains("poll order") && line("+5.0 ms").contains("· processing"),
+            "{text}"
+        );
+        assert!(line("+30.0 ms").contains("· completed"), "{text}");
+    }
 
     #[test]
     fn odd_log_timestamps_are_none_not_panics() {
