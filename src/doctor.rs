@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use crate::backends::docker::DockerClient;
@@ -351,10 +350,8 @@ async fn docker_rows(project: Option<&str>) -> Vec<Row> {
 }
 
 pub fn render(report: &DoctorReport) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["component", "check", "status", "detail", "fix"]);
+    let mut table = crate::output::table();
+    table.set_header(["component", "check", "status", "detail", "fix"]);
     for r in &report.rows {
         table.add_row([
             r.component.clone(),

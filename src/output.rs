@@ -23,3 +23,13 @@ pub fn emit(text: &str, doc: &impl Serialize, json: Option<&str>) -> Result<(), 
         }
     }
 }
+
+/// The table every command prints: condensed borders and, on a terminal, cells wrapped to
+/// fit its width (piped output keeps each row on one line, for grep).
+pub fn table() -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    table
+}

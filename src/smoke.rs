@@ -5,7 +5,6 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -211,10 +210,8 @@ async fn check_get(client: &reqwest::Client, url: &str, name: &str, status_field
 }
 
 pub fn render(report: &SmokeReport) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["check", "result", "time", "detail"]);
+    let mut table = crate::output::table();
+    table.set_header(["check", "result", "time", "detail"]);
     for c in &report.checks {
         table.add_row([
             c.name.clone(),

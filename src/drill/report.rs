@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use super::file::{AlertState, Drill};
@@ -324,17 +323,15 @@ pub fn render_table(r: &DrillReport) -> String {
         r.verdict.to_uppercase()
     );
     if !r.timeline.is_empty() {
-        let mut table = Table::new();
-        table
-            .load_preset(UTF8_FULL_CONDENSED)
-            .set_header(["t", "event", "detail"]);
+        let mut table = crate::output::table();
+        table.set_header(["t", "event", "detail"]);
         for e in &r.timeline {
             table.add_row([format!("{:.1}s", e.t_s), e.kind.clone(), e.detail.clone()]);
         }
         let _ = writeln!(out, "{table}");
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(["measure", "value"]);
+    let mut table = crate::output::table();
+    table.set_header(["measure", "value"]);
     table.add_row([
         "time to detect (fault → expected alert)".to_string(),
         secs(r.time_to_detect_s),

@@ -1,6 +1,5 @@
 //! `recordctl report merge`: combine HdrHistogram logs from several runs or machines.
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::{Deserialize, Serialize};
 
 use crate::exit;
@@ -40,8 +39,7 @@ pub fn run(files: &[String], json: Option<&str>) -> u8 {
             })
             .collect(),
     };
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = crate::output::table();
     table.set_header(["request", "count", "min", "p50", "p90", "p95", "p99", "p99.9", "max"]);
     for h in &report.histograms {
         let l = &h.latency;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, CellAlignment};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -285,8 +285,7 @@ pub fn render_table(r: &LoadReport) -> String {
             s.peak_queue
         ));
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = crate::output::table();
     table.set_header([
         "request", "count", "errors", "min", "p50", "p90", "p95", "p99", "p99.9", "max",
     ]);

@@ -9,7 +9,6 @@ pub mod x509;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use hdrhistogram::Histogram;
 use regex::Regex;
 use serde::Serialize;
@@ -285,8 +284,8 @@ async fn continuous(
 pub fn render_table(report: &ProbeReport) -> String {
     let mut out = String::new();
     if let Some(window) = &report.window {
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        let mut table = crate::output::table();
+        table.set_header([
             "probe",
             "checks",
             "availability",
@@ -311,8 +310,8 @@ pub fn render_table(report: &ProbeReport) -> String {
         let _ = writeln!(out, "{table}");
         return out;
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+    let mut table = crate::output::table();
+    table.set_header([
         "probe",
         "result",
         "status",

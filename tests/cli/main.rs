@@ -104,3 +104,32 @@ fn the_top_level_help_shows_an_example_of_every_command() {
     let load = String::from_utf8_lossy(&recordctl(&["load-test", "--help"]).stdout).to_string();
     assert!(load.contains("browse, purchase, checkout, smoke"), "{load}");
 }
+
+/// On a terminal, tables wrap to its width (a terminal of 80 columns made by `script`); piped,
+/// each row stays on one line for grep.
+#[test]
+fn tables_fit_the_terminal_they_are_printed_on() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: script (bsdutils) not installed");
+        return;
+    }
+    let binary = env!("CARGO_BIN_EXE_recordctl");
+    let command = format!("stty cols 80 rows 50; {binary} doctor --target http://127.0.0.1:1 --skip docker");
+    let out = Command::new("script")
+        .args(["-q", "-c", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let widest = text.lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
+    assert!(
+        widest <= 80,
+        "a line of {widest} columns on an 80-column terminal:\n{text}"
+    );
+    assert!(text.contains("component"), "{text}");
+    let piped = recordctl(&["doctor", "--target", "http://127.0.0.1:1", "--skip", "docker"]);
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        piped.lines().any(|l| l.chars().count() > 80),
+        "piped rows are not wrapped:\n{piped}"
+    );
+}
