@@ -315,15 +315,17 @@ pub fn render_table(report: &ProbeReport) -> String {
         "probe",
         "result",
         "status",
-        "total",
-        "resolve",
-        "connect",
-        "tls",
-        "processing",
-        "transfer",
+        "total ms",
+        "resolve ms",
+        "connect ms",
+        "tls ms",
+        "processing ms",
+        "transfer ms",
         "detail",
     ]);
     let ms = |s: f64| format!("{:.1}", s * 1000.0);
+    // A TCP probe has no TLS, processing or transfer phase: a dash, not a zero.
+    let http_ms = |r: &ProbeResult, s: f64| if r.kind == "tcp" { "-".to_string() } else { ms(s) };
     for r in &report.results {
         let mut detail = r.failure.clone().unwrap_or_default();
         if let Some(expiry) = r.cert_expiry_unix {
@@ -350,12 +352,12 @@ pub fn render_table(report: &ProbeReport) -> String {
             } else {
                 r.status_code.to_string()
             },
-            format!("{} ms", ms(r.duration_s)),
+            ms(r.duration_s),
             ms(r.phases.resolve),
             ms(r.phases.connect),
-            ms(r.phases.tls),
-            ms(r.phases.processing),
-            ms(r.phases.transfer),
+            http_ms(r, r.phases.tls),
+            http_ms(r, r.phases.processing),
+            http_ms(r, r.phases.transfer),
             detail,
         ]);
     }
