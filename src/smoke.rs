@@ -197,7 +197,14 @@ async fn check_get(client: &reqwest::Client, url: &str, name: &str, status_field
                 .ok()
                 .and_then(|v| v["status"].as_str().map(str::to_string));
             let ok = status == 200 && status_field.is_none_or(|want| field.as_deref() == Some(want));
-            (ok, format!("{status} {}", body.chars().take(200).collect::<String>()))
+            // A passing check says what it saw in a few words; a failing one keeps the start
+            // of the body, which says why.
+            let got = match (&field, ok) {
+                (Some(field), true) => format!("{status}, status {field:?}"),
+                (None, true) => status.to_string(),
+                (_, false) => format!("{status} {}", body.chars().take(200).collect::<String>()),
+            };
+            (ok, got)
         }
     };
     SmokeCheck {
