@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # recordstore under wrk on PostgreSQL: GET /products and POST /checkout, 50 connections,
-# 10 s each; prints requests/s and p99 for both. Needs: postgresql, wrk (Debian packages).
+# 10 s each; prints requests/s and p99 for both, then how fast the worker completes the
+# accepted orders: the completion rate while it drains the queue and the time to drain.
+# Needs: postgresql, wrk (Debian packages).
 #
 #   bench/app-wrk.sh                # defaults: 50 connections, 10 s
 #   CONNECTIONS=100 DURATION=20s bench/app-wrk.sh
@@ -62,7 +64,27 @@ run() { # name, wrk args...
 
 echo "== wrk: $THREADS threads, $CONNECTIONS connections, $DURATION each"
 run "GET /products" "$BASE/products"
+final_orders() { curl -fs "$BASE/metrics" | awk '/^recordstore_orders\{status="(completed|failed)"\}/ {n += $2} END {print n + 0}'; }
+queue_depth() { curl -fs "$BASE/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checks"]["jobs"]["queue_depth"])'; }
+started=$(date +%s.%N)
 run "POST /checkout" -s bench/checkout.lua "$BASE/checkout"
-depth=$(curl -fs "$BASE/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["checks"]["jobs"]["queue_depth"])')
-completed=$(curl -fs "$BASE/metrics" | awk '/^recordstore_orders\{status="completed"\}/ {print $2}')
-echo "after the checkout run: $completed orders completed, $depth jobs still queued"
+accepted_end=$(date +%s.%N)
+accepted=$(curl -fs "$BASE/metrics" | awk '/^recordstore_checkouts_total\{result="accepted"\}/ {print $2}')
+done_at_end=$(final_orders)
+depth=$(queue_depth)
+echo "checkouts accepted: $accepted; final when wrk stopped: $done_at_end; still queued: $depth"
+for _ in $(seq 1 600); do
+  [ "$(queue_depth)" = 0 ] && break
+  sleep 0.5
+done
+drained=$(date +%s.%N)
+final=$(final_orders)
+python3 - "$started" "$accepted_end" "$drained" "$accepted" "$final" <<'PY'
+import sys
+started, accepted_end, drained, accepted, final = map(float, sys.argv[1:])
+run = accepted_end - started
+total = drained - started
+print(f"accept rate      {accepted / run:10.0f} orders/s over {run:.1f} s")
+print(f"completion rate  {final / total:10.0f} orders/s until the queue was empty ({final:.0f} orders in {total:.1f} s)")
+print(f"time to drain    {drained - accepted_end:10.1f} s after the last checkout")
+PY
