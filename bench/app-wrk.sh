@@ -29,8 +29,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building recordstore (release)"
-cargo build --release -q -p recordstore
+# RECORDSTORE_BIN compares another build (e.g. an earlier commit's) under the same load.
+BIN="${RECORDSTORE_BIN:-target/release/recordstore}"
+if [ -z "${RECORDSTORE_BIN:-}" ]; then
+  echo "== building recordstore (release)"
+  cargo build --release -q -p recordstore
+fi
 
 echo "== starting PostgreSQL on 127.0.0.1:$PGPORT"
 "${RUNAS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust --no-sync >/dev/null
@@ -41,7 +45,7 @@ echo "== starting PostgreSQL on 127.0.0.1:$PGPORT"
 echo "== starting recordstore on 127.0.0.1:$APPPORT (API + worker, logs to $WORK/app.log)"
 RECORDSTORE_WRITE_RATE_LIMIT=0 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/store" RECORDSTORE_LISTEN="127.0.0.1:$APPPORT" \
   RECORDSTORE_DB_MAX_CONNECTIONS="${DB_CONNECTIONS:-16}" \
-  target/release/recordstore serve >"$WORK/app.log" 2>&1 &
+  "$BIN" serve >"$WORK/app.log" 2>&1 &
 APP_PID=$!
 BASE="http://127.0.0.1:$APPPORT"
 for _ in $(seq 1 200); do curl -fs "$BASE/health/ready" >/dev/null 2>&1 && break; sleep 0.05; done

@@ -14,7 +14,7 @@ use tracing::{Dispatch, Instrument};
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
 use crate::payment::{PaymentError, PaymentGateway};
-use crate::store::{Job, Order, Reservation, Store, StoreError, order_status};
+use crate::store::{Claimed, Job, Order, Reservation, Store, StoreError, order_status};
 use crate::telemetry::{TraceParent, link_span};
 
 /// What one run of a job ended in.
@@ -93,10 +93,10 @@ impl Worker {
         let owner = format!("{}/{slot}", self.name);
         let mut idle_backoff = self.config.poll_interval;
         while !cancel.is_cancelled() {
-            match self.store.claim_job(&owner, self.config.lease).await {
-                Ok(Some(job)) => {
+            match self.store.claim_and_reserve(&owner, self.config.lease).await {
+                Ok(Some(claimed)) => {
                     idle_backoff = self.config.poll_interval;
-                    self.process(job).await;
+                    self.run_claimed(claimed).await;
                     continue;
                 }
                 Ok(None) => idle_backoff = self.config.poll_interval,
@@ -131,6 +131,22 @@ impl Worker {
     /// Processes a claimed job inside its own span, which continues the checkout's trace.
     /// The lease is renewed while the job runs; once it is lost the job stops at once.
     pub async fn process(&self, job: Job) -> JobOutcome {
+        self.run_claimed(Claimed {
+            job,
+            order: None,
+            reservation: None,
+        })
+        .await
+    }
+
+    /// [`Worker::process`] for a job claimed with its order read and its stock perhaps
+    /// reserved in the same transaction (the loop's fast path).
+    async fn run_claimed(&self, claimed: Claimed) -> JobOutcome {
+        let Claimed {
+            job,
+            order: pre_read,
+            reservation,
+        } = claimed;
         let span = tracing::dispatcher::with_default(&self.dispatch, || {
             tracing::info_span!(
                 "process order",
@@ -152,7 +168,7 @@ impl Worker {
         let outcome = async {
             tracing::info!(attempt = job.attempts, "job started");
             let result = tokio::select! {
-                result = self.steps(&job) => result,
+                result = self.steps(&job, pre_read, reservation) => result,
                 lost = self.keep_lease(&job) => Err(lost),
             };
             let outcome = match result {
@@ -197,8 +213,17 @@ impl Worker {
         JobOutcome::LeaseLost
     }
 
-    async fn steps(&self, job: &Job) -> Result<JobOutcome, StoreError> {
-        let Some(order) = self.store.get_order(job.order_id).await? else {
+    async fn steps(
+        &self,
+        job: &Job,
+        pre_read: Option<Order>,
+        reservation: Option<Reservation>,
+    ) -> Result<JobOutcome, StoreError> {
+        let order = match pre_read {
+            Some(order) => Some(order),
+            None => self.store.get_order(job.order_id).await?,
+        };
+        let Some(order) = order else {
             self.store.finish_job(job, "failed", Some("order not found")).await?;
             return Ok(JobOutcome::Failed("order not found".into()));
         };
@@ -216,12 +241,16 @@ impl Worker {
             // Past its attempts (an earlier holder's lease ran out on the last one): end the
             // order with what is already done, and charge nothing new.
             if order.stock_reserved && order.payment_ref.is_some() {
-                return self.complete(job, &order).await;
+                return self.complete(job, &order, None).await;
             }
             let reason = format!("gave up after {} attempts", job.max_attempts);
             return self.fail(job, &order, &reason).await;
         }
-        match self.store.reserve_stock(job, &order).await? {
+        let reservation = match reservation {
+            Some(done) => done,
+            None => self.store.reserve_stock(job, &order).await?,
+        };
+        match reservation {
             Reservation::Reserved => {
                 self.metrics.order_transitions.with(&[order_status::PROCESSING]).inc();
                 tracing::info!(
@@ -233,22 +262,24 @@ impl Worker {
             Reservation::AlreadyReserved => tracing::info!("stock already reserved by an earlier attempt"),
             Reservation::OutOfStock => return self.fail(job, &order, "out of stock").await,
         }
+        let mut captured = None;
         if order.payment_ref.is_none() {
             match self.payments.charge(order.id, order.amount_cents).await {
                 Ok(reference) => {
-                    self.store.record_payment(job, order.id, &reference).await?;
                     tracing::info!(payment_ref = %reference, amount_cents = order.amount_cents, "payment captured");
+                    captured = Some(reference);
                 }
                 Err(err) => return self.payment_failed(job, &order, err).await,
             }
         }
-        self.complete(job, &order).await
+        self.complete(job, &order, captured.as_deref()).await
     }
 
-    /// Ends the order `completed` and the job with it, in one fenced write.
-    async fn complete(&self, job: &Job, order: &Order) -> Result<JobOutcome, StoreError> {
+    /// Records the payment just captured (if any) and ends the order `completed` and the job
+    /// with it, in one fenced write.
+    async fn complete(&self, job: &Job, order: &Order, payment_ref: Option<&str>) -> Result<JobOutcome, StoreError> {
         tracing::info!("order confirmation sent");
-        if !self.store.complete_order(job, order.id).await? {
+        if !self.store.complete_order(job, order.id, payment_ref).await? {
             return self
                 .fail(job, order, "could not complete: the order holds no stock or no payment")
                 .await;

@@ -16,6 +16,29 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Job, Order, Reservation, Store, StoreError, StoreResult, order_status, untraced};
 
+/// A claimed job, its order as the claim left it, and what the claim did about its stock
+/// (`None`: nothing was to be done, or the job is past its attempts).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: Job,
+    pub order: Option<Order>,
+    pub reservation: Option<Reservation>,
+}
+
+fn job_from_row(row: &sqlx::any::AnyRow) -> Job {
+    Job {
+        id: row.get(0),
+        order_id: row.get(1),
+        kind: row.get(2),
+        attempts: row.get(3),
+        max_attempts: row.get(4),
+        correlation_id: row.get(5),
+        traceparent: row.get(6),
+        lease_owner: row.get(7),
+        created_at_ms: row.get(8),
+    }
+}
+
 /// What [`Store::fail_order`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailedOrder {
@@ -30,40 +53,99 @@ impl Store {
     /// fencing token; a job claimed past its `max_attempts` is one the worker must end.
     pub async fn claim_job(&self, owner: &str, lease: Duration) -> StoreResult<Option<Job>> {
         untraced(async move {
+            let row = sqlx::query(&self.claim_sql())
+                .bind(owner)
+                .bind(self.now_ms().saturating_add(lease_ms(lease)))
+                .bind(self.now_ms())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(job_from_row))
+        })
+        .await
+    }
+
+    /// [`Store::claim_job`] and, for an order that still needs it, the stock reservation, in
+    /// one transaction (one commit instead of three on the hot path). The order is as it
+    /// stands after the reservation.
+    pub async fn claim_and_reserve(&self, owner: &str, lease: Duration) -> StoreResult<Option<Claimed>> {
+        untraced(async move {
+            let mut tx = self.begin_write().await?;
             let now = self.now_ms();
-            let lock = match self.backend {
-                super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-                super::Backend::Sqlite => "",
-            };
-            let sql = format!(
-                "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-                 attempts = attempts + 1, updated_at = $3 \
-                 WHERE id = (SELECT id FROM jobs \
-                     WHERE (status = 'queued' AND run_at <= $3) \
-                        OR (status = 'running' AND lease_expires_at < $3) \
-                     ORDER BY run_at, id LIMIT 1{lock}) \
-                 RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
-                     lease_owner, created_at"
-            );
-            let row = sqlx::query(&sql)
+            let Some(row) = sqlx::query(&self.claim_sql())
                 .bind(owner)
                 .bind(now.saturating_add(lease_ms(lease)))
                 .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.map(|row| Job {
-                id: row.get(0),
-                order_id: row.get(1),
-                kind: row.get(2),
-                attempts: row.get(3),
-                max_attempts: row.get(4),
-                correlation_id: row.get(5),
-                traceparent: row.get(6),
-                lease_owner: row.get(7),
-                created_at_ms: row.get(8),
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let job = job_from_row(&row);
+            let sql = format!("SELECT {} FROM orders WHERE id = $1", super::ORDER_COLUMNS);
+            let order = sqlx::query(&sql)
+                .bind(job.order_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(super::order_from_row);
+            let mut reservation = None;
+            if let Some(order) = &order
+                && job.attempts <= job.max_attempts
+                && !order.stock_reserved
+                && (order.status == order_status::PENDING || order.status == order_status::PROCESSING)
+            {
+                // Stock first: when there is not enough, nothing else changes.
+                let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
+                    .bind(order.quantity)
+                    .bind(order.product_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                reservation = Some(if taken == 1 {
+                    sqlx::query("UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 WHERE id = $3")
+                        .bind(order_status::PROCESSING)
+                        .bind(now)
+                        .bind(order.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Reservation::Reserved
+                } else {
+                    Reservation::OutOfStock
+                });
+            }
+            tx.commit().await?;
+            let order = order.map(|mut order| {
+                if reservation == Some(Reservation::Reserved) {
+                    order.stock_reserved = true;
+                    order.status = order_status::PROCESSING.to_string();
+                }
+                order
+            });
+            Ok(Some(Claimed {
+                job,
+                order,
+                reservation,
             }))
         })
         .await
+    }
+
+    fn claim_sql(&self) -> String {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        format!(
+            "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs \
+                 WHERE (status = 'queued' AND run_at <= $3) \
+                    OR (status = 'running' AND lease_expires_at < $3) \
+                 ORDER BY run_at, id LIMIT 1{lock}) \
+             RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
+                 lease_owner, created_at"
+        )
     }
 
     /// Extends a held lease to `lease` from now; [`StoreError::LeaseLost`] when it is no
@@ -168,12 +250,23 @@ impl Store {
         .await
     }
 
-    /// Ends the order `completed` and its job `done` together. The order completes only if it
-    /// holds its stock and a payment; `false` (and nothing written) when it does not.
-    pub async fn complete_order(&self, job: &Job, order_id: i64) -> StoreResult<bool> {
+    /// Ends the order `completed` and its job `done` together, recording `payment_ref` first
+    /// when given (one commit for both). The order completes only if it holds its stock and a
+    /// payment; `false` (and nothing written) when it does not.
+    pub async fn complete_order(&self, job: &Job, order_id: i64, payment_ref: Option<&str>) -> StoreResult<bool> {
         self.traced("UPDATE", "orders", async move {
             let mut tx = self.begin_write().await?;
             self.fence(&mut tx, job).await?;
+            if let Some(payment_ref) = payment_ref {
+                sqlx::query(
+                    "UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL",
+                )
+                .bind(payment_ref)
+                .bind(self.now_ms())
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            }
             let changed = sqlx::query(
                 "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 \
                  AND status IN ('pending', 'processing') AND stock_reserved = 1 AND payment_ref IS NOT NULL",

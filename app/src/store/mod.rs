@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Row};
 use tracing::instrument::WithSubscriber;
 
 pub use audit::{AuditReport, GatewayCharge, GatewayRefund, MoneySummary, StockSummary, Violation};
-pub use jobs::FailedOrder;
+pub use jobs::{Claimed, FailedOrder};
 pub use schema::CATALOGUE;
 
 use crate::clock::Clock;
@@ -180,7 +180,7 @@ pub struct Store {
     clock: Clock,
 }
 
-const ORDER_COLUMNS: &str = "id, product_id, quantity, amount_cents, status, correlation_id, trace_id, \
+pub(crate) const ORDER_COLUMNS: &str = "id, product_id, quantity, amount_cents, status, correlation_id, trace_id, \
      failure_reason, stock_reserved, payment_ref, created_at, updated_at, refund_ref";
 const PRODUCT_COLUMNS: &str = "id, title, artist, genre, price_cents, stock";
 

@@ -234,6 +234,19 @@ const MAX_ATTEMPTS: i64 = 2;
 async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phase {
     let next = async {
         Ok::<Phase, StoreError>(match phase.clone() {
+            // The worker's loop claims and reserves in one transaction; `process` claims
+            // alone. Both paths race here.
+            Phase::Idle if rng.random_bool(0.5) => match store.claim_and_reserve(name, LEASE).await? {
+                Some(claimed) => {
+                    let order = claimed.order.expect("order");
+                    match claimed.reservation {
+                        Some(Reservation::Reserved) => Phase::Charge(claimed.job, order),
+                        Some(Reservation::OutOfStock) => Phase::Fail(claimed.job, order),
+                        _ => Phase::Decide(claimed.job, order),
+                    }
+                }
+                None => Phase::Idle,
+            },
             Phase::Idle => match store.claim_job(name, LEASE).await? {
                 Some(job) => {
                     let order = store.get_order(job.order_id).await?.expect("order");
@@ -276,11 +289,18 @@ async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phas
                 }
             }
             Phase::Record(job, order, reference) => {
-                store.record_payment(&job, order.id, &reference).await?;
-                Phase::Complete(job, order)
+                // Half the time the payment is recorded on its own, half with the completion.
+                if rng.random_bool(0.5) {
+                    store.record_payment(&job, order.id, &reference).await?;
+                    Phase::Complete(job, order)
+                } else if store.complete_order(&job, order.id, Some(&reference)).await? {
+                    Phase::Idle
+                } else {
+                    Phase::Fail(job, order)
+                }
             }
             Phase::Complete(job, order) => {
-                if store.complete_order(&job, order.id).await? {
+                if store.complete_order(&job, order.id, None).await? {
                     Phase::Idle
                 } else {
                     Phase::Fail(job, order)
