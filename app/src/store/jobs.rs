@@ -136,13 +136,16 @@ impl Store {
             super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             super::Backend::Sqlite => "",
         };
+        // A job whose lease ran out first (few rows: only running jobs), else the next due
+        // one; each lookup walks a partial index, so a deep queue costs no sort per claim.
         format!(
             "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs \
-                 WHERE (status = 'queued' AND run_at <= $3) \
-                    OR (status = 'running' AND lease_expires_at < $3) \
-                 ORDER BY run_at, id LIMIT 1{lock}) \
+             WHERE id = COALESCE( \
+                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 \
+                     ORDER BY lease_expires_at, id LIMIT 1{lock}), \
+                 (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
+                     ORDER BY run_at, id LIMIT 1{lock})) \
              RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
                  lease_owner, created_at"
         )

@@ -158,6 +158,18 @@ INSERT INTO payments (order_id, amount_cents, status, charge_ref, created_at, up
     WHERE payment_ref IS NOT NULL ON CONFLICT (order_id) DO NOTHING
 "#,
     },
+    Migration {
+        version: 3,
+        name: "partial indexes for claiming jobs from a deep queue",
+        postgres: r#"
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (run_at, id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (lease_expires_at, id) WHERE status = 'running'
+"#,
+        sqlite: r#"
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (run_at, id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (lease_expires_at, id) WHERE status = 'running'
+"#,
+    },
 ];
 
 /// The seed catalogue: (title, artist, genre, price in cents, stock).
