@@ -17,10 +17,39 @@ struct Series<'a> {
     name: &'a str,
     color: &'a str,
     points: Vec<(f64, f64)>,
+    /// Drawn dashed and thin, beneath the others (an envelope such as max).
+    dashed: bool,
 }
 
 /// A line chart with axes and a legend, `y_unit` formatting the y tick labels.
-fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], y_fmt: &dyn Fn(f64) -> String, log_x: bool) -> String {
+/// X tick marks: whole numbers about a quarter of the range apart, or on a log axis the
+/// points' own x values.
+fn x_ticks(x_min: f64, x_max: f64, series: &[Series<'_>], log_x: bool) -> Vec<f64> {
+    if log_x {
+        let mut xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        return xs;
+    }
+    // Whole numbers (seconds), about five of them.
+    let step = ((x_max - x_min) / 4.0).ceil().max(1.0);
+    let mut ticks = Vec::new();
+    let mut t = x_min.ceil();
+    while t <= x_max + 1e-9 && ticks.len() < 12 {
+        ticks.push(t);
+        t += step;
+    }
+    ticks
+}
+
+fn line_chart(
+    title: &str,
+    x_label: &str,
+    series: &[Series<'_>],
+    y_fmt: &dyn Fn(f64) -> String,
+    x_fmt: &dyn Fn(f64) -> String,
+    log_x: bool,
+) -> String {
     let (w, h, left, bottom, top, right) = (760.0, 260.0, 70.0, 40.0, 30.0, 20.0);
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
@@ -57,22 +86,42 @@ fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], y_fmt: &dyn Fn(
             y0 = sy(y)
         );
     }
+    for x in x_ticks(x_min, x_max, series, log_x) {
+        let _ = write!(
+            svg,
+            r##"<line class="xtick" x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2:.1}" stroke="#999"/><text x="{0:.1}" y="{3:.1}" font-size="10" text-anchor="middle">{4}</text>"##,
+            sx(x),
+            h - bottom,
+            h - bottom + 4.0,
+            h - bottom + 14.0,
+            escape(&x_fmt(x))
+        );
+    }
     let _ = write!(
         svg,
         r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
         (left + w - right) / 2.0,
-        h - 8.0,
+        h - 4.0,
         escape(x_label)
     );
-    for (i, s) in series.iter().enumerate() {
+    // Envelopes first, so that a line close to them (p99 under max) stays visible on top.
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by_key(|&i| !series[i].dashed);
+    for i in order {
+        let s = &series[i];
         let points: Vec<String> = s
             .points
             .iter()
             .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
             .collect();
+        let style = if s.dashed {
+            r#"stroke-width="1.5" stroke-dasharray="4 3""#
+        } else {
+            r#"stroke-width="2""#
+        };
         let _ = write!(
             svg,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{}" {style} points="{}"/>"#,
             s.color,
             points.join(" ")
         );
@@ -156,6 +205,25 @@ pub fn render(r: &LoadReport) -> String {
         page.push_str("</ul>");
     }
     let ms = |v: f64| format!("{v:.1} ms");
+    let seconds_fmt = |v: f64| format!("{v:.0}s");
+    if !r.status_codes.is_empty() || !r.error_kinds.is_empty() {
+        page.push_str("<h2>Status codes and errors</h2><table><tr><th>answer</th><th>count</th><th>share</th></tr>");
+        let total = (r.requests + r.schedule.as_ref().map_or(0, |s| s.dropped)).max(1) as f64;
+        let rows = r
+            .status_codes
+            .iter()
+            .map(|(code, n)| (format!("status {code}"), *n))
+            .chain(r.error_kinds.iter().map(|(kind, n)| (format!("error: {kind}"), *n)));
+        for (what, n) in rows {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{n}</td><td>{:.2}%</td></tr>",
+                escape(&what),
+                n as f64 / total * 100.0
+            );
+        }
+        page.push_str("</table>");
+    }
     let seconds: Vec<f64> = r.timeline.iter().map(|s| s.second as f64).collect();
     let per_second = |f: &dyn Fn(&crate::load::report::SecondReport) -> f64| -> Vec<(f64, f64)> {
         seconds.iter().copied().zip(r.timeline.iter().map(f)).collect()
@@ -168,19 +236,23 @@ pub fn render(r: &LoadReport) -> String {
                 name: "p50",
                 color: "#1f77b4",
                 points: per_second(&|s| s.p50_us as f64 / 1000.0),
+                dashed: false,
             },
             Series {
                 name: "p99",
                 color: "#d62728",
                 points: per_second(&|s| s.p99_us as f64 / 1000.0),
+                dashed: false,
             },
             Series {
                 name: "max",
                 color: "#999999",
                 points: per_second(&|s| s.max_us as f64 / 1000.0),
+                dashed: true,
             },
         ],
         &ms,
+        &seconds_fmt,
         false,
     ));
     page.push_str(&line_chart(
@@ -191,14 +263,17 @@ pub fn render(r: &LoadReport) -> String {
                 name: "requests/s",
                 color: "#2ca02c",
                 points: per_second(&|s| s.requests as f64),
+                dashed: false,
             },
             Series {
                 name: "errors/s",
                 color: "#d62728",
                 points: per_second(&|s| s.errors as f64),
+                dashed: false,
             },
         ],
         &|v| format!("{v:.0}"),
+        &seconds_fmt,
         false,
     ));
     let l = &r.latency;
@@ -206,6 +281,7 @@ pub fn render(r: &LoadReport) -> String {
     let mut percentile_series = vec![Series {
         name: "from intended send",
         color: "#d62728",
+        dashed: false,
         points: vec![
             (50.0, pct(l.p50_us)),
             (90.0, pct(l.p90_us)),
@@ -220,6 +296,7 @@ pub fn render(r: &LoadReport) -> String {
         percentile_series.push(Series {
             name: "service time",
             color: "#1f77b4",
+            dashed: false,
             points: vec![
                 (50.0, pct(s.p50_us)),
                 (90.0, pct(s.p90_us)),
@@ -241,6 +318,11 @@ pub fn render(r: &LoadReport) -> String {
         "percentile (log scale of 1/(1−p))",
         &percentile_series,
         &ms,
+        // The axis holds 1/(1−p): label it with p again.
+        &|x| match 100.0 - 100.0 / x {
+            p if p > 99.95 => "max".to_string(),
+            p => format!("p{}", format!("{p:.1}").trim_end_matches(".0")),
+        },
         true,
     ));
     if !r.slowest.is_empty() {

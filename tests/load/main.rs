@@ -536,6 +536,30 @@ async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
         !page.contains("<script") && !page.contains("<link") && !page.contains("src=\"http"),
         "self-contained"
     );
+    // Every chart has x ticks; the percentile chart labels them as percentiles.
+    let figures: Vec<&str> = page.split("<figure>").skip(1).collect();
+    assert_eq!(figures.len(), 3);
+    for figure in &figures {
+        assert!(figure.contains("class=\"xtick\""), "a chart without x ticks: {figure}");
+    }
+    assert_eq!(figures[2].matches("class=\"xtick\"").count(), 6, "p50 … max");
+    assert!(page.contains(">p99.9<") && page.contains(">max<"), "percentile ticks");
+    // max is a dashed envelope drawn before (beneath) p99, which stays visible.
+    let latency = &page[page.find("Latency over time").unwrap()..page.find("Throughput and errors").unwrap()];
+    let max_at = latency
+        .find("stroke=\"#999999\" stroke-width=\"1.5\" stroke-dasharray")
+        .expect("max dashed");
+    let p99_at = latency
+        .find("stroke=\"#d62728\" stroke-width=\"2\"")
+        .expect("p99 solid");
+    assert!(max_at < p99_at, "max is drawn beneath p99");
+    // The status-code breakdown the terminal report has.
+    assert!(page.contains("Status codes and errors"), "status-code table");
+    let served = report.status_codes["200"];
+    assert!(
+        page.contains(&format!("<td>status 200</td><td>{served}</td><td>100.00%</td>")),
+        "{page}"
+    );
     let merged = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
         .args([
             "report",
