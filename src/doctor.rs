@@ -143,6 +143,7 @@ pub async fn run(args: DoctorArgs) -> u8 {
     };
     if let Err(e) = crate::output::emit(&render(&report), &report, args.json.as_deref()) {
         eprintln!("recordctl doctor: {e}");
+        return exit::USAGE;
     }
     if report.failed { exit::UNREACHABLE } else { exit::OK }
 }

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 /// Writes `text` and, when asked, `doc` as pretty JSON to `json` (`-` for stdout).
-/// Returns the message to show when the JSON file cannot be written.
+/// Returns the message to show when the JSON file cannot be written. The rule every command
+/// follows: a report file (JSON, JUnit, HTML, HDR log) that cannot be written makes the exit
+/// code 2, whatever the verdict, which is printed all the same.
 pub fn emit(text: &str, doc: &impl Serialize, json: Option<&str>) -> Result<(), String> {
     let rendered = || serde_json::to_string_pretty(doc).expect("reports serialize");
     match json {

@@ -155,6 +155,7 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
     let written = crate::output::emit(&render(&report), &report, args.json.as_deref());
     if let Err(e) = written {
         eprintln!("recordctl smoke: {e}");
+        return exit::USAGE;
     }
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, junit(&report))

@@ -244,15 +244,20 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
 
 fn finish(report: &DrillReport, args: &DrillArgs) -> u8 {
     let text = report::render_table(report);
+    // The one rule for outputs: a report that cannot be written is exit 2, whatever the
+    // verdict (printed all the same).
+    let mut code = if report.passed { exit::OK } else { exit::CHECKS_FAILED };
     if let Err(e) = crate::output::emit(&text, report, args.json.as_deref()) {
         eprintln!("recordctl drill: {e}");
+        code = exit::USAGE;
     }
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, report::junit(report))
     {
         eprintln!("recordctl drill: cannot write the JUnit report to {path}: {e}");
+        code = exit::USAGE;
     }
-    if report.passed { exit::OK } else { exit::CHECKS_FAILED }
+    code
 }
 
 fn confirm(question: &str) -> bool {

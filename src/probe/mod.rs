@@ -185,6 +185,7 @@ pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> u8 {
     };
     if let Err(e) = crate::output::emit(&text, &report, args.json.as_deref()) {
         eprintln!("recordctl probe: {e}");
+        return exit::USAGE;
     }
     if let Some(gateway) = &args.push_gateway
         && let Err(e) =

@@ -133,3 +133,28 @@ fn tables_fit_the_terminal_they_are_printed_on() {
         "piped rows are not wrapped:\n{piped}"
     );
 }
+
+/// One rule for every command: a report file that cannot be written is exit 2 and names the
+/// path, whatever the verdict.
+#[test]
+fn a_report_that_cannot_be_written_is_exit_2_in_every_command() {
+    let bad = "/nonexistent-dir/report.json";
+    for args in [
+        vec!["probe", "tcp://127.0.0.1:1", "--json", bad],
+        vec![
+            "doctor",
+            "--target",
+            "http://127.0.0.1:1",
+            "--skip",
+            "docker",
+            "--json",
+            bad,
+        ],
+        vec!["load-test", "--duration", "1s", "--rate", "5/s", "--json", bad],
+    ] {
+        let out = recordctl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(bad), "{args:?} does not name the path: {stderr}");
+    }
+}
