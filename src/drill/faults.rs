@@ -3,7 +3,7 @@
 //! (`--restore --forget`).
 
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::file::{self, Action, Fault};
@@ -45,7 +45,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
     let grace = ctx.drill.safety.stop_grace_seconds;
     if fault.action == Action::PaymentFault {
         let url = format!("{}/admin/faults", ctx.target);
-        let id = journal.lock().unwrap().before(Entry {
+        let id = held(journal).before(Entry {
             id: 0,
             at_ms: 0,
             action: fault.action.name().into(),
@@ -73,7 +73,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
                 response.status()
             ));
         }
-        journal.lock().unwrap().mark(id, EntryState::Applied, None)?;
+        held(journal).mark(id, EntryState::Applied, None)?;
         return Ok(id);
     }
     let docker = ctx.docker.as_ref().ok_or("Docker is needed for this fault")?;
@@ -115,7 +115,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         },
         Action::PaymentFault => unreachable!("handled above"),
     };
-    let id = journal.lock().unwrap().before(Entry {
+    let id = held(journal).before(Entry {
         id: 0,
         at_ms: 0,
         action: fault.action.name().into(),
@@ -141,12 +141,12 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         Action::PaymentFault => unreachable!("handled above"),
     };
     applied.map_err(|e| e.to_string())?;
-    journal.lock().unwrap().mark(id, EntryState::Applied, None)?;
+    held(journal).mark(id, EntryState::Applied, None)?;
     Ok(id)
 }
 
 pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usize) -> Result<(), String> {
-    let entry = journal.lock().unwrap().journal.entries[id].clone();
+    let entry = held(journal).journal.entries[id].clone();
     let result = undo(
         ctx.docker.as_ref(),
         &ctx.http,
@@ -160,7 +160,7 @@ pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usiz
     } else {
         entry.state
     };
-    journal.lock().unwrap().mark(id, state, result.clone().err())?;
+    held(journal).mark(id, state, result.clone().err())?;
     result
 }
 
@@ -242,7 +242,7 @@ pub(super) async fn restore(
     journal: &Mutex<JournalFile>,
     admin_token: Option<&str>,
 ) -> Vec<Restored> {
-    let pending = journal.lock().unwrap().pending();
+    let pending = held(journal).pending();
     let mut out = Vec::new();
     for entry in pending.iter().rev() {
         let what = format!("{} {} ({})", entry.action, entry.service, entry.container_name);
@@ -252,7 +252,7 @@ pub(super) async fn restore(
         } else {
             entry.state
         };
-        let _ = journal.lock().unwrap().mark(entry.id, state, result.clone().err());
+        let _ = held(journal).mark(entry.id, state, result.clone().err());
         if result.is_ok() {
             eprintln!("recordctl drill: restored: {what}");
         }
@@ -363,4 +363,33 @@ pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<
         }
     }
     if failed { exit::CHECKS_FAILED } else { exit::OK }
+}
+
+/// The journal, even when a drill task panicked while holding it: the restore that follows a
+/// panic must still read and mark every entry.
+fn held(journal: &Mutex<JournalFile>) -> MutexGuard<'_, JournalFile> {
+    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A drill task that panicked while holding the journal must not stop the restore.
+    #[test]
+    fn a_journal_poisoned_by_a_panic_can_still_be_restored_from() {
+        let dir = std::env::temp_dir().join(format!("journal-poison-{:x}", rand::random::<u64>()));
+        let journal = Mutex::new(JournalFile::create(&dir.join("j.json"), "d", "p").unwrap());
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = journal.lock().unwrap();
+                panic!("the drill task dies holding the journal");
+            })
+            .join()
+            .is_err()
+        });
+        assert!(poisoned && journal.is_poisoned());
+        assert!(held(&journal).pending().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
