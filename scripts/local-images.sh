@@ -4,6 +4,8 @@
 #
 #   recordstore-local/debian:bookworm    debootstrap minbase (+ ca-certificates)
 #   recordstore-local/postgres:15        the same plus postgresql-15, entrypoint docker/postgres-entrypoint.sh
+#   recordstore-local/nettools:bookworm  the same plus iproute2 and iptables: the network-fault
+#                                        helper the drill tests use (`--network-helper-image`)
 #   recordstore:local                    app/Dockerfile --target prebuilt on the local base
 #                                        (only with --app BINARY; rebuilt each time, layers cached)
 #
@@ -62,6 +64,12 @@ ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]
 DOCKERFILE
   docker build -q -t recordstore-local/postgres:15 "$ctx" >/dev/null
   rm -rf "$ctx"
+fi
+
+if ! have recordstore-local/nettools:bookworm; then
+  import_rootfs recordstore-local/nettools:bookworm iproute2,iptables \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/sh"]'
 fi
 
 if [ -n "$app_binary" ]; then

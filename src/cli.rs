@@ -223,8 +223,14 @@ pub struct DoctorArgs {
 }
 
 const DRILL_EXAMPLES: &str = "Built-in drills: db-outage, db-freeze, db-freeze-long, worker-crash, api-restart,
-network-partition, payment-latency, slow-payment (a drills/NAME.toml in the working directory
-takes precedence).
+network-partition, payment-latency, slow-payment, db-latency, api-packet-loss (a drills/NAME.toml
+in the working directory takes precedence).
+
+Network faults (network-delay, network-loss, network-bandwidth) run `tc`/`iptables` in a
+short-lived helper container that joins the target's network namespace with NET_ADMIN; the
+helper is removed as soon as it has run. Its image needs sh, ip, tc and iptables
+(--network-helper-image; default nicolaka/netshoot:v0.13, pulled if missing). Delays need the
+Docker host's kernel to have sch_netem.
 
 Only containers of the compose project (label com.docker.compose.project) and only the
 services the drill names are touched. Before each change a journal entry is written
@@ -238,7 +244,8 @@ steady state did not hold beforehand: nothing touched); 2 bad drill file or flag
 Examples:
   recordctl drill --list
   recordctl drill db-outage --dry-run
-  recordctl drill db-outage --yes --json report.json --junit drill.xml
+  recordctl drill db-outage --yes --json report.json --junit drill.xml --html drill.html
+  recordctl drill db-latency --yes --network-helper-image my-registry/nettools:1
   recordctl drill drills/my-drill.toml --project recordstore --target http://localhost:8000
   recordctl drill --restore
   recordctl drill --restore --forget   # entries whose containers compose removed";
@@ -285,6 +292,19 @@ pub struct DrillArgs {
     /// Write a JUnit XML report (one test case per promise) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<String>,
+    /// Write a self-contained HTML page to FILE: the timeline chart (traffic, the fault, the
+    /// alerts, detect and recover), the ledger, the alerts, the first failed request's links.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
+    /// The image of the helper container that applies network faults (needs sh, ip, tc,
+    /// iptables).
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        env = "RECORDCTL_NETWORK_HELPER_IMAGE",
+        default_value = crate::drill::network::DEFAULT_HELPER_IMAGE
+    )]
+    pub network_helper_image: String,
     #[command(flatten)]
     pub stack: StackArgs,
 }
@@ -448,6 +468,9 @@ pub struct StackArgs {
     /// Alertmanager base URL [default: http://localhost:9093].
     #[arg(long = "alertmanager", env = "RECORDCTL_ALERTMANAGER_URL")]
     pub alertmanager: Option<String>,
+    /// Grafana base URL, for links in reports [default: http://localhost:3000].
+    #[arg(long = "grafana", env = "RECORDCTL_GRAFANA_URL")]
+    pub grafana: Option<String>,
     /// A recordctl.toml with a [backends] table (default: ./recordctl.toml when present).
     #[arg(long = "config", env = "RECORDCTL_CONFIG", value_name = "FILE")]
     pub config: Option<String>,

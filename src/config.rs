@@ -8,6 +8,7 @@ pub const DEFAULT_PROMETHEUS: &str = "http://localhost:9090";
 pub const DEFAULT_LOKI: &str = "http://localhost:3100";
 pub const DEFAULT_JAEGER: &str = "http://localhost:16686";
 pub const DEFAULT_ALERTMANAGER: &str = "http://localhost:9093";
+pub const DEFAULT_GRAFANA: &str = "http://localhost:3000";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,7 @@ struct Backends {
     loki: Option<String>,
     jaeger: Option<String>,
     alertmanager: Option<String>,
+    grafana: Option<String>,
 }
 
 /// The resolved backend URLs.
@@ -32,6 +34,8 @@ pub struct BackendUrls {
     pub loki: String,
     pub jaeger: String,
     pub alertmanager: String,
+    /// For links in reports (Explore on the Loki data source).
+    pub grafana: String,
 }
 
 /// Flag or environment (already in `args`), else the file, else the compose default. A
@@ -77,6 +81,11 @@ pub fn resolve(args: &StackArgs) -> Result<BackendUrls, String> {
             .clone()
             .or(file.backends.alertmanager)
             .unwrap_or_else(|| DEFAULT_ALERTMANAGER.into()),
+        grafana: args
+            .grafana
+            .clone()
+            .or(file.backends.grafana)
+            .unwrap_or_else(|| DEFAULT_GRAFANA.into()),
     })
 }
 
@@ -91,6 +100,7 @@ mod tests {
             jaeger: None,
             alertmanager: None,
             config: config.map(str::to_string),
+            grafana: None,
         }
     }
 

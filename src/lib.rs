@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod exit;
 #[doc(hidden)]
 pub mod fuzz_entries;
+pub mod html;
 pub mod http1;
 pub mod journey;
 pub mod junit;

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// The project a helper container works for (not compose's label: compose must not count
+/// it as one of the project's containers).
+pub const HELPER_PROJECT_LABEL: &str = "org.recordctl.project";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -284,6 +287,150 @@ impl DockerClient {
             .disconnect_network(network, request)
             .await
             .or_else(already("disconnect", c))
+    }
+
+    /// Runs `script` with `sh -c` in a short-lived helper container of `image` that shares
+    /// `c`'s network namespace and has `NET_ADMIN`, and returns what it printed. The helper is
+    /// removed whatever happens; a script that fails is an error carrying its output. The
+    /// image is pulled when it is not on this engine yet.
+    pub async fn run_network_helper(
+        &self,
+        c: &ServiceContainer,
+        image: &str,
+        label: &str,
+        script: &str,
+    ) -> Result<String, DockerError> {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
+        use futures_util::StreamExt;
+
+        let fail = |reason: String| DockerError::Action {
+            action: "network helper for".into(),
+            container: c.name.clone(),
+            reason,
+        };
+        self.ensure_image(image).await.map_err(fail)?;
+        let name = format!("recordctl-net-{}-{:08x}", c.name, rand::random::<u32>());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: Some(vec![script.to_string()]),
+            labels: Some(HashMap::from([
+                (label.to_string(), c.id.clone()),
+                (HELPER_PROJECT_LABEL.to_string(), c.project.clone()),
+            ])),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{}", c.id)),
+                cap_add: Some(vec!["NET_ADMIN".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| fail(format!("cannot create a helper of image {image}: {e}")))?;
+        let run = async {
+            self.docker
+                .start_container(&created.id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| format!("cannot start the helper: {e}"))?;
+            let mut wait = self.docker.wait_container(&created.id, None::<WaitContainerOptions>);
+            let code = match wait.next().await {
+                Some(Ok(answer)) => answer.status_code,
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                Some(Err(e)) => return Err(format!("waiting for the helper: {e}")),
+                None => return Err("the engine did not say how the helper ended".into()),
+            };
+            let mut output = String::new();
+            let mut logs = self.docker.logs(
+                &created.id,
+                Some(LogsOptions {
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            );
+            while let Some(Ok(chunk)) = logs.next().await {
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            if code == 0 {
+                Ok(output)
+            } else {
+                Err(format!("exit status {code}: {}", output.trim()))
+            }
+        };
+        let result = run.await;
+        let removed = self.remove_forced(&created.id).await;
+        let output = result.map_err(fail)?;
+        removed.map_err(|e| fail(format!("the helper {name} could not be removed: {e}")))?;
+        Ok(output)
+    }
+
+    /// Removes every container with `label` in `project` (network helpers a killed drill left
+    /// behind); returns how many.
+    pub async fn remove_labelled(&self, project: &str, label: &str) -> Result<usize, DockerError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![label.to_string(), format!("{HELPER_PROJECT_LABEL}={project}")],
+            )])),
+            ..Default::default()
+        };
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DockerError::Unreachable { reason: e.to_string() })?;
+        let mut removed = 0;
+        for c in found {
+            if let Some(id) = c.id {
+                self.remove_forced(&id)
+                    .await
+                    .map_err(|e| action_error("remove helper", &id, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn remove_forced(&self, id: &str) -> Result<(), bollard::errors::Error> {
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Pulls `image` unless the engine has it.
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        use futures_util::StreamExt;
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            step.map_err(|e| {
+                format!(
+                    "image {image} is not on this engine and could not be pulled ({e}); pull it (docker pull {image}) \
+                     or name one with sh, ip, tc and iptables (--network-helper-image)"
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Connects `c` to `network` again with the aliases it had (compose's service name among

@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod docker;
 pub mod jaeger;
+pub mod links;
 pub mod loki;
 pub mod prometheus;
 

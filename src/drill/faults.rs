@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::file::{self, Action, Fault};
 use super::journal::{Entry, EntryState, JournalFile, Undo};
+use super::network::{self, NetworkFault};
 use super::report::Restored;
 use super::{ADMIN_TOKEN_ENV, Ctx, confirm};
 use crate::backends::docker::DockerClient;
@@ -36,6 +37,9 @@ pub(super) fn describe(fault: &Fault) -> String {
             fault.latency_ms.unwrap_or(0),
             fault.error_rate.unwrap_or(0.0) * 100.0
         ),
+        action if action.is_network() => NetworkFault::of(fault)
+            .map(|n| n.describe(&fault.service))
+            .unwrap_or_default(),
         action => format!("{} {}", action.name(), fault.service),
     }
 }
@@ -113,6 +117,9 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         Action::Disconnect => Undo::Reconnect {
             networks: networks.clone(),
         },
+        Action::NetworkDelay | Action::NetworkLoss | Action::NetworkBandwidth => Undo::ClearNetwork {
+            image: ctx.network_helper_image.clone(),
+        },
         Action::PaymentFault => unreachable!("handled above"),
     };
     let id = held(journal).before(Entry {
@@ -137,6 +144,37 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
                 result = result.and(docker.disconnect(&c, network).await);
             }
             result
+        }
+        Action::NetworkDelay | Action::NetworkLoss | Action::NetworkBandwidth => {
+            let net = NetworkFault::of(fault).ok_or("not a network fault")?;
+            if c.state != "running" {
+                return Err(format!(
+                    "{} is {}, not running: a network fault needs its network namespace",
+                    c.name, c.state
+                ));
+            }
+            let applied = docker
+                .run_network_helper(
+                    &c,
+                    &ctx.network_helper_image,
+                    network::HELPER_LABEL,
+                    &net.apply_script(),
+                )
+                .await;
+            if let Err(e) = applied {
+                // Whatever part of the script ran is taken back before the error is told.
+                let _ = docker
+                    .run_network_helper(
+                        &c,
+                        &ctx.network_helper_image,
+                        network::HELPER_LABEL,
+                        &network::clear_script(),
+                    )
+                    .await;
+                held(journal).mark(id, EntryState::Undone, Some("not applied".into()))?;
+                return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())));
+            }
+            Ok(())
         }
         Action::PaymentFault => unreachable!("handled above"),
     };
@@ -229,6 +267,15 @@ pub(super) async fn undo(
                 }
             }
         }
+        Undo::ClearNetwork { image } => {
+            if c.state == "running" || c.state == "paused" {
+                docker
+                    .run_network_helper(&c, image, network::HELPER_LABEL, &network::clear_script())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            // A stopped container's network namespace is gone, and its faults with it.
+        }
         Undo::ClearPaymentFault { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -244,6 +291,20 @@ pub(super) async fn restore(
 ) -> Vec<Restored> {
     let pending = held(journal).pending();
     let mut out = Vec::new();
+    // Network helpers a killed drill left behind.
+    if let Some(docker) = docker
+        && pending.iter().any(|e| matches!(e.undo, Undo::ClearNetwork { .. }))
+    {
+        match docker.remove_labelled(project, network::HELPER_LABEL).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("recordctl drill: removed {n} network helper containers left behind"),
+            Err(e) => out.push(Restored {
+                what: "remove network helper containers".into(),
+                ok: false,
+                error: e.to_string(),
+            }),
+        }
+    }
     for entry in pending.iter().rev() {
         let what = format!("{} {} ({})", entry.action, entry.service, entry.container_name);
         let result = undo(docker, http, project, entry, admin_token).await;

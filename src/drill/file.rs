@@ -20,6 +20,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("network-partition", include_str!("../../drills/network-partition.toml")),
     ("payment-latency", include_str!("../../drills/payment-latency.toml")),
     ("slow-payment", include_str!("../../drills/slow-payment.toml")),
+    ("db-latency", include_str!("../../drills/db-latency.toml")),
+    ("api-packet-loss", include_str!("../../drills/api-packet-loss.toml")),
 ];
 
 /// No fault is held longer than this, whatever a file says.
@@ -108,6 +110,14 @@ pub enum Action {
     Disconnect,
     /// Set the app's payment-gateway fault through `/admin/faults`; undo: DELETE it.
     PaymentFault,
+    /// Delay everything the container sends by `delay` (± `jitter`), with `tc netem` from a
+    /// helper container in its network namespace; undo: remove the queueing discipline.
+    NetworkDelay,
+    /// Drop `loss_percent` of the packets the container sends (an iptables rule, from the
+    /// helper); undo: remove the rule.
+    NetworkLoss,
+    /// Limit what the container sends to `bandwidth_kbit` (`tc tbf`, from the helper).
+    NetworkBandwidth,
 }
 
 impl Action {
@@ -119,11 +129,22 @@ impl Action {
             Action::Restart => "restart",
             Action::Disconnect => "disconnect",
             Action::PaymentFault => "payment-fault",
+            Action::NetworkDelay => "network-delay",
+            Action::NetworkLoss => "network-loss",
+            Action::NetworkBandwidth => "network-bandwidth",
         }
     }
 
     pub fn uses_docker(self) -> bool {
         self != Action::PaymentFault
+    }
+
+    /// Applied from a helper container in the target's network namespace.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            Action::NetworkDelay | Action::NetworkLoss | Action::NetworkBandwidth
+        )
     }
 }
 
@@ -148,6 +169,13 @@ pub struct Fault {
     /// kill: wait this long before starting the container again (default: the duration).
     #[serde(default)]
     pub restart_after: Option<HumanDuration>,
+    /// network-delay: the added delay (1ms..=60s) and its jitter (at most the delay).
+    pub delay: Option<HumanDuration>,
+    pub jitter: Option<HumanDuration>,
+    /// network-loss: the share of packets dropped, in percent (0, 100].
+    pub loss_percent: Option<f64>,
+    /// network-bandwidth: the limit, in kbit/s (8..=10,000,000).
+    pub bandwidth_kbit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +387,7 @@ fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
                 "a payment-fault needs latency_ms and/or error_rate".into(),
             ));
         }
+        validate_network(fault)?;
         if let Some(rate) = fault.error_rate
             && !(0.0..=1.0).contains(&rate)
         {
@@ -404,6 +433,88 @@ fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
     Ok(())
 }
 
+/// The network fields belong to their own actions, and each network action has its own.
+fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
+    let owned = [
+        ("delay", fault.delay.is_some(), Action::NetworkDelay),
+        ("jitter", fault.jitter.is_some(), Action::NetworkDelay),
+        ("loss_percent", fault.loss_percent.is_some(), Action::NetworkLoss),
+        (
+            "bandwidth_kbit",
+            fault.bandwidth_kbit.is_some(),
+            Action::NetworkBandwidth,
+        ),
+    ];
+    for (field, given, action) in owned {
+        if given && fault.action != action {
+            return Err((
+                Some(format!("{field} =")),
+                format!(
+                    "{field} belongs to action = \"{}\", not {:?}",
+                    action.name(),
+                    fault.action.name()
+                ),
+            ));
+        }
+    }
+    match fault.action {
+        Action::NetworkDelay => {
+            let Some(delay) = fault.delay else {
+                return Err((
+                    Some("network-delay".into()),
+                    "a network-delay needs delay (for example delay = \"300ms\")".into(),
+                ));
+            };
+            if delay.0 < Duration::from_millis(1) || delay.0 > Duration::from_secs(60) {
+                return Err((
+                    Some("delay =".into()),
+                    format!("delay {:?} must be within 1ms..=60s", delay.0),
+                ));
+            }
+            if let Some(jitter) = fault.jitter
+                && jitter.0 > delay.0
+            {
+                return Err((
+                    Some("jitter =".into()),
+                    format!("jitter {:?} must not exceed the delay {:?}", jitter.0, delay.0),
+                ));
+            }
+        }
+        Action::NetworkLoss => match fault.loss_percent {
+            None => {
+                return Err((
+                    Some("network-loss".into()),
+                    "a network-loss needs loss_percent (for example loss_percent = 20)".into(),
+                ));
+            }
+            Some(p) if !(p > 0.0 && p <= 100.0) => {
+                return Err((
+                    Some("loss_percent =".into()),
+                    format!("loss_percent {p} must be within (0, 100]"),
+                ));
+            }
+            Some(_) => {}
+        },
+        Action::NetworkBandwidth => match fault.bandwidth_kbit {
+            None => {
+                return Err((
+                    Some("network-bandwidth".into()),
+                    "a network-bandwidth needs bandwidth_kbit (for example bandwidth_kbit = 1000)".into(),
+                ));
+            }
+            Some(k) if !(8..=10_000_000).contains(&k) => {
+                return Err((
+                    Some("bandwidth_kbit =".into()),
+                    format!("bandwidth_kbit {k} must be within 8..=10000000"),
+                ));
+            }
+            Some(_) => {}
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +544,53 @@ mod tests {
         assert!(err.message.contains("unknown field"), "{err}");
         let err = parse(&format!("{base}[safety]\nmax_fault_duration = \"5s\"\n"), "x.toml").unwrap_err();
         assert!(err.message.contains("exceeds the safety cap 5s"), "{err}");
+    }
+
+    #[test]
+    fn network_faults_need_their_own_fields_within_bounds_and_no_other() {
+        let fault = |body: &str| {
+            format!("name = \"x\"\nservices = [\"db\"]\n[[fault]]\nservice = \"db\"\nduration = \"10s\"\n{body}\n")
+        };
+        let ok = parse(
+            &fault("action = \"network-delay\"\ndelay = \"300ms\"\njitter = \"30ms\""),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.faults[0].delay.unwrap().0, Duration::from_millis(300));
+        assert!(ok.faults[0].action.is_network() && ok.faults[0].action.uses_docker());
+        parse(&fault("action = \"network-loss\"\nloss_percent = 20"), "x.toml").unwrap();
+        parse(
+            &fault("action = \"network-bandwidth\"\nbandwidth_kbit = 1000"),
+            "x.toml",
+        )
+        .unwrap();
+        for (body, said, line) in [
+            ("action = \"network-delay\"", "needs delay", 6),
+            ("action = \"network-delay\"\ndelay = \"2m\"", "within 1ms..=60s", 7),
+            (
+                "action = \"network-delay\"\ndelay = \"10ms\"\njitter = \"20ms\"",
+                "must not exceed",
+                8,
+            ),
+            ("action = \"network-loss\"\nloss_percent = 0", "within (0, 100]", 7),
+            ("action = \"network-loss\"\nloss_percent = 101", "within (0, 100]", 7),
+            ("action = \"network-loss\"", "needs loss_percent", 6),
+            ("action = \"network-bandwidth\"\nbandwidth_kbit = 1", "within 8..=", 7),
+            (
+                "action = \"stop\"\ndelay = \"1s\"",
+                "belongs to action = \"network-delay\"",
+                7,
+            ),
+            (
+                "action = \"network-loss\"\nloss_percent = 5\nbandwidth_kbit = 100",
+                "belongs to",
+                8,
+            ),
+        ] {
+            let err = parse(&fault(body), "x.toml").unwrap_err();
+            assert!(err.message.contains(said), "{body}: {err}");
+            assert_eq!(err.line, Some(line), "{body}: {err}");
+        }
     }
 
     /// Regression: `kill` with SIGSTOP left the container frozen while the undo marked it done.

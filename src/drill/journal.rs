@@ -26,7 +26,8 @@ pub struct Journal {
 pub struct Entry {
     pub id: usize,
     pub at_ms: i64,
-    /// stop, pause, kill, restart, disconnect, payment-fault.
+    /// stop, pause, kill, restart, disconnect, payment-fault, network-delay, network-loss,
+    /// network-bandwidth.
     pub action: String,
     pub service: String,
     /// The container, by id and name (empty for payment-fault).
@@ -53,6 +54,9 @@ pub enum Undo {
     Reconnect { networks: Vec<(String, Vec<String>)> },
     /// DELETE `url` with the admin token.
     ClearPaymentFault { url: String, token_env: String },
+    /// Remove every network fault from the container's network namespace, with a helper
+    /// container of this image.
+    ClearNetwork { image: String },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -6,8 +6,10 @@
 pub mod audit;
 pub(crate) mod faults;
 pub mod file;
+pub mod html;
 pub mod journal;
 mod ledger;
+pub mod network;
 mod observe;
 pub mod report;
 pub mod traffic;
@@ -175,10 +177,12 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         target,
         prom,
         alertmanager: Some(AlertmanagerClient::new(&urls.alertmanager)),
+        urls: urls.clone(),
         docker,
         containers,
         http,
         admin_token: args.admin_token.clone(),
+        network_helper_image: args.network_helper_image.clone(),
         interrupt: interrupt.clone(),
         started: Instant::now(),
         started_ms: now_ms(),
@@ -257,6 +261,12 @@ fn finish(report: &DrillReport, args: &DrillArgs) -> u8 {
         eprintln!("recordctl drill: cannot write the JUnit report to {path}: {e}");
         code = exit::USAGE;
     }
+    if let Some(path) = &args.html
+        && let Err(e) = std::fs::write(path, html::render(report))
+    {
+        eprintln!("recordctl drill: cannot write the HTML report to {path}: {e}");
+        code = exit::USAGE;
+    }
     code
 }
 
@@ -304,10 +314,12 @@ struct Ctx {
     target: String,
     prom: Option<PrometheusClient>,
     alertmanager: Option<AlertmanagerClient>,
+    urls: crate::config::BackendUrls,
     docker: Option<DockerClient>,
     containers: BTreeMap<String, ServiceContainer>,
     http: reqwest::Client,
     admin_token: Option<String>,
+    network_helper_image: String,
     interrupt: CancellationToken,
     started: Instant,
     started_ms: i64,
@@ -361,6 +373,7 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
     let cap = drill.safety.max_fault_duration.0.min(file::HARD_MAX_FAULT);
     let max_run = cap * (drill.faults.len() as u32 + 1) + drill.recovery.deadline.0 + Duration::from_secs(120);
     let run_id = format!("drill-{:08x}", rand::random::<u32>());
+    let traffic_started_t = ctx.t();
     let mut traffic = match &drill.traffic {
         Some(spec) => match traffic::Traffic::start(&ctx.target, spec, &run_id, max_run) {
             Ok(t) => {
@@ -469,7 +482,14 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
                 format!("{} requests, {} errors", totals.requests, totals.errors),
             );
             let stats = recorder.take();
-            report.traffic = Some(report::TrafficSummary::from_stats(&stats, &schedule, &ledger.acks()));
+            report.traffic = Some(report::TrafficSummary::from_stats(
+                &stats,
+                &schedule,
+                &ledger.acks(),
+                traffic_started_t,
+                ctx.started_ms,
+                (&ctx.urls.jaeger, &ctx.urls.grafana),
+            ));
             (Some(schedule), Some(ledger))
         }
         None => (None, None),
@@ -552,6 +572,7 @@ async fn execute(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: Vec
     }
     report.after = after;
     report.timeline = events;
+    report.probe_latency = report::ProbeLatency::from_ticks(&ticks);
     report.seconds = ticks;
     if !report.failures.is_empty() && report.verdict == "passed" {
         report.verdict = "failed".into();

@@ -65,11 +65,88 @@ pub struct TrafficSummary {
     pub checkouts_acknowledged: usize,
     pub late_arrivals: u64,
     pub dropped_arrivals: u64,
+    /// When the traffic started, in seconds into the drill.
+    pub started_t_s: f64,
+    /// Each second of traffic (ending `t_s` seconds into the drill).
+    pub seconds: Vec<TrafficSecond>,
+    /// The first request that failed, with links to its trace and its log lines.
+    pub first_failed: Option<FailedRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrafficSecond {
+    pub t_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailedRequest {
+    pub correlation_id: String,
+    pub request: String,
+    pub status: Option<u16>,
+    pub error: String,
+    /// When it was due, in seconds into the drill, and as a Unix time in milliseconds.
+    pub t_s: f64,
+    pub at_ms: i64,
+    /// Its trace in Jaeger and its log lines in Grafana (the stack's URLs).
+    pub trace_url: String,
+    pub logs_url: String,
 }
 
 impl TrafficSummary {
-    pub fn from_stats(stats: &Stats, schedule: &ScheduleReport, acks: &[Ack]) -> TrafficSummary {
+    /// `started_t_s`: when the traffic started, in seconds into the drill that began at
+    /// `drill_started_ms` (Unix ms); `links`: the Jaeger and Grafana base URLs.
+    pub fn from_stats(
+        stats: &Stats,
+        schedule: &ScheduleReport,
+        acks: &[Ack],
+        started_t_s: f64,
+        drill_started_ms: i64,
+        links: (&str, &str),
+    ) -> TrafficSummary {
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let seconds = stats
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| TrafficSecond {
+                t_s: started_t_s + i as f64 + 1.0,
+                requests: s.requests,
+                errors: s.errors,
+                p50_ms: ms(&s.latency, 0.50),
+                p95_ms: ms(&s.latency, 0.95),
+                p99_ms: ms(&s.latency, 0.99),
+            })
+            .collect();
+        let first_failed = stats.failed.iter().min_by_key(|f| f.at_ms).map(|f| {
+            let t_s = started_t_s + f.at_ms as f64 / 1000.0;
+            let at_ms = drill_started_ms + (t_s * 1000.0) as i64;
+            let logql = crate::backends::links::logql_for(&f.correlation_id);
+            FailedRequest {
+                correlation_id: f.correlation_id.clone(),
+                request: f.name.clone(),
+                status: f.status,
+                error: f.error.clone().unwrap_or_default(),
+                t_s,
+                at_ms,
+                trace_url: crate::backends::links::jaeger_search(links.0, &f.correlation_id, at_ms, at_ms),
+                logs_url: crate::backends::links::grafana_logs(links.1, &logql, at_ms, at_ms),
+            }
+        });
         TrafficSummary {
+            started_t_s,
+            seconds,
+            first_failed,
             requests: stats.requests,
             errors: stats.failures,
             error_rate: if stats.requests == 0 {
@@ -159,6 +236,53 @@ pub struct DrillReport {
     pub restored: Vec<Restored>,
     pub failures: Vec<String>,
     pub seconds: Vec<Tick>,
+    /// The readiness probe's latency before and during the fault: what the fault added to one
+    /// request's path (for a network delay on the database, one round trip to it).
+    pub probe_latency: Option<ProbeLatency>,
+}
+
+/// Medians of the per-second readiness probe's latency, from probes that were answered.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProbeLatency {
+    pub baseline_p50_ms: f64,
+    pub baseline_samples: usize,
+    pub fault_p50_ms: f64,
+    pub fault_samples: usize,
+    /// fault − baseline.
+    pub extra_ms: f64,
+}
+
+impl ProbeLatency {
+    /// `None` unless both the baseline and the fault have at least one answered probe.
+    pub fn from_ticks(ticks: &[Tick]) -> Option<ProbeLatency> {
+        let median = |phase: &str| {
+            let mut ms: Vec<f64> = ticks
+                .iter()
+                .filter(|t| t.phase == phase && t.probe_status.is_some())
+                .map(|t| t.probe_ms)
+                .collect();
+            if ms.is_empty() {
+                return None;
+            }
+            ms.sort_by(f64::total_cmp);
+            let mid = ms.len() / 2;
+            let p50 = if ms.len().is_multiple_of(2) {
+                (ms[mid - 1] + ms[mid]) / 2.0
+            } else {
+                ms[mid]
+            };
+            Some((p50, ms.len()))
+        };
+        let (baseline_p50_ms, baseline_samples) = median("baseline")?;
+        let (fault_p50_ms, fault_samples) = median("fault")?;
+        Some(ProbeLatency {
+            baseline_p50_ms,
+            baseline_samples,
+            fault_p50_ms,
+            fault_samples,
+            extra_ms: fault_p50_ms - baseline_p50_ms,
+        })
+    }
 }
 
 impl DrillReport {
@@ -196,6 +320,7 @@ impl DrillReport {
             restored: Vec::new(),
             failures,
             seconds: Vec::new(),
+            probe_latency: None,
         }
     }
 }
@@ -253,6 +378,9 @@ pub fn plan_text(
             super::file::Action::Restart => "make sure it runs",
             super::file::Action::Disconnect => "reconnect it with its aliases",
             super::file::Action::PaymentFault => "DELETE /admin/faults",
+            super::file::Action::NetworkDelay
+            | super::file::Action::NetworkLoss
+            | super::file::Action::NetworkBandwidth => "clear its tc/iptables changes (helper container)",
         };
         let _ = writeln!(
             out,
@@ -342,6 +470,15 @@ pub fn render_table(r: &DrillReport) -> String {
         secs(r.time_to_recover_s),
     ]);
     table.add_row(["impact (fault → steady state)".to_string(), secs(r.impact_s)]);
+    if let Some(p) = &r.probe_latency {
+        table.add_row([
+            "readiness probe p50 (baseline → fault)".to_string(),
+            format!(
+                "{:.1} ms → {:.1} ms ({:+.1} ms; {} and {} probes)",
+                p.baseline_p50_ms, p.fault_p50_ms, p.extra_ms, p.baseline_samples, p.fault_samples
+            ),
+        ]);
+    }
     if let Some(t) = &r.traffic {
         table.add_row([
             "traffic requests / errors".to_string(),
@@ -506,4 +643,44 @@ pub fn junit(r: &DrillReport) -> String {
         &format!("drill.{}", r.drill),
         &cases,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(phase: &str, status: Option<u16>, probe_ms: f64) -> Tick {
+        Tick {
+            t_s: 0.0,
+            phase: phase.into(),
+            probe_status: status,
+            probe_ms,
+            requests: 0,
+            errors: 0,
+            alerts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn probe_latency_compares_medians_of_answered_probes_only() {
+        let ticks = [
+            tick("baseline", Some(200), 4.0),
+            tick("baseline", Some(200), 2.0),
+            tick("baseline", None, 1000.0),
+            tick("fault", Some(200), 305.0),
+            tick("fault", Some(503), 301.0),
+            tick("fault", None, 1000.0),
+            tick("fault", Some(200), 900.0),
+            tick("recovery", Some(200), 3.0),
+        ];
+        let p = ProbeLatency::from_ticks(&ticks).unwrap();
+        assert_eq!((p.baseline_p50_ms, p.baseline_samples), (3.0, 2));
+        assert_eq!((p.fault_p50_ms, p.fault_samples), (305.0, 3));
+        assert_eq!(p.extra_ms, 302.0);
+        assert_eq!(
+            ProbeLatency::from_ticks(&ticks[..3]),
+            None,
+            "no fault samples: no number"
+        );
+    }
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 pub const APP_IMAGE: &str = "recordstore:local";
 pub const POSTGRES_IMAGE: &str = "recordstore-local/postgres:15";
 pub const BASE_IMAGE: &str = "recordstore-local/debian:bookworm";
+/// The local base plus iproute2 and iptables: the drill's network-fault helper, and idle
+/// containers whose network state a test inspects.
+pub const NETTOOLS_IMAGE: &str = "recordstore-local/nettools:bookworm";
 
 /// Whether the Docker tests can run: the engine answers and the local images are built or
 /// can be (debootstrap). When not, prints a SKIPPED line for the calling test; in CI, where
@@ -27,7 +30,7 @@ pub fn engine() -> bool {
                 String::from_utf8_lossy(&info.stderr).trim()
             ));
         }
-        let built = run(&["image", "inspect", POSTGRES_IMAGE, BASE_IMAGE]).status.success();
+        let built = run(&["image", "inspect", POSTGRES_IMAGE, BASE_IMAGE, NETTOOLS_IMAGE]).status.success();
         let buildable = Command::new("debootstrap").arg("--version").output().is_ok();
         if built || buildable {
             Ok(())
@@ -123,6 +126,55 @@ pub fn local_images() {
         );
         eprintln!("local images ready in {:.1} s", started.elapsed().as_secs_f64());
     });
+}
+
+/// Whether the Docker host's kernel has the netem queueing discipline (network-delay needs
+/// it; some VM kernels are built without it).
+pub fn kernel_has_netem() -> bool {
+    run(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "--network",
+        "none",
+        NETTOOLS_IMAGE,
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "lo",
+        "root",
+        "netem",
+        "delay",
+        "1ms",
+    ])
+    .status
+    .success()
+}
+
+/// The drill's network helper containers of `project` still present, as `docker ps -a` lines.
+pub fn network_helpers(project: &str) -> String {
+    let project = format!("label=org.recordctl.project={project}");
+    docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=org.recordctl.network-helper",
+        "--filter",
+        &project,
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ])
+}
+
+/// Runs `command` in `container`'s network namespace from a throwaway nettools container.
+pub fn in_netns(container: &str, command: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--cap-add", "NET_ADMIN"];
+    let netns = format!("container:{container}");
+    args.extend(["--network", &netns, NETTOOLS_IMAGE]);
+    args.extend(command);
+    docker(&args)
 }
 
 /// A compose-labelled project of containers on its own network; everything it made is

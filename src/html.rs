@@ -1,0 +1,229 @@
+//! The pieces every HTML report is made of: escaping, the page's head and style, and inline
+//! SVG line charts with shaded bands (a fault window, an alert's pending and firing time) and
+//! marked moments (detected, recovered). No scripts, no network: a report is one file.
+
+use std::fmt::Write;
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `<!doctype html>` up to `<body>`, with the reports' shared style.
+pub fn page_head(title: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;max-width:820px}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}\
+         .pass{{color:#080}}.fail{{color:#b00}}figcaption{{font-weight:600;margin-top:1.5em}}\
+         td.l{{text-align:left}}</style></head><body>",
+        escape(title)
+    )
+}
+
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed and thin, beneath the others (an envelope such as max).
+    pub dashed: bool,
+}
+
+/// A shaded stretch of the x axis, drawn behind the lines, labelled at its top.
+#[derive(Debug, Clone)]
+pub struct Band {
+    pub from: f64,
+    pub to: f64,
+    pub color: String,
+    pub label: String,
+    /// Which of several stacked rows of the chart's top strip it is labelled in.
+    pub row: usize,
+}
+
+/// A moment on the x axis: a vertical line with a label.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub at: f64,
+    pub label: String,
+    pub color: &'static str,
+}
+
+/// A line chart with axes and a legend.
+pub struct Chart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub series: Vec<Series<'a>>,
+    pub bands: Vec<Band>,
+    pub marks: Vec<Mark>,
+    pub y_fmt: &'a dyn Fn(f64) -> String,
+    pub x_fmt: &'a dyn Fn(f64) -> String,
+    pub log_x: bool,
+}
+
+impl Chart<'_> {
+    pub fn render(&self) -> String {
+        line_chart(self)
+    }
+}
+
+/// X tick marks: whole numbers about a quarter of the range apart, or on a log axis the
+/// points' own x values.
+fn x_ticks(x_min: f64, x_max: f64, series: &[Series<'_>], log_x: bool) -> Vec<f64> {
+    if log_x {
+        let mut xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        return xs;
+    }
+    // Whole numbers (seconds), about five of them.
+    let step = ((x_max - x_min) / 4.0).ceil().max(1.0);
+    let mut ticks = Vec::new();
+    let mut t = x_min.ceil();
+    while t <= x_max + 1e-9 && ticks.len() < 12 {
+        ticks.push(t);
+        t += step;
+    }
+    ticks
+}
+
+fn line_chart(chart: &Chart<'_>) -> String {
+    let Chart {
+        title,
+        x_label,
+        series,
+        y_fmt,
+        x_fmt,
+        log_x,
+        ..
+    } = chart;
+    let (series, log_x) = (series.as_slice(), *log_x);
+    let rows = chart.bands.iter().map(|b| b.row + 1).max().unwrap_or(0);
+    let strip = rows as f64 * 14.0;
+    let (w, h, left, bottom, top, right) = (760.0, 260.0 + strip, 70.0, 40.0, 30.0 + strip, 20.0);
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let bounds = chart
+        .bands
+        .iter()
+        .flat_map(|b| [b.from, b.to])
+        .chain(chart.marks.iter().map(|m| m.at));
+    let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let (x_min, x_max) = if x_min > x_max {
+        (x_min, x_max)
+    } else {
+        bounds.fold((x_min, x_max), |(a, b), x| (a.min(x), b.max(x)))
+    };
+    let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">"#,
+        escape(title)
+    );
+    if x_min > x_max {
+        svg.push_str(r#"<text x="20" y="40">no data</text></svg></figure>"#);
+        return svg;
+    }
+    let sx = |x: f64| {
+        let (a, b, v) = if log_x {
+            ((x_min).ln(), (x_max).ln(), x.ln())
+        } else {
+            (x_min, x_max, x)
+        };
+        left + if b > a { (v - a) / (b - a) } else { 0.5 } * (w - left - right)
+    };
+    let sy = |y: f64| h - bottom - y / y_max * (h - bottom - top);
+    for band in &chart.bands {
+        let (x0, x1) = (sx(band.from), sx(band.to.max(band.from)));
+        let _ = write!(
+            svg,
+            r#"<rect class="band" x="{x0:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.18"/><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="12" fill="{}" fill-opacity="0.5"/><text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#,
+            (x1 - x0).max(1.0),
+            h - bottom - top,
+            escape(&band.color),
+            30.0 + band.row as f64 * 14.0,
+            (x1 - x0).max(1.0),
+            escape(&band.color),
+            x0 + 2.0,
+            40.0 + band.row as f64 * 14.0,
+            escape(&band.label)
+        );
+    }
+    for mark in &chart.marks {
+        let x = sx(mark.at);
+        let _ = write!(
+            svg,
+            r#"<line class="mark" x1="{x:.1}" x2="{x:.1}" y1="{top:.1}" y2="{:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="2 2"/><text x="{:.1}" y="{:.1}" font-size="10" fill="{}">{}</text>"#,
+            h - bottom,
+            mark.color,
+            x + 3.0,
+            top + 12.0,
+            mark.color,
+            escape(&mark.label)
+        );
+    }
+    for i in 0..=4 {
+        let y = y_max * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y0:.1}" y2="{y0:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            w - right,
+            left - 6.0,
+            sy(y) + 4.0,
+            escape(&y_fmt(y)),
+            y0 = sy(y)
+        );
+    }
+    for x in x_ticks(x_min, x_max, series, log_x) {
+        let _ = write!(
+            svg,
+            r##"<line class="xtick" x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2:.1}" stroke="#999"/><text x="{0:.1}" y="{3:.1}" font-size="10" text-anchor="middle">{4}</text>"##,
+            sx(x),
+            h - bottom,
+            h - bottom + 4.0,
+            h - bottom + 14.0,
+            escape(&x_fmt(x))
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+        (left + w - right) / 2.0,
+        h - 4.0,
+        escape(x_label)
+    );
+    // Envelopes first, so that a line close to them (p99 under max) stays visible on top.
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by_key(|&i| !series[i].dashed);
+    for i in order {
+        let s = &series[i];
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .collect();
+        let style = if s.dashed {
+            r#"stroke-width="1.5" stroke-dasharray="4 3""#
+        } else {
+            r#"stroke-width="2""#
+        };
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{}" {style} points="{}"/>"#,
+            s.color,
+            points.join(" ")
+        );
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="8" width="10" height="10" fill="{}"/><text x="{}" y="17" font-size="11">{}</text>"#,
+            left + 10.0 + i as f64 * 140.0,
+            s.color,
+            left + 24.0 + i as f64 * 140.0,
+            escape(s.name)
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
