@@ -422,6 +422,7 @@ failed or a pillar is missing; 2 bad flag; 3 target unreachable; 130 interrupted
 Examples:
   recordctl journey --trace
   recordctl journey --correlation-id my-test-1 --json -
+  recordctl journey --trace --html journey.html
   recordctl journey --count 20 --concurrency 4
   recordctl journey --target http://localhost:8000 --trace        # traces from Jaeger, logs from Loki, metrics from Prometheus";
 
@@ -445,6 +446,10 @@ pub struct JourneyArgs {
     /// How long to wait for the order to finish, and for its telemetry with --trace.
     #[arg(long, default_value = "30s")]
     pub wait: String,
+    /// Write a self-contained HTML page to FILE: the first journey's waterfall (client steps,
+    /// spans, log lines at their times) and the pillar verdicts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
     /// Write the report as JSON to FILE, or - for stdout.
     #[arg(long, value_name = "FILE")]
     pub json: Option<String>,

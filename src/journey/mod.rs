@@ -2,6 +2,7 @@
 //! purchase as one correlated timeline of spans, log lines and metrics, with a verdict per
 //! pillar.
 
+pub mod html;
 pub mod steps;
 pub mod telemetry;
 
@@ -117,7 +118,12 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
         interrupt.is_cancelled(),
     );
     let text = render(&report);
-    let written = crate::output::emit(&text, &report, args.json.as_deref());
+    let mut written = crate::output::emit(&text, &report, args.json.as_deref());
+    if let Some(path) = &args.html
+        && let Err(e) = std::fs::write(path, html::render(&report))
+    {
+        written = written.and(Err(format!("cannot write the HTML report to {path}: {e}")));
+    }
     source.stop().await;
     if let Err(e) = written {
         eprintln!("recordctl: {e}");
@@ -410,16 +416,15 @@ pub fn render(r: &JourneyReport) -> String {
     out
 }
 
-/// Client steps, server spans (as a tree) and log lines, interleaved in time order.
-pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
-    struct Entry {
-        at: u128,
-        depth: usize,
-        /// The span this row is (spans only), and the span it hangs off.
-        id: Option<String>,
-        parent: Option<String>,
-        text: String,
-    }
+/// The journey's spans in start order, each span's depth (client steps 0, a span one below
+/// its parent, a span whose parent is unknown 1) and each id's display name.
+pub(crate) struct SpanTree<'a> {
+    pub spans: Vec<&'a recordstore::telemetry::CapturedSpan>,
+    pub depth_of: std::collections::HashMap<String, usize>,
+    pub name_of: std::collections::HashMap<String, String>,
+}
+
+pub(crate) fn span_tree<'a>(j: &JourneyResult, t: &'a JourneyTelemetry) -> SpanTree<'a> {
     let mut depth_of: std::collections::HashMap<String, usize> =
         j.steps.iter().map(|s| (s.client_span_id.clone(), 0)).collect();
     let mut name_of: std::collections::HashMap<String, String> = j
@@ -440,6 +445,28 @@ pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
         depth_of.insert(s.span_id.clone(), depth);
         name_of.insert(s.span_id.clone(), s.name.clone());
     }
+    SpanTree {
+        spans,
+        depth_of,
+        name_of,
+    }
+}
+
+/// Client steps, server spans (as a tree) and log lines, interleaved in time order.
+pub(crate) fn timeline(j: &JourneyResult, t: &JourneyTelemetry) -> String {
+    struct Entry {
+        at: u128,
+        depth: usize,
+        /// The span this row is (spans only), and the span it hangs off.
+        id: Option<String>,
+        parent: Option<String>,
+        text: String,
+    }
+    let SpanTree {
+        spans,
+        depth_of,
+        name_of,
+    } = span_tree(j, t);
     let mut entries: Vec<Entry> = j
         .steps
         .iter()

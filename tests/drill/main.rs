@@ -334,6 +334,8 @@ async fn payment_drill(dir: &TempDir, base: &str, token: Option<&str>) -> (Optio
         "-".into(),
         "--junit".into(),
         junit_path.to_str().unwrap().into(),
+        "--html".into(),
+        dir.join("pay.html").to_str().unwrap().into(),
     ]);
     let out = tokio::task::spawn_blocking(move || {
         recordctl()
@@ -396,6 +398,15 @@ async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_
     assert_eq!(faults["payment_latency_ms"], 0, "the fault was cleared: {faults}");
     assert_eq!(faults["payment_failure_rate"], 0.0);
     assert_eq!(journal(&journal_path)["entries"][0]["state"], "undone");
+    // The postmortem page: both charts drawn, the fault window shaded, the ledger shown.
+    if let Some(page) = support::browser::render(&dir.join("pay.html")) {
+        assert_eq!(page.dom.matches("<svg").count(), 2, "two charts");
+        assert!(page.lines_drawn() >= 4, "lines drawn: {}", page.lines_drawn());
+        assert!(page.dom.contains("class=\"band\""), "the fault window is shaded");
+        assert!(page.dom.contains(">fault</text>"), "and labelled");
+        assert!(page.dom.contains("<h2>Ledger</h2>"), "the ledger");
+        assert!(page.dom.contains("PASSED"), "the verdict");
+    }
     app.shutdown().await.unwrap();
 }
 
@@ -805,7 +816,19 @@ async fn db_outage_against_the_containerised_store_detects_recovers_and_loses_no
     let Some(stack) = Stack::start("rsdrill", false).await else {
         return;
     };
-    let (report, junit) = stack.drill("db-outage");
+    let dir = TempDir::new("recordctl-outage-html");
+    let html = dir.join("db-outage.html");
+    let (report, junit) = stack.drill_with(
+        "db-outage",
+        &[
+            "--html",
+            html.to_str().unwrap(),
+            "--jaeger",
+            "http://jaeger.example:16686",
+            "--grafana",
+            "http://grafana.example:3000",
+        ],
+    );
     let detect = report["time_to_detect_s"].as_f64().expect("a time to detect");
     // DatabaseDown has `for: 30s`: it cannot fire sooner, and the drill expects it within 90 s.
     assert!((30.0..=90.0).contains(&detect), "time to detect {detect}");
@@ -838,6 +861,37 @@ async fn db_outage_against_the_containerised_store_detects_recovers_and_loses_no
         "the database was put back"
     );
     assert!(junit.contains("alert DatabaseDown Firing within 90 s"), "{junit}");
+    // The postmortem page: the alert's pending and firing bands, detect and recover marked,
+    // and the first failed request linked to its trace and its lines.
+    let first = &report["traffic"]["first_failed"];
+    let id = first["correlation_id"]
+        .as_str()
+        .expect("a failed request during the outage");
+    assert!(first["t_s"].as_f64().unwrap() >= 5.0, "after the baseline: {first}");
+    if let Some(page) = support::browser::render(&html) {
+        for text in [
+            ">DatabaseDown pending</text>",
+            ">DatabaseDown firing</text>",
+            ">fault</text>",
+            "detected +",
+            "recovered +",
+        ] {
+            assert!(page.dom.contains(text), "{text} in the page");
+        }
+        assert!(page.lines_drawn() >= 5, "lines drawn: {}", page.lines_drawn());
+        assert!(page.dom.contains(id), "the first failed request's id");
+        let trace_link = page.dom.split("id=\"trace-link\" href=\"").nth(1).unwrap_or("");
+        assert!(
+            trace_link.starts_with("http://jaeger.example:16686/search?"),
+            "{trace_link:.200}"
+        );
+        assert!(trace_link.contains(id), "{trace_link:.300}");
+        let logs_link = page.dom.split("id=\"logs-link\" href=\"").nth(1).unwrap_or("");
+        assert!(
+            logs_link.starts_with("http://grafana.example:3000/explore?"),
+            "{logs_link:.200}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! Included with `#[path = "../support/mod.rs"] mod support;`; not every binary uses all of it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod docker;
 
 use std::path::{Path, PathBuf};
