@@ -128,21 +128,27 @@ impl TrafficSummary {
                 p99_ms: ms(&s.latency, 0.99),
             })
             .collect();
-        let first_failed = stats.failed.iter().min_by_key(|f| f.at_ms).map(|f| {
-            let t_s = started_t_s + f.at_ms as f64 / 1000.0;
-            let at_ms = drill_started_ms + (t_s * 1000.0) as i64;
-            let logql = crate::backends::links::logql_for(&f.correlation_id);
-            FailedRequest {
-                correlation_id: f.correlation_id.clone(),
-                request: f.name.clone(),
-                status: f.status,
-                error: f.error.clone().unwrap_or_default(),
-                t_s,
-                at_ms,
-                trace_url: crate::backends::links::jaeger_search(links.0, &f.correlation_id, at_ms, at_ms),
-                logs_url: crate::backends::links::grafana_logs(links.1, &logql, at_ms, at_ms),
-            }
-        });
+        // A request the store saw: an arrival the generator never sent has no trace or lines.
+        let first_failed = stats
+            .failed
+            .iter()
+            .filter(|f| f.name != crate::load::open::UNSENT)
+            .min_by_key(|f| f.at_ms)
+            .map(|f| {
+                let t_s = started_t_s + f.at_ms as f64 / 1000.0;
+                let at_ms = drill_started_ms + (t_s * 1000.0) as i64;
+                let logql = crate::backends::links::logql_for(&f.correlation_id);
+                FailedRequest {
+                    correlation_id: f.correlation_id.clone(),
+                    request: f.name.clone(),
+                    status: f.status,
+                    error: f.error.clone().unwrap_or_default(),
+                    t_s,
+                    at_ms,
+                    trace_url: crate::backends::links::jaeger_search(links.0, &f.correlation_id, at_ms, at_ms),
+                    logs_url: crate::backends::links::grafana_logs(links.1, &logql, at_ms, at_ms),
+                }
+            });
         TrafficSummary {
             started_t_s,
             seconds,

@@ -106,7 +106,7 @@ fn log_marks(t: Option<&JourneyTelemetry>) -> Vec<LogMark> {
 }
 
 fn waterfall(rows: &[Row], logs: &[LogMark]) -> String {
-    let (w, label_w, row_h, top, right) = (900.0, 320.0, 20.0, 30.0, 20.0);
+    let (w, label_w, row_h, top, right) = (780.0, 300.0, 20.0, 30.0, 30.0);
     let first = rows.iter().map(|r| r.start).min().unwrap_or(0);
     let last = rows
         .iter()
@@ -255,9 +255,9 @@ pub fn render(r: &JourneyReport) -> String {
         }
         page.push_str("</table>");
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p class=\"{verdict_class}\"><strong>{}</strong></p></body></html>\n",
+        "<p class=\"{verdict_class}\"><strong>{}</strong></p></body></html>",
         escape(&r.verdict)
     );
     page

@@ -127,11 +127,14 @@ pub async fn run(
     report
 }
 
+/// The request name an arrival that was never sent is recorded under.
+pub const UNSENT: &str = "(unsent arrival)";
+
 /// An arrival that was never sent: an error with no latency.
 fn record_unsent(executor: &Executor, recorder: &Recorder, at: Duration, why: String) {
     let correlation_id = executor.next_correlation_id();
     recorder.record(&Sample {
-        name: "(unsent arrival)",
+        name: UNSENT,
         correlation_id: &correlation_id,
         latency: Duration::ZERO,
         service: None,

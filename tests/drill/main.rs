@@ -406,6 +406,10 @@ async fn a_payment_fault_drill_needs_no_docker_clears_the_fault_and_keeps_every_
         assert!(page.dom.contains(">fault</text>"), "and labelled");
         assert!(page.dom.contains("<h2>Ledger</h2>"), "the ledger");
         assert!(page.dom.contains("PASSED"), "the verdict");
+        assert!(
+            !page.dom.contains("(unsent arrival)"),
+            "an arrival the drill's stop left unsent is not a failed request of the store's"
+        );
     }
     app.shutdown().await.unwrap();
 }

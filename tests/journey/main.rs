@@ -1,5 +1,8 @@
 //! `recordctl journey`: one purchase followed through spans, log lines and metrics.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::time::Duration;
 
 use recordctl::journey::JourneyReport;
@@ -70,6 +73,47 @@ async fn journey_trace_on_the_embedded_store_finds_all_three_pillars() {
         Some(j.trace_id.as_str())
     );
     assert!(report.verdict.starts_with("PASSED"), "{}", report.verdict);
+}
+
+/// The waterfall page in a real browser: a bar per client step and per span, a mark per log
+/// line, the pillar verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_html_draws_the_waterfall_with_every_span_and_log_line() {
+    let dir = support::TempDir::new("recordctl-journey-html");
+    let html = dir.join("journey.html");
+    let (code, report, stderr) = journey(&[
+        "--trace",
+        "--correlation-id",
+        "it-html-1",
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report = report.expect("a JSON report");
+    let (j, t) = (&report.journeys[0], report.telemetry.as_ref().unwrap());
+    let Some(page) = support::browser::render(&html) else {
+        return;
+    };
+    assert_eq!(page.dom.matches("<svg").count(), 1, "one waterfall");
+    assert_eq!(
+        page.dom.matches("class=\"span\"").count(),
+        j.steps.len() + t.spans.len(),
+        "a bar per client step and per span"
+    );
+    assert_eq!(
+        page.dom.matches("class=\"log\"").count(),
+        t.logs.len(),
+        "a mark per log line"
+    );
+    assert!(!t.logs.is_empty());
+    assert!(page.dom.contains("it-html-1"), "the correlation id");
+    assert_eq!(
+        page.dom.matches(">✓</td>").count(),
+        t.pillars.len(),
+        "every pillar complete"
+    );
+    assert!(page.dom.contains("PASSED"), "the verdict");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,5 @@
 //! HTML reports as a person sees them: headless Chromium (Debian's package) renders a page,
-//! which must log no console message; the rendered DOM comes back and a screenshot is kept
-//! beside the page.
+//! which must log no console message; the rendered DOM comes back and a screenshot is kept.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,7 +35,8 @@ fn chromium() -> Option<&'static str> {
 }
 
 /// Renders `html` (a file) in headless Chromium: no console message, a screenshot of more
-/// than a blank page kept beside it. `None` (after a SKIPPED line) without Chromium; in CI
+/// than a blank page kept in `$TMPDIR/recordctl-test-artifacts/` (it outlives the test's
+/// temp dir). `None` (after a SKIPPED line) without Chromium; in CI
 /// that fails instead.
 pub fn render(html: &Path) -> Option<Rendered> {
     let Some(chromium) = chromium() else {
@@ -65,7 +65,10 @@ pub fn render(html: &Path) -> Option<Rendered> {
     let stderr = String::from_utf8_lossy(&dom.stderr).to_string();
     assert!(dom.status.success(), "{stderr}");
     assert!(!stderr.contains("CONSOLE"), "console messages: {stderr}");
-    let screenshot = html.with_extension("png");
+    let artifacts = std::env::temp_dir().join("recordctl-test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let stem = html.file_stem().and_then(|s| s.to_str()).unwrap_or("page");
+    let screenshot = artifacts.join(format!("{stem}-{:08x}.png", rand::random::<u32>()));
     let shot = browse(&[
         "--window-size=900,2400",
         &format!("--screenshot={}", screenshot.display()),
