@@ -377,6 +377,11 @@ pub struct LoadTestArgs {
     /// Push the summary as Prometheus metrics to this Pushgateway.
     #[arg(long, value_name = "URL")]
     pub push_gateway: Option<String>,
+    /// Stream the generator's own metrics while the run goes: `prometheus-rw=URL` sends them
+    /// every second with Prometheus remote write (requests, errors by kind, latency quantiles,
+    /// in flight, late and dropped arrivals; labelled run_id, model, scenario, shard).
+    #[arg(long, value_name = "OUTPUT")]
+    pub out: Vec<String>,
     /// Save the latency histograms (HdrHistogram log) for `recordctl report merge`.
     #[arg(long, value_name = "FILE")]
     pub hdr_out: Option<String>,

@@ -11,6 +11,7 @@ pub mod plain;
 pub mod plan;
 pub mod push;
 pub mod raw_http;
+pub mod remote_write;
 pub mod report;
 pub mod scenario;
 pub mod stats;
@@ -107,16 +108,36 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
     let start = Instant::now();
     let live = Arc::new(Live::default());
     let recorder = Arc::new(Recorder::default());
-    let progress = progress_bar(
-        plan,
-        if matches!(plan.model, Model::Plain { .. }) {
-            live.clone()
-        } else {
-            Arc::new(Live::default())
-        },
-        recorder.clone(),
-        start,
-    );
+    // The plain model counts in `live`; the others in the recorder.
+    let plain_live = if matches!(plan.model, Model::Plain { .. }) {
+        live.clone()
+    } else {
+        Arc::new(Live::default())
+    };
+    let progress = progress_bar(plan, plain_live.clone(), recorder.clone(), start);
+    let writer = plan.outputs.remote_write.as_deref().map(|url| {
+        Arc::new(remote_write::RemoteWriter::new(
+            url,
+            &plan.run_id,
+            plan.model.name(),
+            plan.scenario.as_ref().map_or("", |s| s.name.as_str()),
+            &plan
+                .shard
+                .map(|s| format!("{}/{}", s.index + 1, s.count))
+                .unwrap_or_default(),
+        ))
+    });
+    let streaming = writer.clone().map(|writer| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(remote_write::stream(
+            writer,
+            recorder.clone(),
+            plain_live.clone(),
+            start,
+            stop.clone(),
+        ));
+        (stop, task)
+    });
     let (stats, schedule) = match &plan.model {
         Model::Plain { connections } => {
             let target = plain::PlainTarget::parse(target)?;
@@ -170,7 +191,16 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
         task.abort();
         bar.finish_and_clear();
     }
+    let remote_write = match streaming {
+        Some((stop, task)) => {
+            stop.cancel();
+            let (failed, first) = task.await.unwrap_or((0, None));
+            writer.map(|w| (w, failed, first))
+        }
+        None => None,
+    };
     Ok(RunOutcome {
+        remote_write,
         stats,
         elapsed: start.elapsed(),
         interrupted: interrupt.is_cancelled(),
@@ -267,6 +297,21 @@ async fn write_outputs(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcom
         && let Err(e) = push::push(gateway, report).await
     {
         fail(e, exit::UNREACHABLE);
+    }
+    // The last push carries the report's own totals: what Prometheus holds equals the report.
+    if let Some((writer, failed_pushes, first)) = &outcome.remote_write {
+        if let Err(e) = writer
+            .send(&remote_write::final_points(report), recordstore::clock::now_ms())
+            .await
+        {
+            fail(e, exit::UNREACHABLE);
+        } else if *failed_pushes > 0 {
+            eprintln!(
+                "recordctl: remote write: {failed_pushes} of the per-second pushes to {} failed (first: {}); the final totals arrived",
+                writer.url(),
+                first.as_deref().unwrap_or("")
+            );
+        }
     }
     failed
 }

@@ -100,7 +100,9 @@ pub async fn run(
                 started_count.fetch_add(1, Ordering::Relaxed);
                 if Instant::now().saturating_duration_since(due) > LATE_AFTER {
                     late.fetch_add(1, Ordering::Relaxed);
+                    recorder.live.late.fetch_add(1, Ordering::Relaxed);
                 }
+                recorder.live.in_flight.fetch_add(1, Ordering::Relaxed);
                 // Once started, a transaction runs to its end (each request bounded by the
                 // timeout) even after Ctrl-C, so every request sent is in the report.
                 let index = executor.pick_transaction();
@@ -114,6 +116,7 @@ pub async fn run(
                         &recorder,
                     )
                     .await;
+                recorder.live.in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
         // Reap finished tasks so the set does not grow for the whole run.

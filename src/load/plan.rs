@@ -159,6 +159,8 @@ pub struct Outputs {
     pub html: Option<String>,
     pub push_gateway: Option<String>,
     pub hdr_out: Option<String>,
+    /// `--out prometheus-rw=URL`: the remote-write URL.
+    pub remote_write: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -344,10 +346,33 @@ impl LoadPlan {
                 html: args.html.clone(),
                 push_gateway: args.push_gateway.clone(),
                 hdr_out: args.hdr_out.clone(),
+                remote_write: remote_write(&args.out)?,
             },
             progress: !args.no_progress,
         })
     }
+}
+
+/// `--out prometheus-rw=URL` (at most one): the URL, an http(s) one.
+fn remote_write(outs: &[String]) -> Result<Option<String>, String> {
+    let mut url = None;
+    for out in outs {
+        let Some(("prometheus-rw", value)) = out.split_once('=') else {
+            return Err(format!(
+                "--out {out:?}: expected prometheus-rw=URL, e.g. prometheus-rw=http://localhost:9090/api/v1/write"
+            ));
+        };
+        let parsed = reqwest::Url::parse(value).map_err(|e| format!("--out {out:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(format!(
+                "--out {out:?}: the URL must be http:// or https:// with a host"
+            ));
+        }
+        if url.replace(value.to_string()).is_some() {
+            return Err("--out prometheus-rw=URL may be given once".into());
+        }
+    }
+    Ok(url)
 }
 
 /// A shard's share of `total` users or connections; every shard needs at least one.

@@ -102,6 +102,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     pub interrupted: bool,
     pub schedule: Option<ScheduleReport>,
+    /// `--out prometheus-rw`: the writer, how many per-second pushes failed, the first error.
+    pub remote_write: Option<(std::sync::Arc<super::remote_write::RemoteWriter>, u64, Option<String>)>,
 }
 
 pub struct ReportContext<'a> {
@@ -170,19 +172,7 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
             })
             .collect(),
         status_codes: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        error_kinds: s
-            .errors
-            .iter()
-            .map(|(k, v)| {
-                (
-                    serde_json::to_value(k)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    *v,
-                )
-            })
-            .collect(),
+        error_kinds: s.errors.iter().map(|(k, v)| (k.label(), *v)).collect(),
         schedule: outcome.schedule.clone(),
         timeline: s
             .timeline

@@ -47,6 +47,28 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, so that a metric by kind can start each one at zero.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Refused,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::RateLimited,
+        ErrorKind::Http4xx,
+        ErrorKind::Http5xx,
+        ErrorKind::UnexpectedStatus,
+        ErrorKind::BadResponse,
+        ErrorKind::Dropped,
+        ErrorKind::Other,
+    ];
+
+    /// The kind as reports spell it (`timeout`, `http5xx`, …).
+    pub fn label(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     pub fn for_status(status: u16) -> ErrorKind {
         match status {
             429 => ErrorKind::RateLimited,
@@ -309,6 +331,26 @@ impl Stats {
 mod tests {
     use super::*;
 
+    /// `ErrorKind::ALL` lists every kind once (the match fails to compile when a kind is added).
+    #[test]
+    fn all_error_kinds_are_listed_once() {
+        let position = |k: ErrorKind| match k {
+            ErrorKind::Refused => 0,
+            ErrorKind::Timeout => 1,
+            ErrorKind::Reset => 2,
+            ErrorKind::RateLimited => 3,
+            ErrorKind::Http4xx => 4,
+            ErrorKind::Http5xx => 5,
+            ErrorKind::UnexpectedStatus => 6,
+            ErrorKind::BadResponse => 7,
+            ErrorKind::Dropped => 8,
+            ErrorKind::Other => 9,
+        };
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(position(*kind), i, "{kind:?}");
+        }
+    }
+
     fn sample(name: &str, ms: u64, error: Option<ErrorKind>, at_s: u64) -> Sample<'_> {
         Sample {
             name,
@@ -362,6 +404,9 @@ pub struct Live {
     pub errors: std::sync::atomic::AtomicU64,
     /// Latencies since the progress bar last looked (for a live p99).
     pub window: std::sync::Mutex<Histogram<u64>>,
+    /// Open model: transactions running now, and arrivals that started late so far.
+    pub in_flight: std::sync::atomic::AtomicI64,
+    pub late: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Live {
@@ -370,6 +415,8 @@ impl Default for Live {
             requests: Default::default(),
             errors: Default::default(),
             window: std::sync::Mutex::new(coarse_histogram()),
+            in_flight: Default::default(),
+            late: Default::default(),
         }
     }
 }

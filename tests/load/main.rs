@@ -590,6 +590,153 @@ async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `--out prometheus-rw=URL` against a real Prometheus's remote-write receiver: samples arrive
+/// every second while the run goes, labelled with the run, and the last ones equal the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_metrics_stream_to_a_real_prometheus_by_remote_write_and_end_equal_to_the_report() {
+    if !support::Prometheus::available() {
+        return;
+    }
+    let _turn = SERIAL.lock().await;
+    let prometheus = support::Prometheus::start(
+        "  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+        &[],
+        "",
+    );
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let out = format!("prometheus-rw={}/api/v1/write", prometheus.url);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "50/s",
+        "--duration",
+        "5s",
+        "--run-id",
+        "rw-it",
+        "--out",
+        &out,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.requests, 250, "{}", run.stderr);
+    let prom = prometheus.client();
+    let value = |q: String| {
+        let prom = &prom;
+        async move {
+            let samples = prom.instant(&q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(samples.len(), 1, "{q}: {samples:?}");
+            samples[0].value
+        }
+    };
+    let run_labels = r#"run_id="rw-it",model="open",shard="""#;
+    assert_eq!(
+        value(format!("recordctl_requests_total{{{run_labels}}}")).await,
+        report.requests as f64,
+        "the last sample is the report's count"
+    );
+    // Samples arrived while the run went, once a second, not only at the end.
+    let during = value(format!("count_over_time(recordctl_requests_total{{{run_labels}}}[5m])")).await;
+    assert!(during >= 5.0, "{during} samples of requests_total");
+    let rising = value(format!("min_over_time(recordctl_requests_total{{{run_labels}}}[5m])")).await;
+    assert!(
+        rising < report.requests as f64,
+        "the first samples came before the end: {rising}"
+    );
+    let seconds = value(format!(
+        "count_over_time(recordctl_request_duration_seconds{{{run_labels},quantile=\"0.99\"}}[5m])"
+    ))
+    .await;
+    assert!(seconds >= 3.0, "{seconds} per-second p99 samples");
+    assert_eq!(
+        value(format!(
+            "recordctl_run_duration_seconds{{{run_labels},quantile=\"0.5\"}}"
+        ))
+        .await,
+        report.latency.p50_us as f64 / 1e6
+    );
+    assert_eq!(
+        value(format!("recordctl_arrivals_dropped_total{{{run_labels}}}")).await,
+        report.schedule.as_ref().unwrap().dropped as f64
+    );
+    assert_eq!(value(format!("recordctl_run_finished{{{run_labels}}}")).await, 1.0);
+    let scenario_label = prom
+        .instant(&format!("recordctl_requests_total{{{run_labels}}}"))
+        .await
+        .unwrap()[0]
+        .labels
+        .get("scenario")
+        .cloned();
+    assert_eq!(scenario_label.as_deref(), report.scenario.as_deref());
+    // The "load test" dashboard's generator panels show this run.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::repo("observability/grafana/dashboards/load-test.json")).unwrap(),
+    )
+    .unwrap();
+    let mut shown = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            if !expr.contains("recordctl_") || expr.contains("recordstore_") || expr.contains("kind=\"dropped\"") {
+                continue;
+            }
+            let expr = expr.replace("$run_id", "rw-it").replace("$__rate_interval", "1m");
+            let samples = prom.instant(&expr).await.unwrap_or_else(|e| panic!("{expr}: {e}"));
+            assert!(!samples.is_empty(), "{}: {expr} shows nothing", panel["title"]);
+            shown += 1;
+        }
+    }
+    assert!(shown >= 8, "{shown} generator queries checked");
+
+    // A receiver that is not there: the run still reports, then exits 3 naming the URL.
+    let port = support::free_port();
+    let unreachable = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "20/s",
+        "--duration",
+        "2s",
+        "--out",
+        &format!("prometheus-rw=http://127.0.0.1:{port}/api/v1/write"),
+    ])
+    .await;
+    assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
+    assert!(unreachable.report.is_some(), "the report is still written");
+    assert!(
+        unreachable
+            .stderr
+            .contains(&format!("remote write to http://127.0.0.1:{port}/api/v1/write")),
+        "{}",
+        unreachable.stderr
+    );
+    for bad in [
+        "influxdb=http://x",
+        "prometheus-rw=ftp://x/y",
+        "prometheus-rw=not a url",
+    ] {
+        let run = recordctl(&[
+            "--target",
+            &server.url(""),
+            "--rate",
+            "1/s",
+            "--duration",
+            "1s",
+            "--out",
+            bad,
+        ])
+        .await;
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--out"), "{bad}: {}", run.stderr);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_is_pushed_to_a_real_pushgateway() {
     let _turn = SERIAL.lock().await;

@@ -306,6 +306,7 @@ fn grafana_links_exemplars_and_log_lines_to_traces_and_traces_to_logs() {
         [
             "recordstore: golden signals",
             "recordstore: job queue",
+            "recordstore: load test",
             "recordstore: purchase journey",
             "recordstore: SLOs and error budget"
         ]
@@ -317,13 +318,14 @@ fn expand(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$__range", "5m")
         .replace("$route", ".*")
+        .replace("$run_id", ".*")
 }
 
 /// Metric names a PromQL expression reads.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     // Label values ("recordstore-worker") are not metric names.
     let unquoted = regex::Regex::new(r#""[^"]*""#).unwrap().replace_all(expr, "\"\"");
-    let re = regex::Regex::new(r"\b((?:recordstore|probe|slo:|route:)[a-zA-Z0-9_:]*)").unwrap();
+    let re = regex::Regex::new(r"\b((?:recordstore|recordctl|probe|slo:|route:)[a-zA-Z0-9_:]*)").unwrap();
     let mut names: BTreeSet<String> = re.captures_iter(&unquoted).map(|c| c[1].to_string()).collect();
     if expr.contains("ALERTS") {
         names.insert("ALERTS".into());
@@ -413,6 +415,8 @@ async fn every_dashboard_query_evaluates_on_a_real_prometheus_scraping_the_real_
         );
     }
     known.extend(["probe_success".to_string(), "ALERTS".to_string()]);
+    // What `load-test --out prometheus-rw` sends (tests/load checks those panels with data).
+    known.extend(recordctl::load::remote_write::SERIES.iter().map(|s| s.to_string()));
 
     // Wait until the rules have run and the completed orders are in a scrape.
     eventually(

@@ -146,7 +146,8 @@ impl Prometheus {
         )
     }
 
-    /// Starts Prometheus with 1 s scrape and evaluation intervals. `scrape_configs` is the YAML
+    /// Starts Prometheus (exemplar storage on, the remote-write receiver at /api/v1/write)
+    /// with 1 s scrape and evaluation intervals. `scrape_configs` is the YAML
     /// list under `scrape_configs:` (indented by two spaces); `rules` are copied in with their
     /// group intervals shortened to 1 s. Extra lines (e.g. `alerting:`) go in `extra`.
     pub fn start(scrape_configs: &str, rules: &[PathBuf], extra: &str) -> Prometheus {
@@ -175,6 +176,7 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
+            .arg("--web.enable-remote-write-receiver")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
