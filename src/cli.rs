@@ -64,6 +64,15 @@ pub enum Command {
         after_help = "Examples:\n  recordctl store\n  recordctl store --listen 127.0.0.1:8000 --database sqlite:///tmp/store.db"
     )]
     Store(StoreArgs),
+    /// Internal: the drill's packet delayer, run in the network helper container on kernels
+    /// without sch_netem. Delays every packet the namespace sends until SIGTERM.
+    #[command(hide = true)]
+    NetworkDelayQueue {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        delay_ms: u64,
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        jitter_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -68,13 +68,14 @@ pub fn certificate(data: &[u8]) {
     let _ = crate::probe::x509::not_after(data);
 }
 
-/// The answers of Jaeger, Loki and Prometheus, and the log timestamps and lines the journey
-/// joins them with. The first byte picks the decoder.
+/// The answers of Jaeger, Loki and Prometheus, the log timestamps and lines the journey joins
+/// them with, and the netlink messages the drill's packet delayer reads. The first byte picks
+/// the decoder.
 pub fn backend_answers(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok(spans) = crate::backends::jaeger::decode_traces(body) {
                 for s in &spans {
@@ -97,10 +98,14 @@ pub fn backend_answers(data: &[u8]) {
                 let _ = crate::backends::prometheus::decode_exemplars(&doc);
             }
         }
-        _ => {
+        3 => {
             if let Ok(ts) = std::str::from_utf8(body) {
                 let _ = crate::journey::parse_rfc3339_nanos(ts);
             }
+        }
+        _ => {
+            // What the kernel sends the drill's packet delayer.
+            let _ = crate::drill::netqueue::parse(body);
         }
     }
 }

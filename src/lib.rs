@@ -25,6 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> u8 {
+    // The drill's packet delayer (in its helper container) handles its own signals.
+    if let cli::Command::NetworkDelayQueue { delay_ms, jitter_ms } = cli.command {
+        return drill::netqueue::run(
+            std::time::Duration::from_millis(delay_ms),
+            std::time::Duration::from_millis(jitter_ms),
+        );
+    }
     install_logger();
     let interrupt = CancellationToken::new();
     let on_signal = interrupt.clone();
@@ -61,6 +68,7 @@ pub fn run(cli: cli::Cli) -> u8 {
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
                 load::merge::run(&files, json.as_deref())
             }
+            cli::Command::NetworkDelayQueue { .. } => unreachable!("run above, without the runtime"),
         }
     })
 }

@@ -300,8 +300,7 @@ impl DockerClient {
         label: &str,
         script: &str,
     ) -> Result<String, DockerError> {
-        use bollard::models::{ContainerCreateBody, HostConfig};
-        use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
+        use bollard::query_parameters::WaitContainerOptions;
         use futures_util::StreamExt;
 
         let fail = |reason: String| DockerError::Action {
@@ -309,12 +308,125 @@ impl DockerClient {
             container: c.name.clone(),
             reason,
         };
-        self.ensure_image(image).await.map_err(fail)?;
+        let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        let (id, name) = self
+            .create_network_helper(c, image, label, command)
+            .await
+            .map_err(fail)?;
+        let run = async {
+            self.docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| format!("cannot start the helper: {e}"))?;
+            let mut wait = self.docker.wait_container(&id, None::<WaitContainerOptions>);
+            let code = match wait.next().await {
+                Some(Ok(answer)) => answer.status_code,
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                Some(Err(e)) => return Err(format!("waiting for the helper: {e}")),
+                None => return Err("the engine did not say how the helper ended".into()),
+            };
+            let output = self.output_of(&id).await;
+            if code == 0 {
+                Ok(output)
+            } else {
+                Err(format!("exit status {code}: {}", output.trim()))
+            }
+        };
+        let result = run.await;
+        let removed = self.remove_forced(&id).await;
+        let output = result.map_err(fail)?;
+        removed.map_err(|e| fail(format!("the helper {name} could not be removed: {e}")))?;
+        Ok(output)
+    }
+
+    /// Starts `command` in a long-lived helper container of `image` in `c`'s network namespace
+    /// with `NET_ADMIN`, and waits until it prints `ready` (within `within`). A helper that ends
+    /// first, or stays silent, is removed and its output returned as the error.
+    pub async fn start_network_helper(
+        &self,
+        c: &ServiceContainer,
+        image: &str,
+        label: &str,
+        command: Vec<String>,
+        ready: &str,
+        within: std::time::Duration,
+    ) -> Result<(), DockerError> {
+        let fail = |reason: String| DockerError::Action {
+            action: "network helper for".into(),
+            container: c.name.clone(),
+            reason,
+        };
+        let (id, _) = self
+            .create_network_helper(c, image, label, command)
+            .await
+            .map_err(fail)?;
+        if let Err(e) = self.docker.start_container(&id, None::<StartContainerOptions>).await {
+            let _ = self.remove_forced(&id).await;
+            return Err(fail(format!("cannot start the helper: {e}")));
+        }
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let output = self.output_of(&id).await;
+            if output.contains(ready) {
+                return Ok(());
+            }
+            let running = self
+                .docker
+                .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.running)
+                .unwrap_or(false);
+            if !running || std::time::Instant::now() >= deadline {
+                let output = self.output_of(&id).await;
+                let _ = self.remove_forced(&id).await;
+                return Err(fail(if running {
+                    format!("the helper did not get ready within {within:?}: {}", output.trim())
+                } else {
+                    format!("the helper ended: {}", output.trim())
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What a container printed (stdout and stderr), as far as the engine gives it.
+    async fn output_of(&self, id: &str) -> String {
+        use bollard::query_parameters::LogsOptions;
+        use futures_util::StreamExt;
+        let mut output = String::new();
+        let mut logs = self.docker.logs(
+            id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        while let Some(Ok(chunk)) = logs.next().await {
+            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        output
+    }
+
+    /// Creates (does not start) a helper container; returns its id and name.
+    async fn create_network_helper(
+        &self,
+        c: &ServiceContainer,
+        image: &str,
+        label: &str,
+        command: Vec<String>,
+    ) -> Result<(String, String), String> {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::CreateContainerOptions;
+
+        self.ensure_image(image).await?;
         let name = format!("recordctl-net-{}-{:08x}", c.name, rand::random::<u32>());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
-            entrypoint: Some(vec!["sh".into(), "-c".into()]),
-            cmd: Some(vec![script.to_string()]),
+            entrypoint: Some(command[..1].to_vec()),
+            cmd: Some(command[1..].to_vec()),
             labels: Some(HashMap::from([
                 (label.to_string(), c.id.clone()),
                 (HELPER_PROJECT_LABEL.to_string(), c.project.clone()),
@@ -334,47 +446,13 @@ impl DockerClient {
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| fail(format!("cannot create a helper of image {image}: {e}")))?;
-        let run = async {
-            self.docker
-                .start_container(&created.id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| format!("cannot start the helper: {e}"))?;
-            let mut wait = self.docker.wait_container(&created.id, None::<WaitContainerOptions>);
-            let code = match wait.next().await {
-                Some(Ok(answer)) => answer.status_code,
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-                Some(Err(e)) => return Err(format!("waiting for the helper: {e}")),
-                None => return Err("the engine did not say how the helper ended".into()),
-            };
-            let mut output = String::new();
-            let mut logs = self.docker.logs(
-                &created.id,
-                Some(LogsOptions {
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                }),
-            );
-            while let Some(Ok(chunk)) = logs.next().await {
-                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-            if code == 0 {
-                Ok(output)
-            } else {
-                Err(format!("exit status {code}: {}", output.trim()))
-            }
-        };
-        let result = run.await;
-        let removed = self.remove_forced(&created.id).await;
-        let output = result.map_err(fail)?;
-        removed.map_err(|e| fail(format!("the helper {name} could not be removed: {e}")))?;
-        Ok(output)
+            .map_err(|e| format!("cannot create a helper of image {image}: {e}"))?;
+        Ok((created.id, name))
     }
 
-    /// Removes every container with `label` in `project` (network helpers a killed drill left
-    /// behind); returns how many.
-    pub async fn remove_labelled(&self, project: &str, label: &str) -> Result<usize, DockerError> {
+    /// Stops (SIGTERM, then SIGKILL after 5 s) and removes every container with `label` in
+    /// `project`: the helpers a drill started, or a killed drill left behind. Returns how many.
+    pub async fn stop_labelled(&self, project: &str, label: &str) -> Result<usize, DockerError> {
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([(
@@ -391,6 +469,11 @@ impl DockerClient {
         let mut removed = 0;
         for c in found {
             if let Some(id) = c.id {
+                let stop = StopContainerOptions {
+                    t: Some(5),
+                    ..Default::default()
+                };
+                let _ = self.docker.stop_container(&id, Some(stop)).await;
                 self.remove_forced(&id)
                     .await
                     .map_err(|e| action_error("remove helper", &id, e))?;

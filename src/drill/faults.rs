@@ -153,23 +153,36 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
                     c.name, c.state
                 ));
             }
-            let applied = docker
-                .run_network_helper(
-                    &c,
-                    &ctx.network_helper_image,
-                    network::HELPER_LABEL,
-                    &net.apply_script(),
-                )
-                .await;
-            if let Err(e) = applied {
-                // Whatever part of the script ran is taken back before the error is told.
-                let _ = docker
-                    .run_network_helper(
+            let image = &ctx.network_helper_image;
+            let mut applied = docker
+                .run_network_helper(&c, image, network::HELPER_LABEL, &net.apply_script())
+                .await
+                .map(drop);
+            // A kernel without sch_netem: the delay is held in user space instead, by
+            // `recordctl network-delay-queue` in a helper that stays up for the fault.
+            if let (Err(e), NetworkFault::Delay { delay, jitter }) = (&applied, &net)
+                && network::lacks_netem(&e.to_string())
+            {
+                eprintln!(
+                    "recordctl drill: the Docker host's kernel has no sch_netem; delaying {}'s packets in user space (nfqueue) instead",
+                    c.service
+                );
+                applied = docker
+                    .start_network_helper(
                         &c,
-                        &ctx.network_helper_image,
+                        image,
                         network::HELPER_LABEL,
-                        &network::clear_script(),
+                        network::delay_queue_command(*delay, *jitter),
+                        network::DELAY_QUEUE_READY,
+                        Duration::from_secs(15),
                     )
+                    .await;
+            }
+            if let Err(e) = applied {
+                // Whatever part of it ran is taken back before the error is told.
+                let _ = docker.stop_labelled(&ctx.project, network::HELPER_LABEL).await;
+                let _ = docker
+                    .run_network_helper(&c, image, network::HELPER_LABEL, &network::clear_script())
                     .await;
                 held(journal).mark(id, EntryState::Undone, Some("not applied".into()))?;
                 return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())));
@@ -268,6 +281,12 @@ pub(super) async fn undo(
             }
         }
         Undo::ClearNetwork { image } => {
+            // A user-space delayer first (SIGTERM: it removes its rules and lets every packet
+            // it holds go), then whatever rule or queueing discipline is left.
+            docker
+                .stop_labelled(project, network::HELPER_LABEL)
+                .await
+                .map_err(|e| e.to_string())?;
             if c.state == "running" || c.state == "paused" {
                 docker
                     .run_network_helper(&c, image, network::HELPER_LABEL, &network::clear_script())
@@ -295,7 +314,7 @@ pub(super) async fn restore(
     if let Some(docker) = docker
         && pending.iter().any(|e| matches!(e.undo, Undo::ClearNetwork { .. }))
     {
-        match docker.remove_labelled(project, network::HELPER_LABEL).await {
+        match docker.stop_labelled(project, network::HELPER_LABEL).await {
             Ok(0) => {}
             Ok(n) => eprintln!("recordctl drill: removed {n} network helper containers left behind"),
             Err(e) => out.push(Restored {

@@ -9,6 +9,7 @@ pub mod file;
 pub mod html;
 pub mod journal;
 mod ledger;
+pub mod netqueue;
 pub mod network;
 mod observe;
 pub mod report;

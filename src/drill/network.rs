@@ -3,12 +3,14 @@
 //! container that joins the target's network namespace with `NET_ADMIN` (the helper's image
 //! needs `sh`, `ip`, `tc` and `iptables`).
 //!
-//! - latency: `tc qdisc replace … root netem delay D J` (the kernel needs `sch_netem`);
+//! - latency: `tc qdisc replace … root netem delay D J`; where the kernel has no `sch_netem`,
+//!   `recordctl network-delay-queue` in a helper that stays up for the fault (see `netqueue`);
 //! - loss: an `iptables` rule on OUTPUT that drops a random share of packets (the `statistic`
 //!   match; it needs no netem, so it works on kernels built without it);
 //! - bandwidth: `tc qdisc replace … root tbf rate R` (token bucket, in every kernel).
 //!
-//! Every script acts on each interface but `lo`, so a container on several networks is slowed
+//! The helper's image needs `sh`, `ip`, `tc` and `iptables` (and `recordctl` for a delay on a
+//! kernel without netem). Every script acts on each interface but `lo`, so a container on several networks is slowed
 //! on all of them. The undo removes what any of them adds and is safe to repeat.
 
 use std::time::Duration;
@@ -109,7 +111,14 @@ impl NetworkFault {
     /// What a helper's failure means, in words a user can act on.
     pub fn explain_failure(&self, output: &str) -> String {
         let output = output.trim();
-        if output.contains("qdisc kind is unknown") || output.contains("Unknown qdisc") {
+        if matches!(self, NetworkFault::Delay { .. }) && output.contains("recordctl") && output.contains("not found") {
+            return format!(
+                "the Docker host's kernel has no sch_netem, and the helper image has no `recordctl` to delay packets \
+                 in user space instead ({output}); load sch_netem on the host (modprobe sch_netem), or use a helper \
+                 image with recordctl, sh, ip, tc and iptables (--network-helper-image)"
+            );
+        }
+        if lacks_netem(output) {
             let qdisc = match self {
                 NetworkFault::Delay { .. } => "sch_netem",
                 _ => "sch_tbf",
@@ -130,6 +139,26 @@ impl NetworkFault {
         }
         format!("the network helper failed: {output}")
     }
+}
+
+/// Whether a helper's failure says the kernel has no such queueing discipline.
+pub fn lacks_netem(output: &str) -> bool {
+    output.contains("qdisc kind is unknown") || output.contains("Unknown qdisc")
+}
+
+/// What the user-space delayer prints once its queue is bound and its rules are in place.
+pub const DELAY_QUEUE_READY: &str = "delaying every packet sent by";
+
+/// The helper's command for a user-space delay (`recordctl` must be on the image's PATH).
+pub fn delay_queue_command(delay: Duration, jitter: Duration) -> Vec<String> {
+    vec![
+        "recordctl".into(),
+        "network-delay-queue".into(),
+        "--delay-ms".into(),
+        delay.as_millis().to_string(),
+        "--jitter-ms".into(),
+        jitter.as_millis().to_string(),
+    ]
 }
 
 /// Removes every network fault a drill can add: a netem or tbf root queueing discipline on

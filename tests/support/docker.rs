@@ -128,6 +128,32 @@ pub fn local_images() {
     });
 }
 
+/// The drill's network helper for the tests: the nettools image plus this checkout's
+/// `recordctl` (for delays on kernels without netem), built once per test binary.
+pub fn network_helper_image() -> &'static str {
+    const IMAGE: &str = "recordctl-local/nethelper:test";
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        local_images();
+        let ctx = super::TempDir::new("recordctl-nethelper");
+        let binary = ctx.join("recordctl");
+        let out = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(env!("CARGO_BIN_EXE_recordctl"))
+            .arg(&binary)
+            .output()
+            .expect("objcopy (binutils)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {NETTOOLS_IMAGE}\nCOPY recordctl /usr/local/bin/recordctl\n"),
+        )
+        .unwrap();
+        docker(&["build", "-q", "-t", IMAGE, ctx.join("").to_str().unwrap()]);
+    });
+    IMAGE
+}
+
 /// Whether the Docker host's kernel has the netem queueing discipline (network-delay needs
 /// it; some VM kernels are built without it).
 pub fn kernel_has_netem() -> bool {
