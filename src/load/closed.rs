@@ -66,7 +66,7 @@ pub async fn run(
                     &recorder,
                 )
                 .await;
-            tokio::time::sleep(executor.think_time(None)).await;
+            executor.think(None).await;
             Ok(())
         })
     });

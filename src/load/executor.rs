@@ -110,6 +110,15 @@ impl Executor {
             .sample()
     }
 
+    /// Waits out a think time, if there is one. A zero wait is skipped: `sleep(0)` still goes
+    /// through the timer wheel, whose millisecond tick would pace every user.
+    pub async fn think(&self, spec: Option<&RequestSpec>) {
+        let wait = self.think_time(spec);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// A transaction index, drawn by weight.
     pub fn pick_transaction(&self) -> usize {
         let total = *self.cumulative_weights.last().unwrap_or(&1);
@@ -129,7 +138,7 @@ impl Executor {
         let mut intended = pace.intended;
         for (i, spec) in tx.requests.iter().enumerate() {
             if i > 0 && pace.think {
-                tokio::time::sleep(self.think_time(Some(spec))).await;
+                self.think(Some(spec)).await;
             }
             let ok = match &spec.poll {
                 None => self.request(spec, &mut vars, intended.take(), recorder).await.is_some(),

@@ -648,11 +648,84 @@ struct Stack {
     prometheus: support::Prometheus,
     alertmanager: support::Alertmanager,
     _blackbox: support::Blackbox,
+    /// With `Stack::start_traced`: the spans the api exported.
+    spans: Option<SpanSink>,
+}
+
+/// One span the api exported: its name, start and end (Unix ns).
+#[derive(Debug, Clone)]
+struct SinkSpan {
+    name: String,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+/// An OTLP/HTTP receiver on the project network's gateway address, so the containers reach
+/// it: keeps every span the app exports.
+#[derive(Clone)]
+struct SpanSink {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<SinkSpan>>>,
+    endpoint: String,
+}
+
+impl SpanSink {
+    async fn start(project: &Project) -> SpanSink {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let gateway = docker::docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &project.network,
+        ]);
+        let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0)).await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    };
+                    let mut kept = kept.lock().unwrap();
+                    for span in request
+                        .resource_spans
+                        .into_iter()
+                        .flat_map(|r| r.scope_spans)
+                        .flat_map(|s| s.spans)
+                    {
+                        kept.push(SinkSpan {
+                            name: span.name,
+                            start_ns: span.start_time_unix_nano,
+                            end_ns: span.end_time_unix_nano,
+                        });
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        SpanSink { spans, endpoint }
+    }
 }
 
 impl Stack {
     /// `None` (after the SKIPPED line) without a Docker engine, Prometheus or Alertmanager.
     async fn start(prefix: &str, split: bool) -> Option<Stack> {
+        Stack::start_with(prefix, split, false).await
+    }
+
+    /// As [`Stack::start`] (the api and worker together), the api exporting its spans to a
+    /// [`SpanSink`].
+    async fn start_traced(prefix: &str) -> Option<Stack> {
+        Stack::start_with(prefix, false, true).await
+    }
+
+    async fn start_with(prefix: &str, split: bool, traced: bool) -> Option<Stack> {
         if !docker::engine()
             || !support::Prometheus::available()
             || !support::Alertmanager::available()
@@ -662,11 +735,21 @@ impl Stack {
         }
         docker::local_images();
         let project = Project::new(prefix);
+        let spans = if traced {
+            Some(SpanSink::start(&project).await)
+        } else {
+            None
+        };
+        let otlp = spans
+            .as_ref()
+            .map(|s| format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", s.endpoint));
+        let mut api_env = vec!["LOG_LEVEL=warn", STACK_TOKEN_ENV];
+        api_env.extend(otlp.as_deref());
         let (api, worker) = if split {
-            let (api, worker) = project.start_split_store(&["LOG_LEVEL=warn", STACK_TOKEN_ENV], &[]);
+            let (api, worker) = project.start_split_store(&api_env, &[]);
             (api, Some(worker))
         } else {
-            (project.start_store(&["LOG_LEVEL=warn", STACK_TOKEN_ENV]), None)
+            (project.start_store(&api_env), None)
         };
         let mut scrape = format!("  - job_name: recordstore-api\n    static_configs:\n      - targets: ['{api}']\n");
         if let Some(worker) = &worker {
@@ -704,6 +787,7 @@ impl Stack {
             prometheus,
             alertmanager,
             _blackbox: blackbox,
+            spans,
         })
     }
 
@@ -1482,7 +1566,7 @@ async fn api_packet_loss_slows_the_store_but_keeps_every_order_and_leaves_no_rul
 /// checkout latency SLO must page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_latency_slo() {
-    let Some(stack) = Stack::start("rsdblat", false).await else {
+    let Some(stack) = Stack::start_traced("rsdblat").await else {
         return;
     };
     // The database's own round trip, measured from outside: a TCP connect to it waits for its
@@ -1565,6 +1649,46 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
         (270.0..=330.0).contains(&extra),
         "the database's round trip rose by {extra:.1} ms, not 300 ms ± 10%"
     );
+    // The store's own database spans show it: each statement's span (one round trip) is at
+    // least the delay longer inside the fault window than before it.
+    let at_ms = |kind: &str| {
+        report["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .and_then(|e| e["at_ms"].as_i64())
+            .unwrap() as u64
+            * 1_000_000
+    };
+    let (fault_ns, revert_ns) = (at_ms("fault injected"), at_ms("fault reverted"));
+    let db_span = |s: &&SinkSpan| ["SELECT ", "INSERT ", "UPDATE "].iter().any(|p| s.name.starts_with(p));
+    let spans = stack.spans.as_ref().unwrap().spans.lock().unwrap().clone();
+    let span_ms = |from: u64, to: u64| -> Vec<f64> {
+        spans
+            .iter()
+            .filter(db_span)
+            .filter(|s| s.start_ns >= from && s.end_ns <= to)
+            .map(|s| (s.end_ns - s.start_ns) as f64 / 1e6)
+            .collect()
+    };
+    let before = span_ms(0, fault_ns);
+    let inside = span_ms(fault_ns + 2_000_000_000, revert_ns);
+    assert!(
+        before.len() >= 5 && inside.len() >= 20,
+        "{} and {} database spans",
+        before.len(),
+        inside.len()
+    );
+    eprintln!(
+        "database spans: p50 {:.2} ms before the fault, {:.2} ms inside it ({} and {} spans)",
+        median(&before),
+        median(&inside),
+        before.len(),
+        inside.len()
+    );
+    assert!(median(&before) < 50.0, "{before:?}");
+    assert!(median(&inside) - median(&before) >= 270.0, "{inside:?}");
     // The store's readiness probe (a pool checkout and a ping) is slower by at least the delay.
     let probe_extra = report["probe_latency"]["extra_ms"].as_f64().unwrap_or(0.0);
     assert!(probe_extra >= 270.0, "{}", report["probe_latency"]);
