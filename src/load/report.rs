@@ -217,6 +217,18 @@ impl LoadReport {
     }
 
     pub fn verdict(&self) -> String {
+        let verdict = self.threshold_verdict();
+        match &self.schedule {
+            Some(s) if s.generator_fell_behind() => format!(
+                "{verdict} — but the generator fell behind its schedule ({} of {} arrivals handed out more \
+                 than 2 ms late): latency from the intended send time includes its own delay",
+                s.generator_late, s.intended
+            ),
+            _ => verdict,
+        }
+    }
+
+    fn threshold_verdict(&self) -> String {
         let failed: Vec<_> = self.thresholds.iter().filter(|t| !t.passed).collect();
         if self.interrupted {
             "INTERRUPTED: partial results".to_string()
@@ -261,11 +273,16 @@ pub fn render_table(r: &LoadReport) -> String {
     ));
     if let Some(s) = &r.schedule {
         out.push_str(&format!(
-            "schedule: target {:.1} transactions/s · {} due · {} started · {} late · {} dropped{} · peak queue {}\n",
+            "schedule: target {:.1} transactions/s · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
             s.target_rate_tps,
             s.intended,
             s.started,
             s.late,
+            if s.generator_late > 0 {
+                format!(" ({} handed out late by the generator)", s.generator_late)
+            } else {
+                String::new()
+            },
             s.dropped,
             if s.unsent_at_interrupt > 0 {
                 format!(" · {} unsent at interrupt", s.unsent_at_interrupt)
@@ -274,6 +291,17 @@ pub fn render_table(r: &LoadReport) -> String {
             },
             s.peak_queue
         ));
+        if s.generator_fell_behind() {
+            out.push_str(&format!(
+                "WARNING: the generator fell behind: {} of {} arrivals ({:.2}%) were handed out more than 2 ms after \
+                 they were due, by this process (CPU or timers), not because the target was slow; their latency \
+                 from the intended send time includes that delay (the service-time row does not). Lower the rate, \
+                 or split it with --shard.\n",
+                s.generator_late,
+                s.intended,
+                s.generator_late as f64 / s.intended.max(1) as f64 * 100.0
+            ));
+        }
     }
     let mut table = crate::output::table();
     table.set_header([

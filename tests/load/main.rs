@@ -285,9 +285,43 @@ async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() 
         "service-time p99 {}µs",
         report.service_time.p99_us
     );
+    let schedule = report.schedule.unwrap();
+    assert!(schedule.late > 100, "arrivals during the stalls started late");
+    // Late because the target stalled, not because the generator did: no warning.
+    assert!(!schedule.generator_fell_behind(), "{schedule:?}");
+    assert!(!run.stdout.contains("generator fell behind"), "{}", run.stdout);
+}
+
+/// A rate this machine's generator cannot hand out on time is reported as the generator's
+/// delay, in the table and in the verdict, not silently charged to the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_the_generator_cannot_keep_is_said_to_be_the_generators_delay() {
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let run = recordctl(&[
+        "--target",
+        &server.url(""),
+        "--scenario",
+        scenario.path(),
+        "--rate",
+        "500000/s",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    let report = run.report.expect("a report");
+    let schedule = report.schedule.clone().unwrap();
+    assert!(schedule.generator_fell_behind(), "{schedule:?}");
     assert!(
-        report.schedule.unwrap().late > 100,
-        "arrivals during the stalls started late"
+        run.stdout.contains("WARNING: the generator fell behind"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        report.verdict().contains("the generator fell behind its schedule"),
+        "{}",
+        report.verdict()
     );
 }
 
