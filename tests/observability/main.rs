@@ -38,22 +38,69 @@ fn promtool_accepts_the_config_and_rules_and_every_rule_unit_test_passes() {
         return;
     };
     assert_success("promtool check config", out);
-    for rules in ["observability/rules/slo.yml", "observability/rules/causes.yml"] {
+    for rules in [
+        "observability/rules/slo.yml",
+        "observability/rules/causes.yml",
+        "observability/rules/meta.yml",
+    ] {
         let out = run("promtool", &["check", "rules", repo(rules).to_str().unwrap()]).unwrap();
         assert_success(&format!("promtool check rules {rules}"), out);
     }
-    let out = run(
-        "promtool",
-        &[
-            "test",
-            "rules",
-            repo("observability/tests/causes_test.yml").to_str().unwrap(),
-        ],
-    )
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_success("promtool test rules", out);
-    assert!(text.contains("SUCCESS"), "{text}");
+    for tests in [
+        "observability/tests/causes_test.yml",
+        "observability/tests/meta_test.yml",
+    ] {
+        let out = run("promtool", &["test", "rules", repo(tests).to_str().unwrap()]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_success(&format!("promtool test rules {tests}"), out);
+        assert!(text.contains("SUCCESS"), "{text}");
+    }
+}
+
+#[test]
+fn every_meta_monitoring_alert_has_a_unit_test_and_a_runbook() {
+    let rules = std::fs::read_to_string(repo("observability/rules/meta.yml")).unwrap();
+    let tests = std::fs::read_to_string(repo("observability/tests/meta_test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "Watchdog",
+            "PrometheusRuleFailures",
+            "AlertmanagerNotificationsFailing",
+            "ScrapeTargetDown",
+            "LogIngestionStalled",
+            "TraceIngestionStalled"
+        ]
+    );
+    for alert in &alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}")),
+            "no promtool test for {alert}"
+        );
+    }
+    assert_eq!(rules.matches("runbook:").count(), alerts.len());
+    // The compose Prometheus loads them and scrapes what they read.
+    let config = std::fs::read_to_string(repo("observability/prometheus.yml")).unwrap();
+    assert!(config.contains("- rules/meta.yml"), "{config}");
+    for job in [
+        "job_name: loki",
+        "job_name: jaeger",
+        "job_name: alertmanager",
+        "job_name: prometheus",
+    ] {
+        assert!(config.contains(job), "{job} not scraped");
+    }
+    // Alertmanager sends the Watchdog to its own receiver, every minute.
+    let am: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(repo("observability/alertmanager.yml")).unwrap()).unwrap();
+    let route = &am["route"]["routes"][0];
+    assert_eq!(route["matchers"][0].as_str(), Some("alertname=\"Watchdog\""));
+    assert_eq!(route["receiver"].as_str(), Some("watchdog"));
+    assert_eq!(route["repeat_interval"].as_str(), Some("1m"));
 }
 
 #[test]
@@ -128,6 +175,7 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
         &[
             repo("observability/rules/slo.yml"),
             repo("observability/rules/causes.yml"),
+            repo("observability/rules/meta.yml"),
         ],
         "",
     );
@@ -135,7 +183,7 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
     let deadline = Instant::now() + Duration::from_secs(30);
     let rules = loop {
         if let Ok(rules) = prom.rules().await
-            && rules.len() == 30
+            && rules.len() == 36
             && rules.iter().all(|r| r.health != "unknown")
         {
             break rules;
@@ -151,6 +199,8 @@ async fn a_real_prometheus_evaluates_every_rule_against_the_real_app_without_err
         firing.iter().all(|a| a.labels["alertname"] != "DatabaseDown"),
         "{firing:?}"
     );
+    // The dead man's switch is on.
+    assert!(firing.iter().any(|a| a.labels["alertname"] == "Watchdog"), "{firing:?}");
     drop(prometheus);
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);

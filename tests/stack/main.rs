@@ -290,6 +290,16 @@ fn grafana_links_exemplars_and_log_lines_to_traces_and_traces_to_logs() {
         "{query}"
     );
 
+    // Trace → metrics: the span's route filters the metric (a rate of every route would not
+    // be "this route").
+    let to_metrics = &jaeger["jsonData"]["tracesToMetrics"];
+    assert_eq!(to_metrics["tags"][0]["key"].as_str(), Some("http.route"));
+    assert_eq!(to_metrics["tags"][0]["value"].as_str(), Some("route"));
+    for query in to_metrics["queries"].as_sequence().unwrap() {
+        let q = query["query"].as_str().unwrap();
+        assert!(q.contains("{$$__tags}"), "{q}");
+    }
+
     // Every datasource a dashboard uses is provisioned.
     for (file, dashboard) in dashboards() {
         for panel in dashboard["panels"].as_array().unwrap() {
@@ -607,4 +617,14 @@ fn the_sharded_load_test_manifests_split_one_load_and_merge_it() {
             String::from_utf8_lossy(&check.stderr)
         );
     }
+}
+
+/// Jaeger keeps traces in memory: bounded, so a long load test cannot run it out of memory.
+#[test]
+fn jaegers_in_memory_storage_is_bounded() {
+    let text = std::fs::read_to_string(repo("docker-compose.yaml")).unwrap();
+    let compose: Yaml = serde_norway::from_str(&text).unwrap();
+    let max = yaml_str(&compose, &["services", "jaeger", "environment", "MEMORY_MAX_TRACES"])
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(max.is_some_and(|m| (1_000..=1_000_000).contains(&m)), "{max:?}");
 }
