@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 #[path = "../support/mod.rs"]
 mod support;
 
+/// The app's own test PostgreSQL (initdb into a temp dir, on a free port); this binary uses
+/// only part of it.
+#[allow(dead_code)]
+#[path = "../../app/tests/api/postgres.rs"]
+mod postgres;
+
+/// What the shared PostgreSQL helper calls when it skips.
+mod helpers {
+    pub fn skipped(line: &str) {
+        super::support::skipped(line)
+    }
+}
+
 use support::repo;
 
 /// Runs a tool; `None` (after a SKIPPED line) when it is not installed outside CI.
@@ -254,4 +267,81 @@ fn dashboards_filter_log_levels_as_the_app_writes_them() {
             );
         }
     }
+}
+
+/// The database alerts and panels read what the real postgres_exporter (Debian's) exports from
+/// a real PostgreSQL: a transaction held open shows in `pg_stat_activity_max_tx_duration`, and
+/// every rule of `database.yml` evaluates on a real Prometheus without error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_rules_read_what_the_real_postgres_exporter_exports() {
+    const EXPORTER: &str = "/usr/bin/prometheus-postgres-exporter";
+    if !support::required(
+        std::path::Path::new(EXPORTER).exists(),
+        "postgres_exporter",
+        "apt-get install prometheus-postgres-exporter",
+    ) || !support::Prometheus::available()
+    {
+        return;
+    }
+    let Some(pg) = postgres::shared() else {
+        return;
+    };
+    // A transaction left open, as a stuck client would.
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut held = sqlx::AnyConnection::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut held).await.unwrap();
+    sqlx::query("SELECT txid_current()").execute(&mut held).await.unwrap();
+
+    let port = support::free_port();
+    let mut exporter = Command::new(EXPORTER)
+        .env("DATA_SOURCE_NAME", format!("{}?sslmode=disable", pg.url("postgres")))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_ready(port, "/metrics", "postgres_exporter");
+    let prometheus = support::Prometheus::start(
+        &format!("  - job_name: postgres\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+        &[repo("observability/rules/database.yml")],
+        "",
+    );
+    let prom = prometheus.client();
+    let value = |q: &'static str| {
+        let prom = &prom;
+        async move { prom.instant(q).await.ok()?.first().map(|s| s.value) }
+    };
+    support::eventually(
+        "the exporter scraped with a transaction open",
+        Duration::from_secs(30),
+        || async {
+            let up = value("pg_up").await?;
+            let held_s = value(r#"max(pg_stat_activity_max_tx_duration{state="idle in transaction"})"#).await?;
+            (up == 1.0 && held_s >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // Every series the rules and the golden-signals panels read exists.
+    for q in [
+        "sum(pg_stat_activity_count)",
+        "max(pg_settings_max_connections)",
+        "sum(pg_stat_database_deadlocks)",
+        "sum(pg_locks_count)",
+    ] {
+        assert!(value(q).await.is_some(), "{q} has no sample");
+    }
+    let used = value("sum(pg_stat_activity_count) / max(pg_settings_max_connections)")
+        .await
+        .unwrap();
+    assert!(used > 0.0 && used < 0.8, "{used}");
+    let rules = support::eventually("the database rules evaluated", Duration::from_secs(30), || async {
+        let rules = prom.rules().await.ok()?;
+        (rules.len() == 3 && rules.iter().all(|r| r.health != "unknown")).then_some(rules)
+    })
+    .await;
+    assert!(rules.iter().all(|r| r.health == "ok"), "{rules:?}");
+    drop(held);
+    let _ = exporter.kill();
+    let _ = exporter.wait();
 }
