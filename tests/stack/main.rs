@@ -109,6 +109,32 @@ fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_o
                 "{name} has no healthcheck"
             );
         }
+        // Logs rotate and memory is bounded on every service.
+        assert_eq!(
+            yaml_str(service, &["logging", "options", "max-size"]),
+            Some("10m"),
+            "{name}: logs do not rotate"
+        );
+        // Compose v2 normalises to bytes; v1 keeps "512m".
+        let bytes = |text: &str| {
+            let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
+            let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1 << 10,
+                "m" | "mb" => 1 << 20,
+                "g" | "gb" => 1 << 30,
+                _ => return None,
+            };
+            number.parse::<u64>().ok().map(|n| n * scale)
+        };
+        let mem_limit = service
+            .get("mem_limit")
+            .and_then(|m| m.as_u64().or_else(|| m.as_str().and_then(bytes)));
+        assert!(
+            mem_limit.is_some_and(|m| (64 << 20..=4 << 30).contains(&m)),
+            "{name}: memory limit {:?}",
+            service.get("mem_limit")
+        );
         // Every file the stack mounts from the repository exists.
         for volume in service["volumes"].as_sequence().into_iter().flatten() {
             let source = volume
