@@ -654,3 +654,151 @@ fn jaegers_in_memory_storage_is_bounded() {
         .and_then(|v| v.parse::<u64>().ok());
     assert!(max.is_some_and(|m| (1_000..=1_000_000).contains(&m)), "{max:?}");
 }
+
+/// The Kubernetes manifests for the store, checked offline (no cluster runs here): rendered by
+/// `kubectl kustomize`, then held to what docker-compose.yaml and the app promise — the same
+/// image, the health endpoints the app serves as probes, the services' labels, Prometheus's
+/// scrape annotations on the ports that serve /metrics, resource limits, and a volume for
+/// PostgreSQL. Nothing here applies them to a cluster.
+#[test]
+fn the_store_manifests_render_with_the_composes_image_probes_labels_and_scrape_annotations() {
+    let kubectl = Command::new("kubectl").arg("version").arg("--client").output();
+    if !required(
+        kubectl.is_ok_and(|o| o.status.success()),
+        "kubectl",
+        "apt-get install kubernetes-client",
+    ) {
+        return;
+    }
+    let out = Command::new("kubectl")
+        .args(["kustomize", repo("deploy/store").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let docs: Vec<Yaml> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| <Yaml as serde::Deserialize>::deserialize(d).unwrap())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {kind} {name} in:\n{text}"))
+    };
+    for d in &docs {
+        if d["kind"].as_str() != Some("Namespace") {
+            assert_eq!(d["metadata"]["namespace"].as_str(), Some("recordstore"), "{d:?}");
+        }
+    }
+    let compose: Yaml = serde_norway::from_str(&std::fs::read_to_string(repo("docker-compose.yaml")).unwrap()).unwrap();
+    let compose_image = compose["services"]["api"]["image"]
+        .as_str()
+        .unwrap()
+        .replace("${RECORDSTORE_TAG:-", "")
+        .replace('}', "");
+    for (name, port, args) in [
+        ("api", 8000, vec!["serve", "--no-worker"]),
+        ("worker", 8001, vec!["worker"]),
+    ] {
+        let deployment = find("Deployment", name);
+        let pod = &deployment["spec"]["template"];
+        assert_eq!(
+            yaml_str(pod, &["metadata", "labels", "org.recordstore.service"]),
+            Some(name),
+            "{name}: the compose label"
+        );
+        assert_eq!(
+            yaml_str(
+                &deployment["spec"],
+                &["selector", "matchLabels", "org.recordstore.service"]
+            ),
+            Some(name)
+        );
+        let annotations = &pod["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"), "{name}");
+        assert_eq!(
+            annotations["prometheus.io/port"].as_str(),
+            Some(port.to_string().as_str()),
+            "{name}"
+        );
+        assert_eq!(annotations["prometheus.io/path"].as_str(), Some("/metrics"), "{name}");
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(
+            container["image"].as_str(),
+            Some(compose_image.as_str()),
+            "{name}: the compose image"
+        );
+        let container_args: Vec<&str> = container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(container_args, args, "{name}");
+        assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
+        assert_eq!(
+            yaml_str(container, &["readinessProbe", "httpGet", "path"]),
+            Some("/health/ready")
+        );
+        assert_eq!(
+            yaml_str(container, &["livenessProbe", "httpGet", "path"]),
+            Some("/health/live")
+        );
+        assert!(
+            yaml_str(container, &["resources", "limits", "memory"]).is_some(),
+            "{name}: memory limit"
+        );
+        let env: BTreeMap<&str, &str> = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(env["RECORDSTORE_LISTEN"], format!("0.0.0.0:{port}"));
+        assert!(
+            env["DATABASE_URL"].contains("@db:5432/"),
+            "{name}: {}",
+            env["DATABASE_URL"]
+        );
+        assert_eq!(
+            container["envFrom"][0]["secretRef"]["name"].as_str(),
+            Some("recordstore-db")
+        );
+    }
+    // The app's health endpoints, as the app itself routes them.
+    let routes = std::fs::read_to_string(repo("app/src/routes/mod.rs")).unwrap();
+    for path in ["\"/health/live\"", "\"/health/ready\"", "\"/metrics\""] {
+        assert!(routes.contains(path), "the app serves {path}");
+    }
+    let api_service = find("Service", "api");
+    assert_eq!(api_service["spec"]["ports"][0]["port"].as_u64(), Some(8000));
+    assert_eq!(
+        yaml_str(&api_service["spec"], &["selector", "org.recordstore.service"]),
+        Some("api")
+    );
+    let db = find("StatefulSet", "db");
+    let pg = &db["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        pg["image"].as_str(),
+        compose["services"]["db"]["image"]
+            .as_str()
+            .map(|i| i.replace("${POSTGRES_TAG:-", "").replace('}', ""))
+            .as_deref()
+    );
+    assert_eq!(
+        pg["volumeMounts"][0]["mountPath"].as_str(),
+        Some("/var/lib/postgresql/data")
+    );
+    assert!(
+        db["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .is_some()
+    );
+    assert!(
+        pg["readinessProbe"]["exec"]["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("pg_isready")
+    );
+    assert_eq!(find("Service", "db")["spec"]["ports"][0]["port"].as_u64(), Some(5432));
+    find("Secret", "recordstore-db");
+}
