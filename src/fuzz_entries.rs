@@ -56,8 +56,8 @@ pub fn toml_files(data: &[u8]) {
 pub fn units(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     for line in text.lines() {
-        let _ = crate::load::scenario::parse_duration(line);
-        let _ = crate::load::plan::parse_rate(line);
+        let _ = crate::units::parse_duration(line);
+        let _ = crate::units::parse_rate(line);
         let _ = crate::load::threshold::Threshold::parse(line);
         let _ = crate::load::scenario::ThinkTime::parse(line);
     }

@@ -20,6 +20,8 @@ pub mod output;
 pub mod probe;
 pub mod smoke;
 mod store_cmd;
+pub mod tomlfile;
+pub mod units;
 
 use tokio_util::sync::CancellationToken;
 

@@ -12,7 +12,7 @@ use crate::cli::SmokeArgs;
 use crate::exit;
 use crate::journey::TraceSource;
 use crate::journey::steps::Journey;
-use crate::load::scenario::parse_duration;
+use crate::units::parse_duration;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SmokeCheck {

@@ -10,7 +10,7 @@ use crate::cli::CorrelateArgs;
 use crate::exit;
 use crate::journey::steps::JourneyResult;
 use crate::journey::telemetry::{self, JourneyTelemetry, Stack};
-use crate::load::scenario::parse_duration;
+use crate::units::parse_duration;
 
 /// What kind of id the user gave.
 #[derive(Debug, Clone, PartialEq, Eq)]

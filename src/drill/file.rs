@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::load::scenario::{HumanDuration, ScenarioError, from_toml, located};
+use crate::tomlfile::{FileError, from_toml, located};
+use crate::units::HumanDuration;
 
-pub type DrillError = ScenarioError;
+pub type DrillError = FileError;
 
 pub const BUILTIN: &[(&str, &str)] = &[
     ("db-outage", include_str!("../../drills/db-outage.toml")),

@@ -69,7 +69,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         }
     };
     if let Some(cap) = args.max_fault.as_deref() {
-        match crate::load::scenario::parse_duration(cap) {
+        match crate::units::parse_duration(cap) {
             Ok(cap) => drill.safety.max_fault_duration.0 = drill.safety.max_fault_duration.0.min(cap),
             Err(e) => {
                 eprintln!("recordctl drill: --max-fault {cap:?}: {e}");

@@ -75,7 +75,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::load::scenario::HumanDuration;
+    use crate::units::HumanDuration;
 
     fn expected(state: AlertState) -> ExpectedAlert {
         ExpectedAlert {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::JourneyArgs;
 use crate::embedded::EmbeddedTarget;
 use crate::exit;
-use crate::load::scenario::parse_duration;
+use crate::units::parse_duration;
 use steps::{Journey, JourneyResult};
 use telemetry::JourneyTelemetry;
 

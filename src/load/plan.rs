@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use crate::cli::LoadTestArgs;
-use crate::load::scenario::{self, Scenario, ThinkTime, parse_duration};
+use crate::load::scenario::{self, Scenario, ThinkTime};
 use crate::load::threshold::Threshold;
+use crate::units::parse_duration;
+pub use crate::units::parse_rate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Model {
@@ -179,30 +181,6 @@ pub struct LoadPlan {
     pub thresholds: Vec<Threshold>,
     pub outputs: Outputs,
     pub progress: bool,
-}
-
-/// Parses `500/s`, `500`, `30/m`, `1/ms`.
-pub fn parse_rate(raw: &str) -> Result<f64, String> {
-    let (number, unit) = raw.trim().split_once('/').unwrap_or((raw.trim(), "s"));
-    let n: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid rate {raw:?}, expected e.g. 500/s or 30/m"))?;
-    let per_second = match unit.trim() {
-        "s" | "sec" => n,
-        "m" | "min" => n / 60.0,
-        "h" => n / 3600.0,
-        "ms" => n * 1000.0,
-        other => {
-            return Err(format!(
-                "invalid rate {raw:?}: unknown unit {other:?}, expected /s, /m or /h"
-            ));
-        }
-    };
-    if !per_second.is_finite() || per_second <= 0.0 || per_second > 10_000_000.0 {
-        return Err(format!("invalid rate {raw:?}: must be above 0 and at most 10M/s"));
-    }
-    Ok(per_second)
 }
 
 fn duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {

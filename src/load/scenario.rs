@@ -3,13 +3,15 @@
 //! JSON responses by dotted paths such as `products.*.id`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::Value;
+
+pub use crate::tomlfile::{from_toml, located};
+pub use crate::units::{HumanDuration, parse_duration};
 
 /// Scenarios shipped in the binary, usable by name from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -148,53 +150,6 @@ fn default_poll_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
-/// A duration written like `250ms`, `1.5s`, `2m`, `100us`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        parse_duration(&raw)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {raw:?}, expected a number and a unit like 250ms, 2s, 1m"))?;
-    let seconds = match unit.trim() {
-        "us" | "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration {raw:?}: unknown unit {unit:?}, expected us, ms, s, m or h"
-            ));
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("invalid duration {raw:?}"));
-    }
-    if seconds > MAX_DURATION_SECS {
-        return Err(format!("invalid duration {raw:?}: at most 365 days"));
-    }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {raw:?}"))
-}
-
-/// The longest duration any flag or file may give: a year, far past any real run, and far
-/// from the overflow of `Instant + Duration`.
-const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
-
 /// A fixed pause (`500ms`) or a uniformly random one (`200ms..800ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThinkTime {
@@ -237,33 +192,8 @@ impl<'de> Deserialize<'de> for ThinkTime {
     }
 }
 
-/// A scenario problem, located in its file when possible.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScenarioError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
-            _ => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    (line, col)
-}
+/// A scenario problem: a located file error.
+pub type ScenarioError = crate::tomlfile::FileError;
 
 /// Where a scenario comes from: a built-in name or a file path.
 pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
@@ -295,30 +225,6 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     Ok(scenario)
 }
 
-/// Deserializes TOML, placing serde's complaint at its line and column in `file`.
-pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, ScenarioError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
-        ScenarioError {
-            file: file.to_string(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }
-    })
-}
-
-/// An error placed at the first occurrence of `needle` in the text (unplaced without one).
-pub(crate) fn located(text: &str, file: &str, needle: Option<&str>, message: String) -> ScenarioError {
-    let (line, column) = needle.and_then(|n| text.find(n)).map(|o| line_col(text, o)).unzip();
-    ScenarioError {
-        file: file.to_string(),
-        line,
-        column,
-        message,
-    }
-}
-
 /// Checks what serde cannot: names, weights, variables used before they are extracted.
 /// Errors carry a snippet to locate in the text.
 fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
@@ -326,7 +232,7 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
         return Err((None, "a scenario needs at least one [[transaction]]".into()));
     }
     if let Some(rate) = &s.defaults.rate {
-        crate::load::plan::parse_rate(rate).map_err(|e| (Some(format!("rate = \"{rate}\"")), e))?;
+        crate::units::parse_rate(rate).map_err(|e| (Some(format!("rate = \"{rate}\"")), e))?;
     }
     for check in &s.thresholds.checks {
         crate::load::threshold::Threshold::parse(check).map_err(|e| (Some(format!("\"{check}\"")), e))?;

@@ -94,11 +94,9 @@ impl Threshold {
             }
         };
         let value = match metric {
-            Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => {
-                crate::load::scenario::parse_duration(value)
-                    .map(|d| d.as_secs_f64() * 1e6)
-                    .map_err(|e| format!("threshold {text:?}: {e}"))?
-            }
+            Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => crate::units::parse_duration(value)
+                .map(|d| d.as_secs_f64() * 1e6)
+                .map_err(|e| format!("threshold {text:?}: {e}"))?,
             Metric::ErrorRate => {
                 let number = value
                     .strip_suffix('%')

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ProbeArgs, ProbeFormat};
 use crate::exit;
-use crate::load::scenario::parse_duration;
+use crate::units::parse_duration;
 pub use conn::{Phases, ProbeResult};
 use spec::{HttpSpec, ProbeSpec, TcpSpec};
 

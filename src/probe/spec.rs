@@ -5,7 +5,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::load::scenario::{HumanDuration, ScenarioError, from_toml, located};
+use crate::tomlfile::{FileError, from_toml, located};
+use crate::units::HumanDuration;
 
 /// The sample probes for the store, built in (`probes.toml` in the repository).
 pub const SAMPLE: &str = include_str!("../../probes.toml");
@@ -102,7 +103,7 @@ fn yes() -> bool {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Parses a probes file; relative URLs are joined to `target`.
-pub fn parse(text: &str, file: &str, target: Option<&str>) -> Result<Vec<ProbeSpec>, ScenarioError> {
+pub fn parse(text: &str, file: &str, target: Option<&str>) -> Result<Vec<ProbeSpec>, FileError> {
     let locate = |needle: Option<&str>, message: String| located(text, file, needle, message);
     let parsed: File = from_toml(text, file)?;
     let mut specs = Vec::new();
@@ -110,7 +111,7 @@ pub fn parse(text: &str, file: &str, target: Option<&str>) -> Result<Vec<ProbeSp
         let needle = format!("name = \"{}\"", entry.name);
         let at = |message: String| locate(Some(&needle), message);
         let timeout = entry.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
-        let compile = |patterns: &[String]| -> Result<Vec<Regex>, ScenarioError> {
+        let compile = |patterns: &[String]| -> Result<Vec<Regex>, FileError> {
             patterns
                 .iter()
                 .map(|p| Regex::new(p).map_err(|e| at(format!("probe {:?}: bad regular expression: {e}", entry.name))))
