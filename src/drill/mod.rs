@@ -12,6 +12,7 @@ mod ledger;
 pub mod netqueue;
 pub mod network;
 mod observe;
+pub mod plan;
 pub mod report;
 pub mod traffic;
 pub mod verdict;
@@ -57,38 +58,21 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> u8 {
         }
         return exit::OK;
     }
-    let Some(spec) = args.drill.as_deref() else {
-        eprintln!("recordctl drill: name a drill (recordctl drill --list), or use --restore");
-        return exit::USAGE;
-    };
-    let (mut drill, file) = match file::load(spec) {
-        Ok(loaded) => loaded,
+    let plan = match plan::DrillPlan::from_args(&args) {
+        Ok(plan) => plan,
         Err(e) => {
             eprintln!("recordctl drill: {e}");
             return exit::USAGE;
         }
     };
-    if let Some(cap) = args.max_fault.as_deref() {
-        match crate::units::parse_duration(cap) {
-            Ok(cap) => drill.safety.max_fault_duration.0 = drill.safety.max_fault_duration.0.min(cap),
-            Err(e) => {
-                eprintln!("recordctl drill: --max-fault {cap:?}: {e}");
-                return exit::USAGE;
-            }
-        }
-    }
-    let urls = match crate::config::resolve(&args.stack) {
-        Ok(urls) => urls,
-        Err(e) => {
-            eprintln!("recordctl drill: {e}");
-            return exit::USAGE;
-        }
-    };
-    let target = args.target.trim_end_matches('/').to_string();
-    let needs_docker = drill.faults.iter().any(|f| f.action.uses_docker());
-    let needs_prometheus = !drill.steady_state.queries.is_empty()
-        || !drill.expected_alerts.is_empty()
-        || drill.faults.iter().any(|f| f.until.is_some());
+    let plan::DrillPlan {
+        drill,
+        file,
+        target,
+        urls,
+        needs_docker,
+        needs_prometheus,
+    } = plan;
 
     // Preflight, read-only: Docker, the project and its containers, Prometheus.
     let docker = if needs_docker {
