@@ -40,6 +40,9 @@ pub struct Band {
     pub label: String,
     /// Which of several stacked rows of the chart's top strip it is labelled in.
     pub row: usize,
+    /// Also shade the plot beneath (the fault window); otherwise only its strip is drawn, so
+    /// that many bands (alerts) do not drown the lines.
+    pub shade: bool,
 }
 
 /// A moment on the x axis: a vertical line with a label.
@@ -137,21 +140,26 @@ fn line_chart(chart: &Chart<'_>) -> String {
     let sy = |y: f64| h - bottom - y / y_max * (h - bottom - top);
     for band in &chart.bands {
         let (x0, x1) = (sx(band.from), sx(band.to.max(band.from)));
+        let width = (x1 - x0).max(1.0);
+        if band.shade {
+            let _ = write!(
+                svg,
+                r#"<rect class="band" x="{x0:.1}" y="{top:.1}" width="{width:.1}" height="{:.1}" fill="{}" fill-opacity="0.15"/>"#,
+                h - bottom - top,
+                escape(&band.color),
+            );
+        }
         let _ = write!(
             svg,
-            r#"<rect class="band" x="{x0:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.18"/><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="12" fill="{}" fill-opacity="0.5"/><text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#,
-            (x1 - x0).max(1.0),
-            h - bottom - top,
-            escape(&band.color),
+            r#"<rect class="band-label" x="{x0:.1}" y="{:.1}" width="{width:.1}" height="12" fill="{}" fill-opacity="0.5"/><text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#,
             30.0 + band.row as f64 * 14.0,
-            (x1 - x0).max(1.0),
             escape(&band.color),
             x0 + 2.0,
             40.0 + band.row as f64 * 14.0,
             escape(&band.label)
         );
     }
-    for mark in &chart.marks {
+    for (i, mark) in chart.marks.iter().enumerate() {
         let x = sx(mark.at);
         let _ = write!(
             svg,
@@ -159,7 +167,7 @@ fn line_chart(chart: &Chart<'_>) -> String {
             h - bottom,
             mark.color,
             x + 3.0,
-            top + 12.0,
+            top + 12.0 + i as f64 * 12.0,
             mark.color,
             escape(&mark.label)
         );

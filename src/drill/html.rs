@@ -26,6 +26,7 @@ pub fn bands(r: &DrillReport) -> Vec<Band> {
                         color: "#ff7f0e".into(),
                         label: "fault".into(),
                         row: 0,
+                        shade: true,
                     });
                 }
             }
@@ -39,6 +40,7 @@ pub fn bands(r: &DrillReport) -> Vec<Band> {
             color: "#ff7f0e".into(),
             label: "fault (not reverted)".into(),
             row: 0,
+            shade: true,
         });
     }
     let mut names: Vec<&str> = r
@@ -58,6 +60,7 @@ pub fn bands(r: &DrillReport) -> Vec<Band> {
                     color: if state == "firing" { "#d62728" } else { "#e6b800" }.into(),
                     label: format!("{name} {state}"),
                     row: i + 1,
+                    shade: false,
                 });
             }
         }
