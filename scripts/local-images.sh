@@ -8,15 +8,27 @@
 #                                        helper the drill tests use (`--network-helper-image`)
 #   recordstore:local                    app/Dockerfile --target prebuilt on the local base
 #                                        (only with --app BINARY; rebuilt each time, layers cached)
+#   recordstore-local/stack:bookworm     the local base plus this machine's Debian-packaged
+#                                        Prometheus, Alertmanager, blackbox exporter, Pushgateway
+#                                        and postgres exporter, and the recordstore-fixtures
+#                                        stand-ins for Loki, Jaeger and the log shipper; `wget`
+#                                        and `loki -health` answer the compose file's
+#                                        healthchecks (only with --stack FIXTURES_BINARY; for
+#                                        docker/compose.local.yaml)
 #
-# Usage: scripts/local-images.sh [--app path/to/recordstore]
+# Usage: scripts/local-images.sh [--app path/to/recordstore] [--stack path/to/recordstore-fixtures]
 # Needs root (debootstrap) and Debian's package mirror. Safe to run concurrently (flock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 app_binary=""
-if [ "${1:-}" = "--app" ]; then
-  app_binary="${2:?--app needs the path of a recordstore binary}"
-fi
+fixtures_binary=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --app) app_binary="${2:?--app needs the path of a recordstore binary}"; shift 2 ;;
+    --stack) fixtures_binary="${2:?--stack needs the path of a recordstore-fixtures binary}"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 exec 9>"${TMPDIR:-/tmp}/recordstore-local-images.lock"
 flock 9
@@ -84,5 +96,29 @@ if [ -n "$app_binary" ]; then
   rm -rf "$ctx"
   # The previous build, now untagged, is of no use.
   docker image prune -f --filter label=org.recordstore.local=app >/dev/null
+fi
+if [ -n "$fixtures_binary" ]; then
+  ctx="$(mktemp -d)"
+  mkdir -p "$ctx/bin"
+  for tool in prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway prometheus-postgres-exporter; do
+    if [ ! -x "/usr/bin/$tool" ]; then
+      echo "/usr/bin/$tool is missing: apt-get install $tool (scripts/test installs it)" >&2
+      exit 1
+    fi
+    cp "/usr/bin/$tool" "$ctx/bin/"
+  done
+  objcopy --strip-debug "$fixtures_binary" "$ctx/bin/recordstore-fixtures"
+  # The official images' healthchecks call wget and `loki -health`: answer them.
+  printf '#!/bin/sh\n# wget -q -O /dev/null URL, as the compose healthchecks call it\nfor a; do url="$a"; done\nexec recordstore-fixtures health "$url"\n' >"$ctx/bin/wget"
+  printf '#!/bin/sh\n# loki -health, as the compose healthcheck calls it\nexec recordstore-fixtures health http://127.0.0.1:3100/ready\n' >"$ctx/bin/loki"
+  chmod 0755 "$ctx/bin/wget" "$ctx/bin/loki"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM recordstore-local/debian:bookworm
+COPY bin/ /usr/local/bin/
+COPY bin/loki /usr/bin/loki
+DOCKERFILE
+  docker build -q --label org.recordstore.local=stack -t recordstore-local/stack:bookworm "$ctx" >/dev/null
+  rm -rf "$ctx"
+  docker image prune -f --filter label=org.recordstore.local=stack >/dev/null
 fi
 echo "== local images ready" >&2

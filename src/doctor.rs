@@ -81,7 +81,7 @@ pub async fn run(args: DoctorArgs) -> u8 {
                 "ready",
                 Status::Fail,
                 e.to_string(),
-                "docker compose up -d loki promtail (or --loki URL / RECORDCTL_LOKI_URL)",
+                "docker compose up -d loki alloy (or --loki URL / RECORDCTL_LOKI_URL)",
             ),
         });
     }

@@ -1,11 +1,20 @@
-//! Jaeger's query API: `GET /api/traces/{id}` and the tag search. Times are microseconds;
-//! tags are typed (string, bool, int64, float64, binary); older servers omit empty
-//! `references`/`tags`/`logs` and newer ones send them empty; an unknown trace is a 404
-//! whose JSON envelope arrives as `text/plain`; a 128-bit id whose high half is zero may be
-//! written as 16 hex characters.
+//! Jaeger's query APIs. Jaeger v2's documented API v3 first: `GET /api/v3/traces/{id}`,
+//! `GET /api/v3/traces?query.…` and `GET /api/v3/services`, answering OTLP JSON
+//! (`{"result": {"resourceSpans": …}}`: hex ids, nanosecond times as strings, typed
+//! attribute values, status code 2 for an error); an unknown trace or an empty search is a
+//! 404 whose `{"error": {"httpCode", "message"}}` arrives as `text/plain`.
+//!
+//! Jaeger 1.x has no v3 routes (an unknown route answers a plain 404): the client then
+//! falls back to the v1 JSON API, and remembers. There, times are microseconds; tags are
+//! typed (string, bool, int64, float64, binary); older servers omit empty
+//! `references`/`tags`/`logs` and newer ones send them empty; an unknown trace is a 404 whose
+//! JSON envelope arrives as `text/plain`; a 128-bit id whose high half is zero may be written
+//! as 16 hex characters.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -166,9 +175,215 @@ pub fn flatten(trace: &RawTrace) -> Vec<TraceSpan> {
         .collect()
 }
 
+// ---- API v3 (Jaeger v2): OTLP JSON ----
+
+#[derive(Deserialize)]
+struct V3Envelope {
+    result: Option<V3Traces>,
+}
+
+#[derive(Deserialize)]
+struct V3Traces {
+    #[serde(rename = "resourceSpans", default)]
+    resource_spans: Vec<V3ResourceSpans>,
+}
+
+#[derive(Deserialize)]
+struct V3ResourceSpans {
+    #[serde(default)]
+    resource: Option<V3Resource>,
+    #[serde(rename = "scopeSpans", default)]
+    scope_spans: Vec<V3ScopeSpans>,
+}
+
+#[derive(Deserialize)]
+struct V3Resource {
+    #[serde(default)]
+    attributes: Vec<V3KeyValue>,
+}
+
+#[derive(Deserialize)]
+struct V3ScopeSpans {
+    #[serde(default)]
+    spans: Vec<V3Span>,
+}
+
+#[derive(Deserialize)]
+struct V3KeyValue {
+    key: String,
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Deserialize)]
+struct V3Span {
+    #[serde(rename = "traceId", default)]
+    trace_id: String,
+    #[serde(rename = "spanId", default)]
+    span_id: String,
+    #[serde(rename = "parentSpanId", default)]
+    parent_span_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: Value,
+    #[serde(rename = "startTimeUnixNano", default)]
+    start_ns: Value,
+    #[serde(rename = "endTimeUnixNano", default)]
+    end_ns: Value,
+    #[serde(default)]
+    attributes: Vec<V3KeyValue>,
+    #[serde(default)]
+    status: Option<V3Status>,
+}
+
+#[derive(Deserialize)]
+struct V3Status {
+    #[serde(default)]
+    code: Value,
+}
+
+/// The API v3 error body: `{"error": {"httpCode": 404, "message": "trace not found"}}`.
+#[derive(Deserialize)]
+struct V3Error {
+    error: V3ErrorDetails,
+}
+
+#[derive(Deserialize)]
+struct V3ErrorDetails {
+    #[serde(rename = "httpCode", default)]
+    http_code: u16,
+    #[serde(default)]
+    message: String,
+}
+
+/// An id as OTLP JSON writes it (hex) or as proto3 JSON does (base64), as lower-case hex.
+fn otlp_id(id: &str, width: usize) -> String {
+    if id.len() == width && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return id.to_ascii_lowercase();
+    }
+    match base64::engine::general_purpose::STANDARD.decode(id) {
+        Ok(bytes) if bytes.len() * 2 == width => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        _ => normalize_id(id, width),
+    }
+}
+
+/// A 64-bit number written as a JSON string (proto3 JSON) or a number.
+fn otlp_u64(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// An OTLP `AnyValue` as plain JSON: `{"intValue": "3"}` → 3.
+fn otlp_value(value: &Value) -> Value {
+    let Some(map) = value.as_object() else {
+        return Value::Null;
+    };
+    if let Some(v) = map.get("stringValue") {
+        v.clone()
+    } else if let Some(v) = map.get("boolValue") {
+        v.clone()
+    } else if let Some(v) = map.get("intValue") {
+        match v {
+            Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+            other => other.clone(),
+        }
+    } else if let Some(v) = map.get("doubleValue") {
+        v.clone()
+    } else if let Some(v) = map.get("bytesValue") {
+        v.clone()
+    } else if let Some(Value::Array(values)) = map.get("arrayValue").and_then(|a| a.get("values")) {
+        Value::Array(values.iter().map(otlp_value).collect())
+    } else {
+        Value::Null
+    }
+}
+
+/// OTLP's span kinds by number (or proto enum name) as Jaeger's `span.kind` tag names them.
+fn otlp_kind(kind: &Value) -> Option<&'static str> {
+    let number = match kind {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => match s.as_str() {
+            "SPAN_KIND_INTERNAL" => 1,
+            "SPAN_KIND_SERVER" => 2,
+            "SPAN_KIND_CLIENT" => 3,
+            "SPAN_KIND_PRODUCER" => 4,
+            "SPAN_KIND_CONSUMER" => 5,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match number {
+        1 => "internal",
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => return None,
+    })
+}
+
+/// Every span of an API v3 answer (`{"result": {"resourceSpans": …}}`), flattened like the
+/// v1 API's: what the client does with a body, without the network (and what the fuzz
+/// target feeds). Untrusted: no field is required, no number may overflow.
+pub fn decode_v3_traces(body: &[u8]) -> Result<Vec<TraceSpan>, String> {
+    let envelope: V3Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for resource in envelope.result.map(|r| r.resource_spans).unwrap_or_default() {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .find(|a| a.key == "service.name")
+            .and_then(|a| otlp_value(&a.value).as_str().map(str::to_string))
+            .unwrap_or_default();
+        for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let mut tags: BTreeMap<String, Value> = span
+                .attributes
+                .iter()
+                .map(|a| (a.key.clone(), otlp_value(&a.value)))
+                .collect();
+            if let Some(kind) = otlp_kind(&span.kind) {
+                tags.entry("span.kind".to_string()).or_insert_with(|| kind.into());
+            }
+            let code = span.status.map(|s| s.code).unwrap_or_default();
+            let error = code == 2 || code == "STATUS_CODE_ERROR" || tags.get("error") == Some(&Value::Bool(true));
+            let (start, end) = (otlp_u64(&span.start_ns), otlp_u64(&span.end_ns));
+            out.push(TraceSpan {
+                trace_id: otlp_id(&span.trace_id, 32),
+                span_id: otlp_id(&span.span_id, 16),
+                parent_span_id: (!span.parent_span_id.is_empty()).then(|| otlp_id(&span.parent_span_id, 16)),
+                service: service.clone(),
+                operation: span.name,
+                start_us: start / 1000,
+                duration_us: end.saturating_sub(start) / 1000,
+                error,
+                tags,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Which query API the server answered: not yet known, v3 (Jaeger v2), or only v1.
+const API_UNKNOWN: u8 = 0;
+const API_V3: u8 = 3;
+const API_V1: u8 = 1;
+
+/// A v3 answer: spans, "none" (the gateway's own 404), or "no such route" (Jaeger 1.x).
+enum V3Answer {
+    Spans(Vec<TraceSpan>),
+    None,
+    NoRoute,
+}
+
 pub struct JaegerClient {
     base: String,
     http: reqwest::Client,
+    api: AtomicU8,
 }
 
 impl JaegerClient {
@@ -176,11 +391,86 @@ impl JaegerClient {
         JaegerClient {
             base: base.trim_end_matches('/').to_string(),
             http: http_client(),
+            api: AtomicU8::new(API_UNKNOWN),
         }
     }
 
-    /// The services Jaeger has spans of (`GET /api/services`).
+    /// Whether to ask API v3 first (until a server shows it has no v3 routes).
+    fn try_v3(&self) -> bool {
+        self.api.load(Ordering::Relaxed) != API_V1
+    }
+
+    /// Reads a v3 answer; a 404 that is not the gateway's own error means the route is unknown.
+    async fn v3_get(&self, path: &str, query: &[(&str, String)]) -> Result<V3Answer, BackendError> {
+        let url = format!("{}{path}", self.base);
+        let (status, _content_type, body) = get(&self.http, BACKEND, &url, query).await?;
+        let gateway_error: Option<V3Error> = serde_json::from_str(&body).ok();
+        let answer = match (status, gateway_error) {
+            (404, Some(e)) if e.error.http_code == 404 || e.error.http_code == 0 => V3Answer::None,
+            (404 | 405 | 501, None) => V3Answer::NoRoute,
+            (200, _) => V3Answer::Spans(
+                decode_v3_traces(body.as_bytes()).map_err(|reason| BackendError::Decode {
+                    backend: BACKEND,
+                    url: url.clone(),
+                    reason,
+                })?,
+            ),
+            (_, Some(e)) => {
+                return Err(BackendError::Api {
+                    backend: BACKEND,
+                    url,
+                    status,
+                    body: e.error.message,
+                });
+            }
+            (_, None) => {
+                return Err(BackendError::Api {
+                    backend: BACKEND,
+                    url,
+                    status,
+                    body: body.trim().to_string(),
+                });
+            }
+        };
+        if !matches!(answer, V3Answer::NoRoute) {
+            self.api.store(API_V3, Ordering::Relaxed);
+        }
+        Ok(answer)
+    }
+
+    /// The services Jaeger has spans of (`GET /api/v3/services`, else `/api/services`).
     pub async fn services(&self) -> Result<Vec<String>, BackendError> {
+        if self.try_v3() {
+            let url = format!("{}/api/v3/services", self.base);
+            let (status, _content_type, body) = get(&self.http, BACKEND, &url, &[]).await?;
+            #[derive(serde::Deserialize)]
+            struct Services {
+                #[serde(default)]
+                services: Vec<String>,
+            }
+            match status {
+                200 => {
+                    self.api.store(API_V3, Ordering::Relaxed);
+                    let services: Services = serde_json::from_str(&body).map_err(|e| BackendError::Decode {
+                        backend: BACKEND,
+                        url,
+                        reason: e.to_string(),
+                    })?;
+                    return Ok(services.services);
+                }
+                404 | 405 | 501 if serde_json::from_str::<V3Error>(&body).is_err() => {
+                    self.api.store(API_V1, Ordering::Relaxed);
+                }
+                _ => {
+                    return Err(BackendError::Api {
+                        backend: BACKEND,
+                        url,
+                        status,
+                        body: body.trim().to_string(),
+                    });
+                }
+            }
+        }
         #[derive(serde::Deserialize)]
         struct Services {
             data: Option<Vec<String>>,
@@ -190,8 +480,22 @@ impl JaegerClient {
         Ok(services.data.unwrap_or_default())
     }
 
-    /// The trace, or `None` when Jaeger does not know it (yet).
-    pub async fn trace(&self, trace_id: &str) -> Result<Option<RawTrace>, BackendError> {
+    /// The trace's spans, or `None` when Jaeger does not know it (yet).
+    pub async fn trace(&self, trace_id: &str) -> Result<Option<Vec<TraceSpan>>, BackendError> {
+        if self.try_v3() {
+            let path = format!("/api/v3/traces/{}", normalize_id(trace_id, 32));
+            match self.v3_get(&path, &[]).await? {
+                V3Answer::Spans(spans) if spans.is_empty() => return Ok(None),
+                V3Answer::Spans(spans) => return Ok(Some(spans)),
+                V3Answer::None => return Ok(None),
+                V3Answer::NoRoute => self.api.store(API_V1, Ordering::Relaxed),
+            }
+        }
+        Ok(self.trace_v1(trace_id).await?.map(|t| flatten(&t)))
+    }
+
+    /// `GET /api/traces/{id}` (the v1 JSON API).
+    async fn trace_v1(&self, trace_id: &str) -> Result<Option<RawTrace>, BackendError> {
         let url = format!("{}/api/traces/{}", self.base, short_trace_id(trace_id));
         let (status, _content_type, body) = get(&self.http, BACKEND, &url, &[]).await?;
         // The 404 envelope is JSON whatever its Content-Type says: parse the body, not the header.
@@ -227,24 +531,61 @@ impl JaegerClient {
         }
     }
 
-    /// Traces of `service` whose spans carry the tag `key=value`.
+    /// Ids (32 hex characters) of traces of `service` whose spans carry the attribute
+    /// `key=value`, started within the last two days.
     pub async fn find_by_tag(
         &self,
         service: &str,
         key: &str,
         value: &str,
         limit: usize,
-    ) -> Result<Vec<RawTrace>, BackendError> {
+    ) -> Result<Vec<String>, BackendError> {
+        let attributes = serde_json::json!({ key: value }).to_string();
+        if self.try_v3() {
+            let now = recordstore::clock::now_micros();
+            // The snake_case names: every v2 release accepts them (newer ones also camelCase).
+            let query = [
+                ("query.service_name", service.to_string()),
+                ("query.attributes", attributes.clone()),
+                (
+                    "query.start_time_min",
+                    recordstore::clock::rfc3339_micros(now - 2 * 86_400 * 1_000_000),
+                ),
+                (
+                    "query.start_time_max",
+                    recordstore::clock::rfc3339_micros(now + 60 * 1_000_000),
+                ),
+                ("query.search_depth", limit.to_string()),
+            ];
+            match self.v3_get("/api/v3/traces", &query).await? {
+                V3Answer::Spans(spans) => {
+                    let mut ids: Vec<String> = Vec::new();
+                    for s in spans {
+                        if !ids.contains(&s.trace_id) {
+                            ids.push(s.trace_id);
+                        }
+                    }
+                    ids.truncate(limit);
+                    return Ok(ids);
+                }
+                V3Answer::None => return Ok(Vec::new()),
+                V3Answer::NoRoute => self.api.store(API_V1, Ordering::Relaxed),
+            }
+        }
         let url = format!("{}/api/traces", self.base);
-        let tags = serde_json::json!({ key: value }).to_string();
         let query = [
             ("service", service.to_string()),
-            ("tags", tags),
+            ("tags", attributes),
             ("limit", limit.to_string()),
             ("lookback", "2d".to_string()),
         ];
         let envelope: Envelope = get_json(&self.http, BACKEND, &url, &query).await?;
-        Ok(envelope.data.unwrap_or_default())
+        Ok(envelope
+            .data
+            .unwrap_or_default()
+            .iter()
+            .map(|t| normalize_id(&t.trace_id, 32))
+            .collect())
     }
 }
 
@@ -292,5 +633,50 @@ mod tests {
         assert_eq!(s.parent_span_id.as_deref(), Some("0000000000000001"));
         assert_eq!(s.tags["http.response.status_code"], 500);
         assert_eq!(s.tags["ratio"], 0.5);
+    }
+
+    /// API v3's answer as Jaeger v2's gateway writes it (its GetTrace snapshot's shape, with
+    /// the fields a real span carries): hex ids, times as strings, typed attributes.
+    #[test]
+    fn api_v3_otlp_json_is_read() {
+        let body = br#"{"result":{"resourceSpans":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"recordstore-api"}}]},
+            "scopeSpans":[{"scope":{"name":"recordstore"},"spans":[
+              {"traceId":"0000000000000000aaaabbbbccccdddd","spanId":"0000000000000002","parentSpanId":"0000000000000001",
+               "name":"POST /checkout","kind":2,"startTimeUnixNano":"1700000000000001000","endTimeUnixNano":"1700000000002501000",
+               "attributes":[{"key":"http.response.status_code","value":{"intValue":"500"}},
+                             {"key":"correlation_id","value":{"stringValue":"c-1"}},
+                             {"key":"ratio","value":{"doubleValue":0.5}},{"key":"ok","value":{"boolValue":false}}],
+               "status":{"code":2,"message":"boom"}},
+              {"traceId":"qqq7u8zM3d0AAAAAAAAAAQ==","spanId":"AAAAAAAAAAM=","name":"x","status":{}}]}]}]}}"#;
+        let spans = decode_v3_traces(body).unwrap();
+        assert_eq!(spans.len(), 2);
+        let s = &spans[0];
+        assert_eq!(s.trace_id, "0000000000000000aaaabbbbccccdddd");
+        assert_eq!(s.parent_span_id.as_deref(), Some("0000000000000001"));
+        assert_eq!(s.service, "recordstore-api");
+        assert_eq!((s.start_us, s.duration_us), (1_700_000_000_000_001, 2_500));
+        assert!(s.error);
+        assert_eq!(s.tags["http.response.status_code"], 500);
+        assert_eq!(s.tags["correlation_id"], "c-1");
+        assert_eq!(s.tags["span.kind"], "server");
+        assert_eq!(s.tags["ratio"], 0.5);
+        // proto3 JSON's base64 ids read as the same hex; no parent, no times, no error.
+        assert_eq!(spans[1].trace_id, "aaaabbbbccccdddd0000000000000001");
+        assert_eq!(spans[1].span_id, "0000000000000003");
+        assert!(spans[1].parent_span_id.is_none() && !spans[1].error && spans[1].duration_us == 0);
+    }
+
+    #[test]
+    fn api_v3_answers_without_a_result_or_with_hostile_numbers_do_not_fail() {
+        assert!(decode_v3_traces(b"{}").unwrap().is_empty());
+        assert!(decode_v3_traces(br#"{"result":{}}"#).unwrap().is_empty());
+        let odd = br#"{"result":{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"99999999999999999999",
+            "endTimeUnixNano":1,"kind":"SPAN_KIND_CLIENT","status":{"code":"STATUS_CODE_ERROR"},"attributes":[{"key":"k"}]}]}]}]}}"#;
+        let spans = decode_v3_traces(odd).unwrap();
+        assert_eq!(spans[0].duration_us, 0);
+        assert!(spans[0].error);
+        assert_eq!(spans[0].tags["span.kind"], "client");
+        assert!(decode_v3_traces(b"not json").is_err());
     }
 }

@@ -72,8 +72,8 @@ async fn resolve(
                 .trace(trace)
                 .await
                 .map_err(|e| (exit::UNREACHABLE, e.to_string()))?;
-            let correlation = found.and_then(|t| {
-                crate::backends::jaeger::flatten(&t).into_iter().find_map(|s| {
+            let correlation = found.and_then(|spans| {
+                spans.into_iter().find_map(|s| {
                     s.tags
                         .get("correlation_id")
                         .and_then(|v| v.as_str())
@@ -117,11 +117,7 @@ async fn resolve(
                     .find_by_tag("recordstore-api", "correlation_id", c, 1)
                     .await
                     .ok()
-                    .and_then(|traces| {
-                        traces
-                            .first()
-                            .map(|t| crate::backends::jaeger::normalize_id(&t.trace_id, 32))
-                    }),
+                    .and_then(|ids| ids.into_iter().next()),
             };
             Ok((Some(c.clone()), trace, None))
         }

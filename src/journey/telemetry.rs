@@ -159,7 +159,7 @@ fn from_jaeger(s: &crate::backends::jaeger::TraceSpan) -> CapturedSpan {
             .unwrap_or("internal")
             .to_string(),
         start_unix_nanos: u128::from(s.start_us) * 1000,
-        end_unix_nanos: u128::from(s.start_us + s.duration_us) * 1000,
+        end_unix_nanos: u128::from(s.start_us.saturating_add(s.duration_us)) * 1000,
         status: if s.error { "error".into() } else { "unset".into() },
         status_message: None,
         attributes: s.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -180,10 +180,7 @@ async fn look(
 ) {
     let mut problems = Vec::new();
     let spans = match stack.jaeger.trace(&journey.trace_id).await {
-        Ok(Some(trace)) => crate::backends::jaeger::flatten(&trace)
-            .iter()
-            .map(from_jaeger)
-            .collect(),
+        Ok(Some(spans)) => spans.iter().map(from_jaeger).collect(),
         Ok(None) => Vec::new(),
         Err(e) => {
             problems.push(("traces".to_string(), e.to_string(), unreachable(&e)));

@@ -1,13 +1,13 @@
 //! The Jaeger and Loki clients against fixture servers fed by the app's real output.
 
-mod fixtures;
+use recordstore_fixtures as fixtures;
 #[path = "../support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use recordctl::backends::BackendError;
-use recordctl::backends::jaeger::{JaegerClient, flatten};
+use recordctl::backends::jaeger::JaegerClient;
 use recordctl::backends::loki::{Direction, LokiClient};
 use recordstore::RunningApp;
 use serde_json::json;
@@ -71,22 +71,24 @@ async fn app_after_checkout(
     (app, dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_client_reads_the_apps_exported_trace_with_a_16_character_id() {
-    let (fixture, url) = fixtures::JaegerFixture::start().await;
-    // A trace id whose high half is zero: Jaeger shows it as 16 hex characters.
-    let trace = "00000000000000009f3c2b1a0e4d5c6b";
+/// The client reads the app's exported trace, searches by attribute and lists services,
+/// against a Jaeger v2 (API v3) or, falling back, a Jaeger 1.x (the v1 JSON API only).
+async fn jaeger_client_reads_the_apps_trace(
+    fixture: fixtures::JaegerFixture,
+    url: String,
+    trace: &str,
+    correlation: &str,
+) {
     let (app, dir) = app_after_checkout(
         Some(url.clone()),
-        "jaeger-it-1",
+        correlation,
         &format!("00-{trace}-00f067aa0ba902b7-01"),
     )
     .await;
     let jaeger = JaegerClient::new(&url);
     let spans = eventually("the worker's span in Jaeger", || async {
         app.telemetry().flush();
-        let raw = jaeger.trace(trace).await.unwrap()?;
-        let spans = flatten(&raw);
+        let spans = jaeger.trace(trace).await.unwrap()?;
         spans.iter().any(|s| s.service == "recordstore-worker").then_some(spans)
     })
     .await;
@@ -101,11 +103,16 @@ async fn jaeger_client_reads_the_apps_exported_trace_with_a_16_character_id() {
         .expect("the checkout span");
     assert_eq!(checkout.service, "recordstore-api");
     assert_eq!(checkout.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
-    assert_eq!(checkout.tags["correlation_id"], "jaeger-it-1");
+    assert_eq!(checkout.tags["correlation_id"], correlation);
     assert_eq!(
         checkout.tags["http.response.status_code"], 202,
         "int64 tags stay numbers"
     );
+    assert!(
+        checkout.duration_us > 0 && checkout.start_us > 1_700_000_000_000_000,
+        "{checkout:?}"
+    );
+    assert!(!checkout.error);
     let worker = spans.iter().find(|s| s.operation == "process order").unwrap();
     assert_eq!(worker.service, "recordstore-worker");
     assert_eq!(worker.parent_span_id.as_deref(), Some(checkout.span_id.as_str()));
@@ -117,8 +124,33 @@ async fn jaeger_client_reads_the_apps_exported_trace_with_a_16_character_id() {
             .is_none(),
         "an unknown trace is None, not an error"
     );
+    let found = jaeger
+        .find_by_tag("recordstore-api", "correlation_id", correlation, 5)
+        .await
+        .unwrap();
+    assert_eq!(found, [trace.to_string()]);
+    let none = jaeger
+        .find_by_tag("recordstore-api", "correlation_id", "no-such-id", 5)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "an empty search is no traces, not an error: {none:?}");
+    let services = jaeger.services().await.unwrap();
+    assert_eq!(services, ["recordstore-api", "recordstore-worker"]);
     app.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_client_reads_jaeger_v2_through_api_v3() {
+    let (fixture, url) = fixtures::JaegerFixture::start().await;
+    // A trace id whose high half is zero: Jaeger 1.x shows it as 16 hex characters.
+    jaeger_client_reads_the_apps_trace(fixture, url, "00000000000000009f3c2b1a0e4d5c6b", "jaeger-v2-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_client_falls_back_to_the_v1_api_of_jaeger_1x_with_a_16_character_id() {
+    let (fixture, url) = fixtures::JaegerFixture::start_v1().await;
+    jaeger_client_reads_the_apps_trace(fixture, url, "00000000000000009f3c2b1a0e4d5c6c", "jaeger-v1-1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +248,7 @@ async fn unreachable_backends_name_the_url_and_the_fix() {
     let err = JaegerClient::new(&url).trace("ab").await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("cannot reach Jaeger at {url}/api/traces/")),
+        text.starts_with(&format!("cannot reach Jaeger at {url}/api/v3/traces/")),
         "{text}"
     );
     assert!(text.contains("docker compose up -d"), "{text}");

@@ -353,3 +353,88 @@ async fn the_database_rules_read_what_the_real_postgres_exporter_exports() {
     let _ = exporter.kill();
     let _ = exporter.wait();
 }
+
+/// Seconds in a PromQL duration such as `5m` or `1h30m`.
+fn duration_seconds(text: &str) -> Option<u64> {
+    let (mut total, mut number) = (0u64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let scale = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        total += number.parse::<u64>().ok()? * scale;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+/// Prometheus 3 changed two things rules and dashboards can trip on. Range selectors are
+/// left-open (a sample exactly at the start no longer counts): every range here spans at
+/// least four scrape intervals, so it loses at most one of many samples and no `rate` goes
+/// empty. And classic histograms' `le` and summaries' `quantile` values are normalised to
+/// floats on ingestion (`le="1"` becomes `le="1.0"`): every such matcher is written in that
+/// form, so it matches under Prometheus 2 and 3 alike.
+#[test]
+fn rules_and_dashboards_mean_the_same_under_prometheus_3s_range_and_label_semantics() {
+    let config = std::fs::read_to_string(repo("observability/prometheus.yml")).unwrap();
+    let scrape = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("scrape_interval:"))
+        .and_then(|v| duration_seconds(v.trim()))
+        .expect("a global scrape_interval");
+    let ranges = regex::Regex::new(r"\[([0-9smhdw]+)(?::[0-9smhdw]*)?\]").unwrap();
+    let matchers = regex::Regex::new(r#"\b(le|quantile)\s*=~?\s*\\?"([^"\\]*)\\?""#).unwrap();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(repo("observability/rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(repo("observability/grafana/dashboards"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    let (mut ranges_seen, mut matchers_seen) = (0, 0);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for c in ranges.captures_iter(&text) {
+            let seconds = duration_seconds(&c[1]).unwrap_or_else(|| panic!("{}: range {}", file.display(), &c[0]));
+            assert!(
+                seconds >= 4 * scrape,
+                "{}: range {} spans fewer than four {scrape} s scrapes",
+                file.display(),
+                &c[0]
+            );
+            ranges_seen += 1;
+        }
+        for c in matchers.captures_iter(&text) {
+            let value = &c[2];
+            let normalised = value.parse::<f64>().is_ok_and(|v| {
+                let text = if v.fract() == 0.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v}")
+                };
+                text == value
+            });
+            assert!(
+                normalised || value == "+Inf",
+                "{}: {}=\"{value}\" is not how Prometheus 3 writes it",
+                file.display(),
+                &c[1]
+            );
+            matchers_seen += 1;
+        }
+    }
+    assert!(
+        ranges_seen > 20 && matchers_seen >= 4,
+        "{ranges_seen} ranges, {matchers_seen} matchers"
+    );
+}

@@ -4,8 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-#[path = "../backends/fixtures.rs"]
-mod fixtures;
+use recordstore_fixtures as fixtures;
 
 use std::collections::BTreeMap;
 use std::path::Path;

