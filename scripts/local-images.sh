@@ -107,6 +107,9 @@ if [ -n "$fixtures_binary" ]; then
     fi
     cp "/usr/bin/$tool" "$ctx/bin/"
   done
+  # Alertmanager's templates (it will not start without default.tmpl), the Pushgateway's page.
+  mkdir -p "$ctx/share"
+  tar -C /usr/share -chf - prometheus/alertmanager prometheus/pushgateway 2>/dev/null | tar -C "$ctx/share" -xf -
   objcopy --strip-debug "$fixtures_binary" "$ctx/bin/recordstore-fixtures"
   # The official images' healthchecks call wget and `loki -health`: answer them.
   printf '#!/bin/sh\n# wget -q -O /dev/null URL, as the compose healthchecks call it\nfor a; do url="$a"; done\nexec recordstore-fixtures health "$url"\n' >"$ctx/bin/wget"
@@ -116,6 +119,7 @@ if [ -n "$fixtures_binary" ]; then
 FROM recordstore-local/debian:bookworm
 COPY bin/ /usr/local/bin/
 COPY bin/loki /usr/bin/loki
+COPY share/ /usr/share/
 DOCKERFILE
   docker build -q --label org.recordstore.local=stack -t recordstore-local/stack:bookworm "$ctx" >/dev/null
   rm -rf "$ctx"

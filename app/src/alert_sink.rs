@@ -85,7 +85,7 @@ fn record(State(received): State<Received>, path: String, Json(payload): Json<Va
         });
         let line = json!({
             "timestamp": crate::clock::rfc3339_ms(now_ms as i64),
-            "level": "WARN",
+            "level": "warn",
             "service": SERVICE,
             "message": format!("alert {} {}", labels["alertname"].as_str().unwrap_or("?"), alert["status"].as_str().unwrap_or("?")),
             "alertname": labels["alertname"],

@@ -965,6 +965,18 @@ impl Drop for UpStack {
     }
 }
 
+/// The body of `GET path` from `host:port` (HTTP/1.0, so the answer ends with the connection).
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+}
+
 /// What a compose project leaves on the engine: containers, networks, volumes.
 fn project_leftovers(project: &str) -> Vec<String> {
     let label = format!("label=com.docker.compose.project={project}");
@@ -1068,13 +1080,28 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
         "Grafana has no image here: it stays off"
     );
 
-    // doctor: every check green against the running stack.
-    let out = stack.recordctl(&["doctor", "--project", UP_PROJECT, "--json", "-"]);
-    let report: Json =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(out.status.code(), Some(0), "doctor: {report:#}");
-    let rows = report["rows"].as_array().unwrap();
-    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:#?}");
+    // doctor before any traffic: nothing fails (Jaeger may say it has no worker span yet).
+    let doctor = |what: &str| {
+        let out = stack.recordctl(&["doctor", "--project", UP_PROJECT, "--json", "-"]);
+        let report: Json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{what}: {report:#}");
+        report["rows"].as_array().unwrap().clone()
+    };
+    let rows = doctor("doctor on the fresh stack");
+    assert!(rows.iter().all(|r| r["status"] != "fail"), "{rows:#?}");
+    assert!(
+        rows.iter()
+            .any(|r| r["check"] == "recordstore/db" && r["status"] == "ok"),
+        "{rows:#?}"
+    );
+
+    // Every scrape target of the compose Prometheus is up: the config's addresses are real.
+    poll("every Prometheus target up", Duration::from_secs(60), || {
+        let targets: Json = serde_json::from_str(&http_get("localhost:9090", "/api/v1/targets")?).ok()?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        (active.len() >= 10 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    });
 
     // journey --trace: the purchase completes and all three pillars are found in the stack.
     let out = poll(
@@ -1101,6 +1128,18 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
             .any(|s| s["service"] == "recordstore-worker"),
         "the worker's span, read back from Jaeger's API v3: {t:#}"
     );
+    assert!(
+        t["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["service"] == "recordstore-worker"),
+        "the worker's log lines, shipped from its container to Loki: {t:#}"
+    );
+
+    // doctor after traffic: every row green.
+    let rows = doctor("doctor after the journey");
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:#?}");
 
     // drill db-outage: detected, recovered, nothing lost; the page reached the webhook sink.
     let out = stack.recordctl(&["drill", "db-outage", "--yes", "--project", UP_PROJECT, "--json", "-"]);
