@@ -51,19 +51,31 @@ fn promtool_accepts_the_config_and_rules_and_every_rule_unit_test_passes() {
         return;
     };
     assert_success("promtool check config", out);
-    for rules in [
-        "observability/rules/slo.yml",
-        "observability/rules/causes.yml",
-        "observability/rules/meta.yml",
-    ] {
-        let out = run("promtool", &["check", "rules", repo(rules).to_str().unwrap()]).unwrap();
-        assert_success(&format!("promtool check rules {rules}"), out);
+    // Every rule file and every rule test there is, so a new file cannot be left out.
+    let files = |dir: &str| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(repo(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    let rule_files = files("observability/rules");
+    assert!(rule_files.len() >= 5, "{rule_files:?}");
+    for rules in &rule_files {
+        let name = rules.file_name().unwrap().to_string_lossy().to_string();
+        let loaded = std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&format!("- rules/{name}"));
+        assert!(loaded, "prometheus.yml does not load {name}");
+        let out = run("promtool", &["check", "rules", rules.to_str().unwrap()]).unwrap();
+        assert_success(&format!("promtool check rules {name}"), out);
     }
-    for tests in [
-        "observability/tests/causes_test.yml",
-        "observability/tests/meta_test.yml",
-    ] {
-        let out = run("promtool", &["test", "rules", repo(tests).to_str().unwrap()]).unwrap();
+    let test_files = files("observability/tests");
+    assert!(test_files.len() >= 4, "{test_files:?}");
+    for tests in &test_files {
+        let tests = tests.to_str().unwrap();
+        let out = run("promtool", &["test", "rules", tests]).unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert_success(&format!("promtool test rules {tests}"), out);
         assert!(text.contains("SUCCESS"), "{text}");
@@ -119,10 +131,16 @@ fn every_meta_monitoring_alert_has_a_unit_test_and_a_runbook() {
             "PostgresDeadlocks"
         ]
     );
+    let containers = alerts_with_tests_and_runbooks(
+        "observability/rules/containers.yml",
+        "observability/tests/containers_test.yml",
+    );
+    assert_eq!(containers, ["ContainerMemoryNearLimit", "ContainerOOMKilled"]);
     // The compose Prometheus loads them and scrapes what they read.
     let config = std::fs::read_to_string(repo("observability/prometheus.yml")).unwrap();
     assert!(config.contains("- rules/meta.yml"), "{config}");
     for job in [
+        "job_name: cadvisor",
         "job_name: loki",
         "job_name: jaeger",
         "job_name: alertmanager",
