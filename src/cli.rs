@@ -220,7 +220,7 @@ pub struct DoctorArgs {
     /// Compose project to inspect [default: the one with recordstore's services].
     #[arg(long, env = "COMPOSE_PROJECT_NAME")]
     pub project: Option<String>,
-    /// Leave out checks: target, prometheus, loki, jaeger, alertmanager, docker (repeatable
+    /// Leave out checks: target, prometheus, loki, jaeger, alertmanager, grafana, docker (repeatable
     /// or comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,

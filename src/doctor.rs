@@ -1,6 +1,8 @@
 //! `recordctl doctor`: one look at everything recordctl would use — the target, Prometheus
 //! (and whether it scrapes the app), Loki, Jaeger (and whether the app's services reported),
-//! Alertmanager, Docker and the compose project's containers — with a fix per failure.
+//! Alertmanager, Grafana, Docker and the compose project's containers — with a fix per
+//! failure. Grafana is only linked to (reports open traces and log lines in it), so a Grafana
+//! that does not answer is a warning, not a failure.
 
 use std::time::Duration;
 
@@ -134,6 +136,9 @@ pub async fn run(args: DoctorArgs) -> u8 {
             ),
         });
     }
+    if !skip("grafana") {
+        rows.push(grafana_row(&http, &urls.grafana).await);
+    }
     if !skip("docker") {
         rows.extend(docker_rows(args.project.as_deref()).await);
     }
@@ -146,6 +151,32 @@ pub async fn run(args: DoctorArgs) -> u8 {
         return exit::USAGE;
     }
     if report.failed { exit::UNREACHABLE } else { exit::OK }
+}
+
+/// Grafana's `GET /api/health` (`{"database": "ok", "version": …}`); not answering is a warning.
+async fn grafana_row(http: &reqwest::Client, base: &str) -> Row {
+    let url = format!("{}/api/health", base.trim_end_matches('/'));
+    let fix = "docker compose up -d grafana (or --grafana URL / RECORDCTL_GRAFANA_URL); recordctl works without it, its reports only link to it";
+    match crate::backends::get_json::<serde_json::Value>(http, "Grafana", &url, &[]).await {
+        Ok(health) if health["database"] == "ok" => {
+            let version = health["version"].as_str().unwrap_or("?");
+            row(
+                "Grafana",
+                "health",
+                Status::Ok,
+                format!("{url} (version {version})"),
+                "",
+            )
+        }
+        Ok(health) => row(
+            "Grafana",
+            "health",
+            Status::Warn,
+            format!("{url}: database {}", health["database"]),
+            "docker compose logs grafana",
+        ),
+        Err(e) => row("Grafana", "health", Status::Warn, e.to_string(), fix),
+    }
 }
 
 async fn target_rows(http: &reqwest::Client, target: &str) -> Vec<Row> {

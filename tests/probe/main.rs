@@ -744,12 +744,39 @@ async fn doctor_names_each_missing_backend_with_a_fix_and_exits_3() {
     let out = recordctl()
         .args(["doctor", "--json", "-"])
         .args(["--target", &dead(()), "--prometheus", &dead(()), "--loki", &dead(())])
-        .args(["--jaeger", &dead(()), "--alertmanager", &dead(())])
+        .args([
+            "--jaeger",
+            &dead(()),
+            "--alertmanager",
+            &dead(()),
+            "--grafana",
+            &dead(()),
+        ])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let rows = doctor_rows(&out);
+    // Grafana is only linked to: not answering is a warning that says so, with the fix.
+    let grafana = rows
+        .iter()
+        .find(|r| r["component"] == "Grafana")
+        .expect("a Grafana row");
+    assert_eq!(grafana["status"], "warn", "{grafana}");
+    assert!(
+        grafana["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot reach Grafana at http://127.0.0.1:"),
+        "{grafana}"
+    );
+    assert!(
+        grafana["fix"]
+            .as_str()
+            .unwrap()
+            .contains("docker compose up -d grafana"),
+        "{grafana}"
+    );
     for (component, check) in [
         ("target", "live"),
         ("target", "ready"),
@@ -813,6 +840,7 @@ async fn doctor_is_all_ok_against_a_healthy_stack() {
     )
     .await;
     let am = alertmanager.url();
+    let grafana = fixtures::grafana::start().await;
     let args: Vec<String> = [
         "doctor",
         "--json",
@@ -829,6 +857,8 @@ async fn doctor_is_all_ok_against_a_healthy_stack() {
         &jaeger_url,
         "--alertmanager",
         &am,
+        "--grafana",
+        &grafana,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -844,7 +874,7 @@ async fn doctor_is_all_ok_against_a_healthy_stack() {
     })
     .await;
     let rows = doctor_rows(&out);
-    assert_eq!(rows.len(), 7, "{rows:?}");
+    assert_eq!(rows.len(), 8, "{rows:?}");
     assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:#?}");
     drop(alertmanager);
     app.shutdown().await.unwrap();
@@ -869,7 +899,7 @@ async fn doctor_reports_the_compose_projects_containers_and_their_state() {
     support::docker::docker(&["pause", &project.container("worker")]);
     let out = recordctl()
         .args(["doctor", "--json", "-", "--project", &project.name])
-        .args(["--skip", "target,prometheus,loki,jaeger,alertmanager"])
+        .args(["--skip", "target,prometheus,loki,jaeger,alertmanager,grafana"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
