@@ -32,27 +32,49 @@ pub struct SmokeReport {
     pub correlation_id: Option<String>,
 }
 
+/// The smoke run's plan, from its flags alone: the journey's wait, and the probes file read
+/// and validated (its relative targets against a placeholder, since the store's address is
+/// known only once it runs). No network, no store started: a bad flag or file stops here.
+#[derive(Debug)]
+pub struct SmokePlan {
+    pub wait: Duration,
+    /// The probes file's text and where it came from (a path, or the built-in sample).
+    pub probes: (String, String),
+}
+
+impl SmokePlan {
+    /// `Err` is the message for a usage error (exit 2).
+    pub fn from_args(args: &SmokeArgs) -> Result<SmokePlan, String> {
+        let wait = parse_duration(&args.wait).map_err(|e| format!("--wait: {e}"))?;
+        let probes = match &args.probes {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+                path.clone(),
+            ),
+            None => (
+                crate::probe::spec::SAMPLE.to_string(),
+                "probes.toml (built in)".to_string(),
+            ),
+        };
+        crate::probe::spec::parse(&probes.0, &probes.1, Some("http://127.0.0.1:8000")).map_err(|e| e.to_string())?;
+        Ok(SmokePlan { wait, probes })
+    }
+
+    /// The probes, their relative targets on `base`.
+    fn probes_on(&self, base: &str) -> Result<Vec<crate::probe::spec::ProbeSpec>, String> {
+        crate::probe::spec::parse(&self.probes.0, &self.probes.1, Some(base)).map_err(|e| e.to_string())
+    }
+}
+
 pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
-    let wait = match parse_duration(&args.wait) {
-        Ok(wait) => wait,
+    let plan = match SmokePlan::from_args(&args) {
+        Ok(plan) => plan,
         Err(e) => {
-            eprintln!("recordctl smoke: --wait: {e}");
+            eprintln!("recordctl smoke: {e}");
             return exit::USAGE;
         }
     };
-    let probes_text = match &args.probes {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (text, path.clone()),
-            Err(e) => {
-                eprintln!("recordctl smoke: cannot read {path}: {e}");
-                return exit::USAGE;
-            }
-        },
-        None => (
-            crate::probe::spec::SAMPLE.to_string(),
-            "probes.toml (built in)".to_string(),
-        ),
-    };
+    let wait = plan.wait;
     let source = match TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await {
         Ok(source) => source,
         Err((code, message)) => {
@@ -61,9 +83,10 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
         }
     };
     let base = source.base.clone();
-    let probes = match crate::probe::spec::parse(&probes_text.0, &probes_text.1, Some(&base)) {
+    let probes = match plan.probes_on(&base) {
         Ok(probes) => probes,
         Err(e) => {
+            source.stop().await;
             eprintln!("recordctl smoke: {e}");
             return exit::USAGE;
         }
@@ -256,4 +279,44 @@ pub fn junit(report: &SmokeReport) -> String {
         "recordctl.smoke",
         &cases,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> SmokeArgs {
+        let mut argv = vec!["recordctl", "smoke"];
+        argv.extend(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Smoke(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plan_takes_the_wait_and_the_built_in_probes() {
+        let plan = SmokePlan::from_args(&args(&["--wait", "5s"])).unwrap();
+        assert_eq!(plan.wait, Duration::from_secs(5));
+        assert_eq!(plan.probes.1, "probes.toml (built in)");
+        let probes = plan.probes_on("http://10.0.0.1:9000").unwrap();
+        assert!(!probes.is_empty());
+    }
+
+    #[test]
+    fn a_bad_wait_or_probes_file_stops_before_anything_starts() {
+        let e = SmokePlan::from_args(&args(&["--wait", "soon"])).unwrap_err();
+        assert!(e.starts_with("--wait:"), "{e}");
+        let e = SmokePlan::from_args(&args(&["--probes", "/nonexistent/probes.toml"])).unwrap_err();
+        assert!(e.starts_with("cannot read /nonexistent/probes.toml"), "{e}");
+        let dir = std::env::temp_dir().join(format!("recordctl-smoke-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("probes.toml");
+        std::fs::write(&file, "[[probe]]\nname = \"x\"\nkind = \"nope\"\n").unwrap();
+        let e = SmokePlan::from_args(&args(&["--probes", file.to_str().unwrap()])).unwrap_err();
+        assert!(e.contains("probes.toml"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
