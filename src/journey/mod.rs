@@ -64,24 +64,49 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
     values[((values.len() as f64 - 1.0) * q).round() as usize]
 }
 
+/// The journey run's plan, from its flags alone: the wait, how many journeys and how many at
+/// once, and the correlation id (prefix) they carry. No network, no store started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyPlan {
+    pub wait: Duration,
+    pub count: usize,
+    pub concurrency: usize,
+    /// The correlation id of a single journey, the prefix of several (`-1`, `-2`, …).
+    pub correlation_id: String,
+}
+
+impl JourneyPlan {
+    /// `Err` is the message for a usage error (exit 2).
+    pub fn from_args(args: &JourneyArgs) -> Result<JourneyPlan, String> {
+        let wait = parse_duration(&args.wait).map_err(|e| format!("--wait: {e}"))?;
+        if args.count == 0 || args.concurrency == 0 {
+            return Err("--count and --concurrency must be at least 1".into());
+        }
+        let correlation_id = match &args.correlation_id {
+            Some(id) if recordstore::telemetry::CorrelationId::parse(id).is_none() => {
+                return Err(format!("--correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -"));
+            }
+            Some(id) => id.clone(),
+            None => format!("journey-{:08x}", rand::random::<u32>()),
+        };
+        Ok(JourneyPlan {
+            wait,
+            count: args.count,
+            concurrency: args.concurrency,
+            correlation_id,
+        })
+    }
+}
+
 pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
-    let wait = match parse_duration(&args.wait) {
-        Ok(wait) => wait,
+    let plan = match JourneyPlan::from_args(&args) {
+        Ok(plan) => plan,
         Err(e) => {
-            eprintln!("recordctl: --wait: {e}");
+            eprintln!("recordctl: {e}");
             return exit::USAGE;
         }
     };
-    if args.count == 0 || args.concurrency == 0 {
-        eprintln!("recordctl: --count and --concurrency must be at least 1");
-        return exit::USAGE;
-    }
-    if let Some(id) = &args.correlation_id
-        && recordstore::telemetry::CorrelationId::parse(id).is_none()
-    {
-        eprintln!("recordctl: --correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -");
-        return exit::USAGE;
-    }
+    let wait = plan.wait;
     let source = match TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await {
         Ok(source) => source,
         Err((code, message)) => {
@@ -92,17 +117,15 @@ pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> u8 {
     let base = source.base.clone();
     let client = crate::backends::client_with_timeout(Duration::from_secs(10));
     if let Err(e) = client.get(format!("{base}/health/live")).send().await {
+        source.stop().await;
         eprintln!(
             "recordctl journey: {}",
             crate::backends::target_unreachable(&base, &crate::backends::error_chain(&e))
         );
         return exit::UNREACHABLE;
     }
-    let prefix = args
-        .correlation_id
-        .clone()
-        .unwrap_or_else(|| format!("journey-{:08x}", rand::random::<u32>()));
-    let journeys = run_journeys(&client, &base, &prefix, args.count, args.concurrency, wait, &interrupt).await;
+    let prefix = plan.correlation_id.clone();
+    let journeys = run_journeys(&client, &base, &prefix, plan.count, plan.concurrency, wait, &interrupt).await;
     let telemetry = match (args.trace, journeys.first()) {
         (true, Some(first)) => source.collect(first, wait).await,
         _ => None,
@@ -594,6 +617,37 @@ pub(crate) fn parse_rfc3339_nanos(ts: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn journey_args(extra: &[&str]) -> JourneyArgs {
+        use clap::Parser;
+        let mut argv = vec!["recordctl", "journey"];
+        argv.extend(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Journey(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plan_validates_the_flags_and_chooses_a_correlation_id() {
+        let plan = JourneyPlan::from_args(&journey_args(&["--count", "3", "--wait", "5s"])).unwrap();
+        assert_eq!(
+            (plan.count, plan.concurrency, plan.wait),
+            (3, 1, Duration::from_secs(5))
+        );
+        assert!(plan.correlation_id.starts_with("journey-"), "{plan:?}");
+        let given = JourneyPlan::from_args(&journey_args(&["--correlation-id", "ci-run-7"])).unwrap();
+        assert_eq!(given.correlation_id, "ci-run-7");
+        for (flags, message) in [
+            (&["--wait", "later"][..], "--wait:"),
+            (&["--count", "0"], "--count and --concurrency must be at least 1"),
+            (&["--concurrency", "0"], "--count and --concurrency must be at least 1"),
+            (&["--correlation-id", "not valid!"], "--correlation-id \"not valid!\""),
+        ] {
+            let e = JourneyPlan::from_args(&journey_args(flags)).unwrap_err();
+            assert!(e.starts_with(message), "{flags:?}: {e}");
+        }
+    }
 
     fn span(id: &str, parent: &str, name: &str, service: &str, start: u128) -> recordstore::telemetry::CapturedSpan {
         recordstore::telemetry::CapturedSpan {
