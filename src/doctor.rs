@@ -57,15 +57,51 @@ fn row(component: &str, check: &str, status: Status, detail: impl Into<String>, 
 /// The app services a compose project of recordstore has.
 const APP_SERVICES: &[&str] = &["api", "worker", "db"];
 
+/// The checks `--skip` may name.
+pub const CHECKS: &[&str] = &[
+    "target",
+    "prometheus",
+    "loki",
+    "jaeger",
+    "alertmanager",
+    "grafana",
+    "docker",
+];
+
+/// What doctor will look at, from its flags alone: the backend URLs and the checks left out
+/// (a name that is no check is a usage error, not a silently ignored typo). No network.
+#[derive(Debug)]
+pub struct DoctorPlan {
+    pub urls: crate::config::BackendUrls,
+    pub skip: Vec<&'static str>,
+}
+
+impl DoctorPlan {
+    /// `Err` is the message for a usage error (exit 2).
+    pub fn from_args(args: &DoctorArgs) -> Result<DoctorPlan, String> {
+        let urls = crate::config::resolve(&args.stack)?;
+        let mut skip = Vec::new();
+        for name in &args.skip {
+            let check = CHECKS
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(name.trim()))
+                .ok_or_else(|| format!("--skip {name:?}: not a check; the checks are {}", CHECKS.join(", ")))?;
+            skip.push(*check);
+        }
+        Ok(DoctorPlan { urls, skip })
+    }
+}
+
 pub async fn run(args: DoctorArgs) -> u8 {
-    let urls = match crate::config::resolve(&args.stack) {
-        Ok(urls) => urls,
+    let plan = match DoctorPlan::from_args(&args) {
+        Ok(plan) => plan,
         Err(e) => {
             eprintln!("recordctl doctor: {e}");
             return exit::USAGE;
         }
     };
-    let skip = |name: &str| args.skip.iter().any(|s| s.eq_ignore_ascii_case(name));
+    let urls = plan.urls.clone();
+    let skip = |name: &str| plan.skip.contains(&name);
     let http = crate::backends::client_with_timeout(Duration::from_secs(5));
     let mut rows = Vec::new();
     let target = args.target.trim_end_matches('/');
@@ -398,4 +434,34 @@ pub fn render(report: &DoctorReport) -> String {
         ]);
     }
     format!("{table}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> DoctorArgs {
+        let mut argv = vec!["recordctl", "doctor"];
+        argv.extend(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Doctor(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn skip_names_checks_in_any_case_and_refuses_what_is_no_check() {
+        let plan = DoctorPlan::from_args(&args(&["--skip", "Docker,grafana", "--skip", "loki"])).unwrap();
+        assert_eq!(plan.skip, ["docker", "grafana", "loki"]);
+        let e = DoctorPlan::from_args(&args(&["--skip", "grafan"])).unwrap_err();
+        assert!(
+            e.starts_with("--skip \"grafan\": not a check; the checks are target,"),
+            "{e}"
+        );
+        let plan = DoctorPlan::from_args(&args(&["--grafana", "http://g:3000"])).unwrap();
+        assert_eq!(plan.urls.grafana, "http://g:3000");
+        assert!(plan.skip.is_empty());
+    }
 }

@@ -36,6 +36,15 @@ fn usage_errors_exit_2_and_name_the_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
     let out = recordctl(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));
+    // A typo in --skip is refused before anything is checked, naming the checks there are.
+    let out = recordctl(&["doctor", "--skip", "grafan"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--skip \"grafan\": not a check") && stderr.contains("grafana"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing was checked");
 }
 
 #[test]
