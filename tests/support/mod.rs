@@ -108,6 +108,22 @@ where
     }
 }
 
+/// [`eventually`] for blocking tests: checks every second until `check` answers, failing
+/// after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Blocks until `GET path` on the loopback `port` answers 200 (30 s at most).
 pub fn wait_ready(port: u16, path: &str, what: &str) {
     use std::io::{Read, Write};
