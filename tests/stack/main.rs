@@ -1080,7 +1080,17 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
         "Grafana has no image here: it stays off"
     );
 
-    // doctor before any traffic: nothing fails (Jaeger may say it has no worker span yet).
+    // Every scrape target of the compose Prometheus is up: the config's addresses are real.
+    poll("every Prometheus target up", Duration::from_secs(60), || {
+        let targets: Json = serde_json::from_str(&http_get("localhost:9090", "/api/v1/targets")?).ok()?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        // cAdvisor has no package here and stays off (docker/compose.local.yaml).
+        let here: Vec<&Json> = active.iter().filter(|t| t["labels"]["job"] != "cadvisor").collect();
+        (here.len() >= 10 && here.iter().all(|t| t["health"] == "up")).then_some(())
+    });
+
+    // doctor once Prometheus has scraped everything, before any traffic: nothing fails (Jaeger
+    // may say it has no worker span yet).
     let doctor = |what: &str| {
         let out = stack.recordctl(&["doctor", "--project", UP_PROJECT, "--json", "-"]);
         let report: Json = serde_json::from_slice(&out.stdout)
@@ -1095,15 +1105,6 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
             .any(|r| r["check"] == "recordstore/db" && r["status"] == "ok"),
         "{rows:#?}"
     );
-
-    // Every scrape target of the compose Prometheus is up: the config's addresses are real.
-    poll("every Prometheus target up", Duration::from_secs(60), || {
-        let targets: Json = serde_json::from_str(&http_get("localhost:9090", "/api/v1/targets")?).ok()?;
-        let active = targets["data"]["activeTargets"].as_array()?.clone();
-        // cAdvisor has no package here and stays off (docker/compose.local.yaml).
-        let here: Vec<&Json> = active.iter().filter(|t| t["labels"]["job"] != "cadvisor").collect();
-        (here.len() >= 10 && here.iter().all(|t| t["health"] == "up")).then_some(())
-    });
 
     // journey --trace: the purchase completes and all three pillars are found in the stack.
     let out = poll(
