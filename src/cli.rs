@@ -511,3 +511,11 @@ pub struct CorrelateArgs {
     #[command(flatten)]
     pub stack: StackArgs,
 }
+
+/// The subcommand `recordctl <words…>` parses to: what the plans' unit tests start from.
+#[cfg(test)]
+pub(crate) fn parse_for_test(words: &[&str]) -> Command {
+    use clap::Parser;
+    let argv = std::iter::once("recordctl").chain(words.iter().copied());
+    Cli::try_parse_from(argv).expect("the test's flags parse").command
+}

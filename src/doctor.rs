@@ -438,14 +438,11 @@ pub fn render(report: &DoctorReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     fn args(extra: &[&str]) -> DoctorArgs {
-        let mut argv = vec!["recordctl", "doctor"];
-        argv.extend(extra);
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+        let words: Vec<&str> = std::iter::once("doctor").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
             crate::cli::Command::Doctor(args) => args,
             other => panic!("{other:?}"),
         }

@@ -283,14 +283,11 @@ pub fn junit(report: &SmokeReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     fn args(extra: &[&str]) -> SmokeArgs {
-        let mut argv = vec!["recordctl", "smoke"];
-        argv.extend(extra);
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+        let words: Vec<&str> = std::iter::once("smoke").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
             crate::cli::Command::Smoke(args) => args,
             other => panic!("{other:?}"),
         }

@@ -50,12 +50,10 @@ impl DrillPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn args(extra: &[&str]) -> DrillArgs {
-        let mut argv = vec!["recordctl", "drill"];
-        argv.extend(extra);
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+        let words: Vec<&str> = std::iter::once("drill").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
             crate::cli::Command::Drill(args) => args,
             other => panic!("{other:?}"),
         }

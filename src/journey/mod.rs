@@ -619,10 +619,8 @@ mod tests {
     use super::*;
 
     fn journey_args(extra: &[&str]) -> JourneyArgs {
-        use clap::Parser;
-        let mut argv = vec!["recordctl", "journey"];
-        argv.extend(extra);
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+        let words: Vec<&str> = std::iter::once("journey").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
             crate::cli::Command::Journey(args) => args,
             other => panic!("{other:?}"),
         }
