@@ -13,7 +13,8 @@ use crate::backends::jaeger::JaegerClient;
 use crate::backends::loki::LokiClient;
 use crate::backends::prometheus::PrometheusClient;
 use crate::cli::DoctorArgs;
-use crate::exit;
+use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::output::Delivery;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -92,14 +93,8 @@ impl DoctorPlan {
     }
 }
 
-pub async fn run(args: DoctorArgs) -> u8 {
-    let plan = match DoctorPlan::from_args(&args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("recordctl doctor: {e}");
-            return exit::USAGE;
-        }
-    };
+pub async fn run(args: DoctorArgs) -> CommandResult {
+    let plan = DoctorPlan::from_args(&args).map_err(CommandError::Usage)?;
     let urls = plan.urls.clone();
     let skip = |name: &str| plan.skip.contains(&name);
     let http = crate::backends::client_with_timeout(Duration::from_secs(5));
@@ -182,11 +177,9 @@ pub async fn run(args: DoctorArgs) -> u8 {
         failed: rows.iter().any(|r| r.status == Status::Fail),
         rows,
     };
-    if let Err(e) = crate::output::emit(&render(&report), &report, args.json.as_deref()) {
-        eprintln!("recordctl doctor: {e}");
-        return exit::USAGE;
-    }
-    if report.failed { exit::UNREACHABLE } else { exit::OK }
+    let mut delivery = Delivery::default();
+    delivery.show(&render(&report), &report, args.json.as_deref());
+    delivery.conclude(if report.failed { Outcome::Unreachable } else { Outcome::Passed })
 }
 
 /// Grafana's `GET /api/health` (`{"database": "ok", "version": …}`); not answering is a warning.

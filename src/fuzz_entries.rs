@@ -89,8 +89,8 @@ pub fn backend_answers(data: &[u8]) {
             if let Ok(lines) = crate::backends::loki::decode_query_range(body) {
                 let fields: Vec<_> = lines.into_iter().filter_map(|l| l.fields).collect();
                 for f in &fields {
-                    if let Some(ts) = crate::journey::telemetry::field(f, "timestamp") {
-                        let _ = crate::journey::parse_rfc3339_nanos(ts);
+                    if let Some(ts) = crate::correlate::pillars::field(f, "timestamp") {
+                        let _ = crate::units::parse_rfc3339_nanos(ts);
                     }
                 }
             }
@@ -102,7 +102,7 @@ pub fn backend_answers(data: &[u8]) {
         }
         3 => {
             if let Ok(ts) = std::str::from_utf8(body) {
-                let _ = crate::journey::parse_rfc3339_nanos(ts);
+                let _ = crate::units::parse_rfc3339_nanos(ts);
             }
         }
         _ => {

@@ -53,26 +53,29 @@ pub fn run(cli: cli::Cli) -> u8 {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("recordctl: cannot start the async runtime: {err}");
-            return exit::UNREACHABLE;
+            return exit::conclude(
+                "",
+                Err(exit::CommandError::Unreachable(format!("cannot start the async runtime: {err}"))),
+            );
         }
     };
-    runtime.block_on(async {
+    let (name, result) = runtime.block_on(async {
         match cli.command {
-            cli::Command::LoadTest(args) => load::run(*args, interrupt).await,
-            cli::Command::Journey(args) => journey::run(args, interrupt).await,
-            cli::Command::Correlate(args) => correlate::run(args).await,
-            cli::Command::Drill(args) => drill::run(args, interrupt).await,
-            cli::Command::Probe(args) => probe::run(args, interrupt).await,
-            cli::Command::Smoke(args) => smoke::run(args, interrupt).await,
-            cli::Command::Doctor(args) => doctor::run(args).await,
-            cli::Command::Store(args) => store_cmd::run(args, interrupt).await,
+            cli::Command::LoadTest(args) => ("load-test", load::run(*args, interrupt).await),
+            cli::Command::Journey(args) => ("journey", journey::run(args, interrupt).await),
+            cli::Command::Correlate(args) => ("correlate", correlate::run(args).await),
+            cli::Command::Drill(args) => ("drill", drill::run(args, interrupt).await),
+            cli::Command::Probe(args) => ("probe", probe::run(args, interrupt).await),
+            cli::Command::Smoke(args) => ("smoke", smoke::run(args, interrupt).await),
+            cli::Command::Doctor(args) => ("doctor", doctor::run(args).await),
+            cli::Command::Store(args) => ("store", store_cmd::run(args, interrupt).await),
             cli::Command::Report(cli::ReportCommand::Merge { files, json }) => {
-                load::merge::run(&files, json.as_deref())
+                ("report merge", load::merge::run(&files, json.as_deref()))
             }
             cli::Command::NetworkDelayQueue { .. } => unreachable!("run above, without the runtime"),
         }
-    })
+    });
+    exit::conclude(name, result)
 }
 
 /// Routes the `log` records of libraries (goose, sqlx) to stderr, warnings and errors only,

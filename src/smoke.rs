@@ -9,8 +9,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SmokeArgs;
-use crate::exit;
-use crate::journey::TraceSource;
+use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::output::Delivery;
+use crate::correlate::source::TraceSource;
 use crate::journey::steps::Journey;
 use crate::units::parse_duration;
 
@@ -66,107 +67,28 @@ impl SmokePlan {
     }
 }
 
-pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
-    let plan = match SmokePlan::from_args(&args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("recordctl smoke: {e}");
-            return exit::USAGE;
-        }
-    };
-    let wait = plan.wait;
-    let source = match TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await {
-        Ok(source) => source,
-        Err((code, message)) => {
-            eprintln!("recordctl smoke: {message}");
-            return code;
-        }
-    };
+pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> CommandResult {
+    let plan = SmokePlan::from_args(&args).map_err(CommandError::Usage)?;
+    let source = TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await?;
     let base = source.base.clone();
     let probes = match plan.probes_on(&base) {
         Ok(probes) => probes,
         Err(e) => {
             source.stop().await;
-            eprintln!("recordctl smoke: {e}");
-            return exit::USAGE;
+            return Err(CommandError::Usage(e));
         }
     };
     let client = crate::backends::client_with_timeout(Duration::from_secs(10));
-
-    let mut checks = Vec::new();
     let live = check_get(&client, &format!("{base}/health/live"), "live", None).await;
     let target_down = !live.ok && live.got.starts_with("no answer");
-    checks.push(live);
+    let mut checks = vec![live];
     let mut correlation_id = None;
     if !target_down {
         checks.push(check_get(&client, &format!("{base}/health/ready"), "ready", Some("ready")).await);
         let id = format!("smoke-{:08x}", rand::random::<u32>());
         correlation_id = Some(id.clone());
-        let started = Instant::now();
-        let journey = Journey {
-            client: &client,
-            base: &base,
-            correlation_id: id,
-            wait,
-        }
-        .run()
-        .await;
-        checks.push(SmokeCheck {
-            name: "journey: browse, view, checkout, order completed".into(),
-            ok: journey.succeeded(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            expected: format!("order completed within {wait:?}"),
-            got: match (&journey.order_id, journey.outcome.as_str()) {
-                (Some(id), "completed") => format!("order {id} completed in {:.0} ms", journey.end_to_end_ms),
-                (Some(id), "timeout") => format!(
-                    "order {id} not finished after {wait:?}{} (is the worker running?)",
-                    journey.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
-                ),
-                (_, outcome) => format!("{outcome}: {}", journey.detail.clone().unwrap_or_default()),
-            },
-        });
-        if journey.order_id.is_some() && !interrupt.is_cancelled() {
-            let started = Instant::now();
-            let collected = source.collect(&journey, wait).await;
-            if let Some(t) = collected {
-                let missing = t.missing();
-                checks.push(SmokeCheck {
-                    name: "journey telemetry: trace, log lines, metrics".into(),
-                    ok: t.complete() && t.unreachable.is_empty(),
-                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    expected: "the journey's spans (api and worker), its log lines and its metrics".into(),
-                    got: if missing.is_empty() && t.unreachable.is_empty() {
-                        format!(
-                            "{} spans, {} log lines, {} metric samples",
-                            t.spans.len(),
-                            t.logs.len(),
-                            t.metrics.len()
-                        )
-                    } else {
-                        let mut got = missing.join("; ");
-                        if !t.unreachable.is_empty() {
-                            let _ = write!(got, " unreachable: {}", t.unreachable.join(", "));
-                        }
-                        got
-                    },
-                });
-            }
-        }
-        for result in crate::probe::run_all(&probes).await {
-            checks.push(SmokeCheck {
-                name: format!("probe {}", result.name),
-                ok: result.success,
-                duration_ms: result.duration_s * 1000.0,
-                expected: format!("{} succeeds", result.target),
-                got: result.failure.clone().unwrap_or_else(|| {
-                    if result.kind == "http" {
-                        format!("{} in {:.1} ms", result.status_code, result.duration_s * 1000.0)
-                    } else {
-                        format!("connected in {:.1} ms", result.duration_s * 1000.0)
-                    }
-                }),
-            });
-        }
+        checks.extend(check_journey(&client, &source, id, plan.wait, &interrupt).await);
+        checks.extend(check_probes(&probes).await);
     }
     source.stop().await;
     let report = SmokeReport {
@@ -175,35 +97,102 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> u8 {
         checks,
         correlation_id,
     };
-    let written = crate::output::emit(&render(&report), &report, args.json.as_deref());
-    if let Err(e) = written {
-        eprintln!("recordctl smoke: {e}");
-        return exit::USAGE;
-    }
-    if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, junit(&report))
-    {
-        eprintln!("recordctl smoke: cannot write the JUnit report to {path}: {e}");
-        return exit::USAGE;
-    }
-    if interrupt.is_cancelled() {
-        exit::INTERRUPTED
+    let mut delivery = Delivery::default();
+    delivery.show(&render(&report), &report, args.json.as_deref());
+    delivery.file("JUnit", args.junit.as_deref(), || junit(&report));
+    let outcome = if interrupt.is_cancelled() {
+        Outcome::Interrupted
     } else if target_down {
-        let cause = report
-            .checks
-            .first()
-            .map(|c| c.got.trim_start_matches("no answer: ").to_string())
-            .unwrap_or_default();
-        eprintln!(
-            "recordctl smoke: {}",
-            crate::backends::target_unreachable(&base, &cause)
-        );
-        exit::UNREACHABLE
-    } else if report.passed {
-        exit::OK
+        let cause = report.checks[0].got.trim_start_matches("no answer: ");
+        eprintln!("recordctl smoke: {}", crate::backends::target_unreachable(&base, cause));
+        Outcome::Unreachable
     } else {
-        exit::CHECKS_FAILED
+        Outcome::checks(report.passed)
+    };
+    delivery.conclude(outcome)
+}
+
+/// The journey (browse, view, checkout, order completed) and, when its order was placed, its
+/// telemetry in all three pillars.
+async fn check_journey(
+    client: &reqwest::Client,
+    source: &TraceSource,
+    correlation_id: String,
+    wait: Duration,
+    interrupt: &CancellationToken,
+) -> Vec<SmokeCheck> {
+    let started = Instant::now();
+    let journey = Journey {
+        client,
+        base: &source.base,
+        correlation_id,
+        wait,
     }
+    .run()
+    .await;
+    let mut checks = vec![SmokeCheck {
+        name: "journey: browse, view, checkout, order completed".into(),
+        ok: journey.succeeded(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        expected: format!("order completed within {wait:?}"),
+        got: match (&journey.order_id, journey.outcome.as_str()) {
+            (Some(id), "completed") => format!("order {id} completed in {:.0} ms", journey.end_to_end_ms),
+            (Some(id), "timeout") => format!(
+                "order {id} not finished after {wait:?}{} (is the worker running?)",
+                journey.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+            (_, outcome) => format!("{outcome}: {}", journey.detail.clone().unwrap_or_default()),
+        },
+    }];
+    if journey.order_id.is_none() || interrupt.is_cancelled() {
+        return checks;
+    }
+    let started = Instant::now();
+    if let Some(t) = source.collect(&journey.subject(), journey.since_ns(), wait).await {
+        let missing = t.missing();
+        checks.push(SmokeCheck {
+            name: "journey telemetry: trace, log lines, metrics".into(),
+            ok: t.complete() && t.unreachable.is_empty(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            expected: "the journey's spans (api and worker), its log lines and its metrics".into(),
+            got: if missing.is_empty() && t.unreachable.is_empty() {
+                format!(
+                    "{} spans, {} log lines, {} metric samples",
+                    t.spans.len(),
+                    t.logs.len(),
+                    t.metrics.len()
+                )
+            } else {
+                let mut got = missing.join("; ");
+                if !t.unreachable.is_empty() {
+                    let _ = write!(got, " unreachable: {}", t.unreachable.join(", "));
+                }
+                got
+            },
+        });
+    }
+    checks
+}
+
+/// The probes file's probes, one check each.
+async fn check_probes(probes: &[crate::probe::spec::ProbeSpec]) -> Vec<SmokeCheck> {
+    let mut checks = Vec::new();
+    for result in crate::probe::run_all(probes).await {
+        checks.push(SmokeCheck {
+            name: format!("probe {}", result.name),
+            ok: result.success,
+            duration_ms: result.duration_s * 1000.0,
+            expected: format!("{} succeeds", result.target),
+            got: result.failure.clone().unwrap_or_else(|| {
+                if result.kind == "http" {
+                    format!("{} in {:.1} ms", result.status_code, result.duration_s * 1000.0)
+                } else {
+                    format!("connected in {:.1} ms", result.duration_s * 1000.0)
+                }
+            }),
+        });
+    }
+    checks
 }
 
 async fn check_get(client: &reqwest::Client, url: &str, name: &str, status_field: Option<&str>) -> SmokeCheck {

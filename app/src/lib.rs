@@ -3,6 +3,7 @@
 //! with exemplars — so recordctl can drive it, break it and follow it.
 
 pub mod alert_sink;
+pub mod catalogue_cache;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod payment;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

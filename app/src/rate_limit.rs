@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Requests per second a client may make to the write endpoints, and how many at once.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::payment::PaymentGateway;
-use crate::routes::catalogue_cache::CatalogueCache;
+use crate::catalogue_cache::CatalogueCache;
 use crate::routes::{AppState, api_router, worker_router};
 use crate::store::{Store, StoreError, redact};
 use crate::telemetry::{Captured, Telemetry};

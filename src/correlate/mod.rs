@@ -1,5 +1,13 @@
 //! `recordctl correlate ID`: the three-pillar timeline of a correlation id, trace id or
 //! order id seen earlier, from the stack's Jaeger, Loki and Prometheus.
+//!
+//! This module owns the three-pillar lookup every command uses: [`source`] (the embedded store
+//! or the stack), [`pillars`] (the lookup by [`pillars::Subject`], the join and each pillar's
+//! verdict), [`timeline`] (one time-ordered view). `journey` and `smoke` call it.
+
+pub mod pillars;
+pub mod source;
+pub mod timeline;
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,9 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CorrelateArgs;
-use crate::exit;
-use crate::journey::steps::JourneyResult;
-use crate::journey::telemetry::{self, JourneyTelemetry, Stack};
+use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::output::Delivery;
+use pillars::{Stack, Subject, Telemetry};
 use crate::units::parse_duration;
 
 /// What kind of id the user gave.
@@ -47,7 +55,7 @@ pub struct CorrelateReport {
     pub correlation_id: Option<String>,
     pub trace_id: Option<String>,
     pub order_id: Option<i64>,
-    pub telemetry: Option<JourneyTelemetry>,
+    pub telemetry: Option<Telemetry>,
     pub verdict: String,
 }
 
@@ -58,20 +66,21 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
-/// Finds the correlation id and trace id belonging to `id`. `Err((code, message))`.
+/// Finds the correlation id and trace id belonging to `id`. An order the store does not know
+/// is `Refused` (exit 1): the id was well formed, the check found nothing.
 async fn resolve(
     id: &Id,
     args: &CorrelateArgs,
     stack: &Stack,
     since_ns: u128,
-) -> Result<(Option<String>, Option<String>, Option<i64>), (u8, String)> {
+) -> Result<(Option<String>, Option<String>, Option<i64>), CommandError> {
     match id {
         Id::Trace(trace) => {
             let found = stack
                 .jaeger
                 .trace(trace)
                 .await
-                .map_err(|e| (exit::UNREACHABLE, e.to_string()))?;
+                .map_err(|e| CommandError::Unreachable(e.to_string()))?;
             let correlation = found.and_then(|spans| {
                 spans.into_iter().find_map(|s| {
                     s.tags
@@ -85,18 +94,15 @@ async fn resolve(
         Id::Order(order) => {
             let url = format!("{}/orders/{order}", args.target.trim_end_matches('/'));
             let response = reqwest::get(&url).await.map_err(|e| {
-                (
-                    exit::UNREACHABLE,
-                    format!("cannot reach the store at {url}: {e} (set --target)"),
-                )
+                CommandError::Unreachable(format!("cannot reach the store at {url}: {e} (set --target)"))
             })?;
             if response.status() == 404 {
-                return Err((exit::CHECKS_FAILED, format!("order {order} not found at {url}")));
+                return Err(CommandError::Refused(format!("order {order} not found at {url}")));
             }
             let order_doc: serde_json::Value = response
                 .json()
                 .await
-                .map_err(|e| (exit::UNREACHABLE, format!("{url}: {e}")))?;
+                .map_err(|e| CommandError::Unreachable(format!("{url}: {e}")))?;
             let correlation = order_doc["correlation_id"].as_str().map(str::to_string);
             let trace = order_doc["trace_id"].as_str().map(str::to_string);
             Ok((correlation, trace, Some(*order)))
@@ -106,7 +112,7 @@ async fn resolve(
                 .loki
                 .lines_with_correlation_id(c, since_ns, now_ns(), 100, crate::backends::loki::Direction::Forward)
                 .await
-                .map_err(|e| (exit::UNREACHABLE, e.to_string()))?;
+                .map_err(|e| CommandError::Unreachable(e.to_string()))?;
             let from_logs = lines
                 .iter()
                 .find_map(|l| l.fields.as_ref()?.get("trace_id")?.as_str().map(str::to_string));
@@ -124,57 +130,23 @@ async fn resolve(
     }
 }
 
-pub async fn run(args: CorrelateArgs) -> u8 {
-    let id = match Id::classify(&args.id) {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("recordctl: {e}");
-            return exit::USAGE;
-        }
-    };
-    let since = match parse_duration(&args.since) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("recordctl: --since: {e}");
-            return exit::USAGE;
-        }
-    };
-    let stack = match Stack::from_args(&args.stack) {
-        Ok(stack) => stack,
-        Err(e) => {
-            eprintln!("recordctl: {e}");
-            return exit::USAGE;
-        }
-    };
+pub async fn run(args: CorrelateArgs) -> CommandResult {
+    let id = Id::classify(&args.id).map_err(CommandError::Usage)?;
+    let since = parse_duration(&args.since).map_err(|e| CommandError::Usage(format!("--since: {e}")))?;
+    let stack = Stack::from_args(&args.stack).map_err(CommandError::Usage)?;
     let since_ns = now_ns().saturating_sub(since.as_nanos());
-    let (correlation_id, trace_id, order_id) = match resolve(&id, &args, &stack, since_ns).await {
-        Ok(found) => found,
-        Err((code, message)) => {
-            eprintln!("recordctl: {message}");
-            return code;
-        }
-    };
-    let seen = JourneyResult {
+    let (correlation_id, trace_id, order_id) = resolve(&id, &args, &stack, since_ns).await?;
+    let subject = Subject {
         correlation_id: correlation_id.clone().unwrap_or_default(),
         trace_id: trace_id.clone().unwrap_or_default(),
-        order_id,
-        outcome: "seen".into(),
-        detail: None,
-        steps: Vec::new(),
-        end_to_end_ms: 0.0,
-        processing_ms: None,
     };
-    let telemetry = telemetry::collect_from_stack(&stack, &seen, Duration::ZERO, since_ns).await;
+    let telemetry = pillars::collect_from_stack(&stack, &subject, Duration::ZERO, since_ns).await;
     let verdict = if telemetry.complete() {
         "PASSED: all three pillars found".to_string()
     } else {
         telemetry.incomplete_verdict()
     };
-    let code = if telemetry.complete() {
-        exit::OK
-    } else {
-        exit::CHECKS_FAILED
-    };
+    let outcome = Outcome::checks(telemetry.complete());
     let report = CorrelateReport {
         schema_version: 1,
         id: args.id.clone(),
@@ -194,7 +166,7 @@ pub async fn run(args: CorrelateArgs) -> u8 {
         report.order_id.map(|o| format!(" · order {o}")).unwrap_or_default()
     );
     if let Some(t) = &report.telemetry {
-        text.push_str(&crate::journey::timeline(&seen, t));
+        text.push_str(&timeline::timeline(&[], t));
         for p in &t.pillars {
             let _ = writeln!(
                 text,
@@ -206,11 +178,9 @@ pub async fn run(args: CorrelateArgs) -> u8 {
         }
     }
     let _ = writeln!(text, "{}", report.verdict);
-    if let Err(e) = crate::output::emit(&text, &report, args.json.as_deref()) {
-        eprintln!("recordctl: {e}");
-        return exit::USAGE;
-    }
-    code
+    let mut delivery = Delivery::default();
+    delivery.show(&text, &report, args.json.as_deref());
+    delivery.conclude(outcome)
 }
 
 #[cfg(test)]

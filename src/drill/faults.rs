@@ -7,12 +7,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::file::{self, Action, Fault};
-use super::journal::{Entry, EntryState, JournalFile, Undo};
+use super::journal::{Entry, EntryState, JournalError, JournalFile, Undo};
 use super::network::{self, NetworkFault};
 use super::report::Restored;
 use super::{ADMIN_TOKEN_ENV, Ctx, confirm};
-use crate::backends::docker::DockerClient;
-use crate::exit;
+use crate::backends::docker::{DockerClient, DockerError};
+use crate::exit::{CommandError, CommandResult, Outcome};
 
 /// A Docker call may take the stop's grace period and a little more, never longer: a hung
 /// engine cannot hold a fault past its cap unnoticed.
@@ -44,8 +44,33 @@ pub(super) fn describe(fault: &Fault) -> String {
     }
 }
 
+/// Why a fault could not be injected or undone; the drill reports it as a failure line.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    /// The journal could not record the change: nothing is changed unrecorded.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The store, the helper container or the fault itself said no.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for FaultError {
+    fn from(message: String) -> FaultError {
+        FaultError::Failed(message)
+    }
+}
+
+impl From<&str> for FaultError {
+    fn from(message: &str) -> FaultError {
+        FaultError::Failed(message.to_string())
+    }
+}
+
 /// Journals, then applies, one fault. Returns its journal entry id.
-pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Fault) -> Result<usize, String> {
+pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Fault) -> Result<usize, FaultError> {
     let grace = ctx.drill.safety.stop_grace_seconds;
     if fault.action == Action::PaymentFault {
         let url = format!("{}/admin/faults", ctx.target);
@@ -75,7 +100,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
             return Err(format!(
                 "POST {url} answered {} (is {ADMIN_TOKEN_ENV} / --admin-token set to the store's admin token?)",
                 response.status()
-            ));
+            ).into());
         }
         held(journal).mark(id, EntryState::Applied, None)?;
         return Ok(id);
@@ -94,7 +119,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         return Err(format!(
             "refused: {} is service {:?}, not one this drill names ({:?})",
             c.name, c.service, ctx.drill.services
-        ));
+        ).into());
     }
     let networks: Vec<(String, Vec<String>)> = c
         .networks
@@ -108,7 +133,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
             c.name,
             fault.network,
             c.networks.keys().collect::<Vec<_>>()
-        ));
+        ).into());
     }
     let undo = match fault.action {
         Action::Stop | Action::Kill => Undo::Start,
@@ -151,7 +176,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
                 return Err(format!(
                     "{} is {}, not running: a network fault needs its network namespace",
                     c.name, c.state
-                ));
+                ).into());
             }
             let image = &ctx.network_helper_image;
             let mut applied = docker
@@ -185,7 +210,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
                     .run_network_helper(&c, image, network::HELPER_LABEL, &network::clear_script())
                     .await;
                 held(journal).mark(id, EntryState::Undone, Some("not applied".into()))?;
-                return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())));
+                return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())).into());
             }
             Ok(())
         }
@@ -196,7 +221,7 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
     Ok(id)
 }
 
-pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usize) -> Result<(), String> {
+pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usize) -> Result<(), FaultError> {
     let entry = held(journal).journal.entries[id].clone();
     let result = undo(
         ctx.docker.as_ref(),
@@ -211,7 +236,7 @@ pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usiz
     } else {
         entry.state
     };
-    held(journal).mark(id, state, result.clone().err())?;
+    held(journal).mark(id, state, result.as_ref().err().map(ToString::to_string))?;
     result
 }
 
@@ -222,7 +247,7 @@ pub(super) async fn undo(
     project: &str,
     entry: &Entry,
     admin_token: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), FaultError> {
     if let Undo::ClearPaymentFault { url, token_env } = &entry.undo {
         let mut request = http.delete(url);
         // The token the drill was given, else the environment (`--restore` in a new shell).
@@ -236,7 +261,7 @@ pub(super) async fn undo(
         return if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("DELETE {url} answered {}", response.status()))
+            Err(format!("DELETE {url} answered {}", response.status()).into())
         };
     }
     let docker = docker.ok_or("Docker is needed to undo this change")?;
@@ -332,14 +357,14 @@ pub(super) async fn restore(
         } else {
             entry.state
         };
-        let _ = held(journal).mark(entry.id, state, result.clone().err());
+        let _ = held(journal).mark(entry.id, state, result.as_ref().err().map(ToString::to_string));
         if result.is_ok() {
             eprintln!("recordctl drill: restored: {what}");
         }
         out.push(Restored {
             what,
             ok: result.is_ok(),
-            error: result.err().unwrap_or_default(),
+            error: result.err().map(|e| e.to_string()).unwrap_or_default(),
         });
     }
     out
@@ -348,22 +373,19 @@ pub(super) async fn restore(
 /// `recordctl drill --restore`: undo what a killed drill left changed.
 /// `drill --restore --forget`: marks every change the journal still holds as dealt with,
 /// after the user confirms (or with `--yes`), so later drills may run.
-pub(super) fn forget_command(path: &std::path::Path, yes: bool) -> u8 {
+pub(super) fn forget_command(path: &std::path::Path, yes: bool) -> CommandResult {
     let mut journal = match JournalFile::open(path) {
         Ok(Some(journal)) => journal,
         Ok(None) => {
             println!("nothing to forget: no journal at {}", path.display());
-            return exit::OK;
+            return Ok(Outcome::Passed);
         }
-        Err(e) => {
-            eprintln!("recordctl drill --restore --forget: {e}");
-            return exit::CHECKS_FAILED;
-        }
+        Err(e) => return Err(CommandError::Refused(format!("--restore --forget: {e}"))),
     };
     let pending = journal.pending();
     if pending.is_empty() {
         println!("nothing to forget: every change in {} was undone", path.display());
-        return exit::OK;
+        return Ok(Outcome::Passed);
     }
     for e in &pending {
         println!(
@@ -379,54 +401,45 @@ pub(super) fn forget_command(path: &std::path::Path, yes: bool) -> u8 {
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            eprintln!("recordctl drill --restore --forget: add --yes to drop these entries without undoing them");
-            return exit::USAGE;
+            return Err(CommandError::Usage(
+                "--restore --forget: add --yes to drop these entries without undoing them".into(),
+            ));
         }
         if !confirm(&format!("Drop these {} entries without undoing them?", pending.len())) {
-            eprintln!("nothing forgotten");
-            return exit::CHECKS_FAILED;
+            return Err(CommandError::Refused("nothing forgotten".into()));
         }
     }
     for e in &pending {
         let note = Some("forgotten by drill --restore --forget, not undone".to_string());
-        if let Err(err) = journal.mark(e.id, EntryState::Undone, note) {
-            eprintln!("recordctl drill --restore --forget: {err}");
-            return exit::CHECKS_FAILED;
-        }
+        journal
+            .mark(e.id, EntryState::Undone, note)
+            .map_err(|err| CommandError::Refused(format!("--restore --forget: {err}")))?;
     }
     println!("forgot {} entries; later drills may run", pending.len());
-    exit::OK
+    Ok(Outcome::Passed)
 }
 
-pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> u8 {
+pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<&str>) -> CommandResult {
     let journal = match JournalFile::open(path) {
         Ok(Some(journal)) => journal,
         Ok(None) => {
             println!("nothing to restore: no journal at {}", path.display());
-            return exit::OK;
+            return Ok(Outcome::Passed);
         }
-        Err(e) => {
-            eprintln!("recordctl drill --restore: {e}");
-            return exit::CHECKS_FAILED;
-        }
+        Err(e) => return Err(CommandError::Refused(format!("--restore: {e}"))),
     };
     let pending = journal.pending();
     if pending.is_empty() {
         println!("nothing to restore: every change in {} was undone", path.display());
-        return exit::OK;
+        return Ok(Outcome::Passed);
     }
     let project = journal.journal.project.clone();
     let needs_docker = pending
         .iter()
         .any(|e| !matches!(e.undo, Undo::ClearPaymentFault { .. }));
     let docker = if needs_docker {
-        match DockerClient::connect_bounded(docker_timeout(file::MAX_STOP_GRACE_SECONDS)).await {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("recordctl drill --restore: {e}");
-                return exit::UNREACHABLE;
-            }
-        }
+        let docker = DockerClient::connect_bounded(docker_timeout(file::MAX_STOP_GRACE_SECONDS)).await;
+        Some(docker.map_err(|e| CommandError::Unreachable(format!("--restore: {e}")))?)
     } else {
         None
     };
@@ -442,7 +455,7 @@ pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<
             println!("FAILED    {}: {}", r.what, r.error);
         }
     }
-    if failed { exit::CHECKS_FAILED } else { exit::OK }
+    Ok(Outcome::checks(!failed))
 }
 
 /// The journal, even when a drill task panicked while holding it: the restore that follows a

@@ -80,6 +80,30 @@ pub struct JournalFile {
     _lock: JournalLock,
 }
 
+/// Why a journal could not be taken, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a drill journal: {source}", path.display())]
+    NotAJournal { path: PathBuf, source: serde_json::Error },
+    /// Another drill (or restore) holds the journal.
+    #[error("{} is in use by {holder}: wait for it to finish (it undoes its own changes), or stop it with Ctrl-C", path.display())]
+    InUse { path: PathBuf, holder: String },
+    /// A killed drill left changes that must be restored first.
+    #[error("{} holds changes of drill {drill:?} (pid {pid}) that were never undone; run `recordctl drill --restore` first", path.display())]
+    NotUndone { path: PathBuf, drill: String, pid: u32 },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |source| JournalError::Io { what, path, source }
+}
+
 /// The exclusive hold on a journal; released when dropped or when its process dies.
 pub struct JournalLock {
     _file: std::fs::File,
@@ -87,12 +111,12 @@ pub struct JournalLock {
 
 impl JournalLock {
     /// Takes the lock of the journal at `path` for `owner` (what the lock file will say).
-    pub fn acquire(path: &Path, owner: &str) -> Result<JournalLock, String> {
+    pub fn acquire(path: &Path, owner: &str) -> Result<JournalLock, JournalError> {
         use std::io::Write;
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
         let lock_path = path.with_extension("json.lock");
         let mut file = std::fs::OpenOptions::new()
@@ -101,7 +125,7 @@ impl JournalLock {
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+            .map_err(io("open", &lock_path))?;
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.set_len(0);
@@ -110,13 +134,12 @@ impl JournalLock {
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-                Err(format!(
-                    "{} is in use by {}: wait for it to finish (it undoes its own changes), or stop it with Ctrl-C",
-                    path.display(),
-                    holder.trim()
-                ))
+                Err(JournalError::InUse {
+                    path: path.to_path_buf(),
+                    holder: holder.trim().to_string(),
+                })
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path.display())),
+            Err(std::fs::TryLockError::Error(e)) => Err(io("lock", &lock_path)(e)),
         }
     }
 }
@@ -124,17 +147,16 @@ impl JournalLock {
 impl JournalFile {
     /// Starts a new journal for a drill. Refuses when the file still has changes not undone
     /// (a drill was killed): those must be restored first.
-    pub fn create(path: &Path, drill: &str, project: &str) -> Result<JournalFile, String> {
+    pub fn create(path: &Path, drill: &str, project: &str) -> Result<JournalFile, JournalError> {
         let lock = JournalLock::acquire(path, &format!("drill {drill:?}"))?;
         if let Some(old) = read(path)?
             && old.entries.iter().any(Entry::needs_undo)
         {
-            return Err(format!(
-                "{} holds changes of drill {:?} (pid {}) that were never undone; run `recordctl drill --restore` first",
-                path.display(),
-                old.drill,
-                old.pid
-            ));
+            return Err(JournalError::NotUndone {
+                path: path.to_path_buf(),
+                drill: old.drill,
+                pid: old.pid,
+            });
         }
         let file = JournalFile {
             path: path.to_path_buf(),
@@ -152,7 +174,7 @@ impl JournalFile {
     }
 
     /// The journal at `path` for a restore, locked; `None` when there is none.
-    pub fn open(path: &Path) -> Result<Option<JournalFile>, String> {
+    pub fn open(path: &Path) -> Result<Option<JournalFile>, JournalError> {
         if read(path)?.is_none() {
             return Ok(None);
         }
@@ -165,7 +187,7 @@ impl JournalFile {
     }
 
     /// Records an action about to happen; returns its entry id.
-    pub fn before(&mut self, mut entry: Entry) -> Result<usize, String> {
+    pub fn before(&mut self, mut entry: Entry) -> Result<usize, JournalError> {
         entry.id = self.journal.entries.len();
         entry.at_ms = now_ms();
         entry.state = EntryState::Applying;
@@ -175,7 +197,7 @@ impl JournalFile {
         Ok(id)
     }
 
-    pub fn mark(&mut self, id: usize, state: EntryState, undo_error: Option<String>) -> Result<(), String> {
+    pub fn mark(&mut self, id: usize, state: EntryState, undo_error: Option<String>) -> Result<(), JournalError> {
         if let Some(entry) = self.journal.entries.get_mut(id) {
             entry.state = state;
             entry.undo_error = undo_error;
@@ -196,26 +218,29 @@ impl JournalFile {
         &self.path
     }
 
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<(), JournalError> {
         if let Some(dir) = self.path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
         let tmp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(&self.journal).expect("journal serializes");
-        std::fs::write(&tmp, text + "\n").map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        std::fs::write(&tmp, text + "\n").map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(io("write", &self.path))
     }
 }
 
-fn read(path: &Path) -> Result<Option<Journal>, String> {
+fn read(path: &Path) -> Result<Option<Journal>, JournalError> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| format!("{}: not a drill journal: {e}", path.display())),
+            .map_err(|source| JournalError::NotAJournal {
+                path: path.to_path_buf(),
+                source,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(io("read", path)(e)),
     }
 }
 
@@ -255,21 +280,24 @@ mod tests {
         // While the drill holds it, neither a restore nor another drill may use it.
         let pid = std::process::id();
         let held = format!("in use by drill \"db-outage\" (pid {pid})");
-        assert!(JournalFile::open(&path).err().unwrap().contains(&held));
-        assert!(JournalFile::create(&path, "other", "p").err().unwrap().contains(&held));
+        assert!(matches!(JournalFile::open(&path), Err(JournalError::InUse { .. })));
+        let in_use = JournalFile::create(&path, "other", "p").err().unwrap();
+        assert!(in_use.to_string().contains(&held), "{in_use}");
         drop(journal); // as when the drill dies: its lock goes with it
         let reread = JournalFile::open(&path).unwrap().unwrap();
         assert_eq!(reread.journal.entries[0].state, EntryState::Applying);
         assert_eq!(reread.pending().len(), 1);
         drop(reread);
         let err = JournalFile::create(&path, "other", "p").err().unwrap();
-        assert!(err.contains("--restore"), "{err}");
+        assert!(matches!(&err, JournalError::NotUndone { pid, .. } if *pid == std::process::id()));
+        assert!(err.to_string().contains("--restore"), "{err}");
         let mut restoring = JournalFile::open(&path).unwrap().unwrap();
         restoring.mark(id, EntryState::Undone, None).unwrap();
         drop(restoring);
         drop(JournalFile::create(&path, "other", "p").unwrap());
         std::fs::write(&path, "{ nope").unwrap();
-        assert!(JournalFile::open(&path).err().unwrap().contains("not a drill journal"));
+        let err = JournalFile::open(&path).err().unwrap();
+        assert!(matches!(err, JournalError::NotAJournal { .. }), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

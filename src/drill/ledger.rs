@@ -137,3 +137,86 @@ pub(super) async fn orders_of(http: &reqwest::Client, target: &str, correlation_
     }
     answer.json::<serde_json::Value>().await.ok()?["count"].as_u64()
 }
+
+impl LedgerReport {
+    /// Every broken promise the ledger shows, one failure line each.
+    pub fn failures(&self, orders_deadline: Duration) -> Vec<String> {
+        let mut failures = Vec::new();
+        if !self.lost.is_empty() {
+            failures.push(format!("acknowledged orders lost: {:?}", self.lost));
+        }
+        if !self.duplicated.is_empty() {
+            failures.push(format!("checkouts that made more than one order: {:?}", self.duplicated));
+        }
+        if !self.unfinished.is_empty() {
+            failures.push(format!(
+                "acknowledged orders not finished within {orders_deadline:?}: {:?}",
+                self.unfinished
+            ));
+        }
+        if !self.refused_but_ordered.is_empty() {
+            failures.push(format!(
+                "checkouts answered with an error that made an order all the same: {:?}",
+                self.refused_but_ordered
+            ));
+        }
+        let Some(audit) = &self.audit else { return failures };
+        for (invariant, kinds) in audit::INVARIANTS {
+            let broken = audit.broken(kinds);
+            let Some(first) = broken.first() else { continue };
+            let orders: Vec<i64> = broken.iter().filter_map(|v| v.order_id).collect();
+            let products: Vec<i64> = broken.iter().filter_map(|v| v.product_id).collect();
+            failures.push(format!(
+                "broken promise: {invariant} ({} violations; orders {orders:?}, products {products:?}; first: {})",
+                broken.len(),
+                first.detail
+            ));
+        }
+        failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_ledger_has_no_failures_and_each_broken_promise_is_one_line() {
+        let clean = LedgerReport {
+            acknowledged: 3,
+            completed: 3,
+            ..LedgerReport::default()
+        };
+        assert!(clean.failures(Duration::from_secs(30)).is_empty());
+        let broken = LedgerReport {
+            acknowledged: 3,
+            lost: vec![7],
+            duplicated: vec!["c-1".into()],
+            unfinished: vec![9],
+            refused_but_ordered: vec!["c-2".into()],
+            audit: Some(audit::LedgerAudit {
+                source: "admin audit".into(),
+                money: None,
+                stock: None,
+                violations: vec![recordstore::store::Violation {
+                    kind: audit::INVARIANTS[0].1[0].to_string(),
+                    order_id: Some(9),
+                    product_id: Some(2),
+                    detail: "charged twice".into(),
+                }],
+                note: None,
+            }),
+            ..LedgerReport::default()
+        };
+        let failures = broken.failures(Duration::from_secs(30));
+        assert_eq!(failures.len(), 5, "{failures:#?}");
+        assert_eq!(failures[0], "acknowledged orders lost: [7]");
+        assert!(failures[2].contains("within 30s: [9]"), "{}", failures[2]);
+        assert!(
+            failures[4].starts_with(&format!("broken promise: {} (1 violations; orders [9], products [2]", audit::INVARIANTS[0].0)),
+            "{}",
+            failures[4]
+        );
+        assert!(failures[4].ends_with("first: charged twice)"), "{}", failures[4]);
+    }
+}

@@ -6,8 +6,10 @@
 use std::fmt::Write;
 
 use super::steps::JourneyResult;
-use super::telemetry::JourneyTelemetry;
-use super::{JourneyReport, parse_rfc3339_nanos, span_tree};
+use crate::correlate::pillars::Telemetry;
+use super::JourneyReport;
+use crate::correlate::timeline::span_tree;
+use crate::units::parse_rfc3339_nanos;
 use crate::html::{escape, page_head};
 
 struct Row {
@@ -20,7 +22,7 @@ struct Row {
     title: String,
 }
 
-fn rows(j: &JourneyResult, t: Option<&JourneyTelemetry>) -> Vec<Row> {
+fn rows(j: &JourneyResult, t: Option<&Telemetry>) -> Vec<Row> {
     let mut rows: Vec<Row> = j
         .steps
         .iter()
@@ -41,7 +43,7 @@ fn rows(j: &JourneyResult, t: Option<&JourneyTelemetry>) -> Vec<Row> {
         })
         .collect();
     if let Some(t) = t {
-        let tree = span_tree(j, t);
+        let tree = span_tree(&j.client_rows(), t);
         for s in &tree.spans {
             rows.push(Row {
                 label: format!("{} {}", s.service, s.name),
@@ -79,7 +81,7 @@ struct LogMark {
     message: String,
 }
 
-fn log_marks(t: Option<&JourneyTelemetry>) -> Vec<LogMark> {
+fn log_marks(t: Option<&Telemetry>) -> Vec<LogMark> {
     let field = |l: &serde_json::Map<String, serde_json::Value>, k: &str| {
         l.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()
     };
@@ -199,7 +201,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 pub fn render(r: &JourneyReport) -> String {
     let mut page = page_head("recordctl journey");
-    let verdict_class = if r.exit_code() == 0 { "pass" } else { "fail" };
+    let verdict_class = if r.outcome() == crate::exit::Outcome::Passed { "pass" } else { "fail" };
     let _ = write!(
         page,
         "<h1>Journey</h1><p>target {} · {} journeys · {:.1}% completed</p>",

@@ -26,7 +26,8 @@ fn decode_tag(tag: &str) -> String {
     tag.replace("%20", " ").replace("%2C", ",").replace("%25", "%")
 }
 
-pub fn write(path: &str, stats: &Stats, started: SystemTime, elapsed: Duration, run_id: &str) -> Result<(), String> {
+/// The interval log of a run: one histogram per request name, and `ALL`.
+pub fn encode(stats: &Stats, started: SystemTime, elapsed: Duration, run_id: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
@@ -44,7 +45,7 @@ pub fn write(path: &str, stats: &Stats, started: SystemTime, elapsed: Duration, 
                 .map_err(|e| format!("cannot write the histogram of {name}: {e:?}"))?;
         }
     }
-    std::fs::write(path, out).map_err(|e| format!("cannot write {path}: {e}"))
+    Ok(out)
 }
 
 /// Reads interval logs and merges their histograms by tag (request name).
@@ -110,8 +111,9 @@ mod tests {
             dir.join("a.hlog").display().to_string(),
             dir.join("b.hlog").display().to_string(),
         );
-        write(&a, &stats(10, 300), SystemTime::now(), Duration::from_secs(3), "a").unwrap();
-        write(&b, &stats(50, 100), SystemTime::now(), Duration::from_secs(3), "b").unwrap();
+        let log = |stats: &Stats, run: &str| encode(stats, SystemTime::now(), Duration::from_secs(3), run).unwrap();
+        std::fs::write(&a, log(&stats(10, 300), "a")).unwrap();
+        std::fs::write(&b, log(&stats(50, 100), "b")).unwrap();
         let merged = read_and_merge(&[a.clone(), b]).unwrap();
         let all = &merged[ALL];
         assert_eq!(all.len(), 400);

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit;
+use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::output::Delivery;
 use crate::load::hdr;
 use crate::load::report::LatencySummary;
 use crate::load::threshold::format_us;
@@ -20,14 +21,8 @@ pub struct MergedHistogram {
     pub latency: LatencySummary,
 }
 
-pub fn run(files: &[String], json: Option<&str>) -> u8 {
-    let merged = match hdr::read_and_merge(files) {
-        Ok(merged) => merged,
-        Err(e) => {
-            eprintln!("recordctl: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn run(files: &[String], json: Option<&str>) -> CommandResult {
+    let merged = hdr::read_and_merge(files).map_err(CommandError::Usage)?;
     let report = MergedReport {
         schema_version: 1,
         files: files.to_vec(),
@@ -50,9 +45,7 @@ pub fn run(files: &[String], json: Option<&str>) -> u8 {
         table.add_row(row);
     }
     let text = format!("merged {} file(s)\n{table}\n", files.len());
-    if let Err(e) = crate::output::emit(&text, &report, json) {
-        eprintln!("recordctl: {e}");
-        return exit::USAGE;
-    }
-    exit::OK
+    let mut delivery = Delivery::default();
+    delivery.show(&text, &report, json);
+    delivery.conclude(Outcome::Passed)
 }

@@ -25,56 +25,44 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::LoadTestArgs;
 use crate::embedded::EmbeddedTarget;
-use crate::exit;
+use crate::exit::{CommandError, CommandResult};
+use crate::output::Delivery;
 use plan::{LoadPlan, Model, Target};
 use report::{LoadReport, ReportContext, RunOutcome};
 use stats::{Live, Recorder};
 
-pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
-    let plan = match LoadPlan::from_args(&args) {
-        Ok(plan) => plan,
-        Err(message) => {
-            eprintln!("recordctl: {message}");
-            return exit::USAGE;
-        }
-    };
+pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> CommandResult {
+    let plan = LoadPlan::from_args(&args).map_err(CommandError::Usage)?;
     let (target_url, embedded) = match &plan.target {
         Target::Url(url) => (url.clone(), None),
-        Target::Embedded { path } => match EmbeddedTarget::start().await {
-            Ok(app) => {
-                let url = match plan.model {
-                    Model::Plain { .. } => format!("{}{path}", app.base_url()),
-                    _ => app.base_url(),
-                };
-                (url, Some(app))
-            }
-            Err(message) => {
-                eprintln!("recordctl: cannot start the embedded recordstore: {message}");
-                return exit::UNREACHABLE;
-            }
-        },
-    };
-    if let Err(message) = preflight(&target_url).await {
-        eprintln!("recordctl: {message}");
-        return exit::UNREACHABLE;
-    }
-    let outcome = match execute(&plan, &target_url, &interrupt).await {
-        Ok(outcome) => outcome,
-        Err(message) => {
-            eprintln!("recordctl: {message}");
-            return exit::USAGE;
+        Target::Embedded { path } => {
+            let app = EmbeddedTarget::start()
+                .await
+                .map_err(|e| CommandError::Unreachable(format!("cannot start the embedded recordstore: {e}")))?;
+            let url = match plan.model {
+                Model::Plain { .. } => format!("{}{path}", app.base_url()),
+                _ => app.base_url(),
+            };
+            (url, Some(app))
         }
     };
+    let result = measure(&plan, &target_url, embedded.is_some(), &interrupt).await;
+    if let Some(app) = embedded {
+        app.stop().await;
+    }
+    result
+}
+
+/// Checks the target, runs the plan against it and delivers the report.
+async fn measure(plan: &LoadPlan, target_url: &str, embedded: bool, interrupt: &CancellationToken) -> CommandResult {
+    preflight(target_url).await.map_err(CommandError::Unreachable)?;
+    let outcome = execute(plan, target_url, interrupt).await.map_err(CommandError::Usage)?;
     let report = report::build(
         &ReportContext {
             run_id: &plan.run_id,
             shard: plan.shard.map(|s| format!("{}/{}", s.index + 1, s.count)),
             model: plan.model.name(),
-            target: if embedded.is_some() {
-                "embedded recordstore"
-            } else {
-                &target_url
-            },
+            target: if embedded { "embedded recordstore" } else { target_url },
             scenario: plan.scenario.as_ref().map(|s| s.name.as_str()),
             started_at: recordstore::clock::rfc3339_ms(
                 recordstore::clock::now_ms() - outcome.elapsed.as_millis() as i64,
@@ -83,11 +71,7 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> u8 {
         },
         &outcome,
     );
-    let code = write_outputs(&plan, &report, &outcome).await;
-    if let Some(app) = embedded {
-        app.stop().await;
-    }
-    code.unwrap_or_else(|| report.exit_code())
+    deliver(plan, &report, &outcome).await.conclude(report.outcome())
 }
 
 /// Checks the target answers TCP before the clock starts.
@@ -270,33 +254,20 @@ fn progress_bar(
     Some((bar, task))
 }
 
-/// Writes the table (stdout, or stderr when JSON goes to stdout) and the requested files.
-/// Returns an exit code when an output could not be written.
-async fn write_outputs(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> Option<u8> {
-    let table = report::render_table(report);
-    let mut failed = None;
-    let mut fail = |message: String, code: u8| {
-        eprintln!("recordctl: {message}");
-        failed.get_or_insert(code);
-    };
-    if let Err(e) = crate::output::emit(&table, report, plan.outputs.json.as_deref()) {
-        fail(e, exit::USAGE);
-    }
-    if let Some(path) = &plan.outputs.html
-        && let Err(e) = std::fs::write(path, html::render(report))
-    {
-        fail(format!("cannot write the HTML report to {path}: {e}"), exit::USAGE);
-    }
-    if let Some(path) = &plan.outputs.hdr_out {
+/// Writes the table (stdout, or stderr when JSON goes to stdout), the requested files and
+/// the pushes; see [`crate::output`].
+async fn deliver(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> Delivery {
+    let mut delivery = Delivery::default();
+    delivery.show(&report::render_table(report), report, plan.outputs.json.as_deref());
+    delivery.file("HTML", plan.outputs.html.as_deref(), || html::render(report));
+    delivery.bytes("HDR log", plan.outputs.hdr_out.as_deref(), || {
         let started = std::time::SystemTime::now() - outcome.elapsed;
-        if let Err(e) = hdr::write(path, &outcome.stats, started, outcome.elapsed, &report.run_id) {
-            fail(e, exit::USAGE);
-        }
-    }
+        hdr::encode(&outcome.stats, started, outcome.elapsed, &report.run_id)
+    });
     if let Some(gateway) = &plan.outputs.push_gateway
         && let Err(e) = push::push(gateway, report).await
     {
-        fail(e, exit::UNREACHABLE);
+        delivery.failed_to_send(e);
     }
     // The last push carries the report's own totals: what Prometheus holds equals the report.
     if let Some((writer, failed_pushes, first)) = &outcome.remote_write {
@@ -304,14 +275,14 @@ async fn write_outputs(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcom
             .send(&remote_write::final_points(report), recordstore::clock::now_ms())
             .await
         {
-            fail(e, exit::UNREACHABLE);
+            delivery.failed_to_send(e);
         } else if *failed_pushes > 0 {
             eprintln!(
-                "recordctl: remote write: {failed_pushes} of the per-second pushes to {} failed (first: {}); the final totals arrived",
+                "recordctl load-test: remote write: {failed_pushes} of the per-second pushes to {} failed (first: {}); the final totals arrived",
                 writer.url(),
                 first.as_deref().unwrap_or("")
             );
         }
     }
-    failed
+    delivery
 }

@@ -188,20 +188,10 @@ fn duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
 }
 
 impl LoadPlan {
+    /// `Err` is the message for a usage error (exit 2).
     pub fn from_args(args: &LoadTestArgs) -> Result<LoadPlan, String> {
         let plain = args.connections.is_some();
-        if plain && args.scenario.is_some() {
-            return Err("--connections (plain mode) loads one URL and takes no --scenario; drop one of them".into());
-        }
-        if plain && (args.rate.is_some() || args.users.is_some()) {
-            return Err("--connections cannot be combined with --rate or --users: pick one model".into());
-        }
-        if args.rate.is_some() && args.users.is_some() {
-            return Err("--rate (open model) and --users (closed model) exclude each other".into());
-        }
-        if !args.stages.is_empty() && args.users.is_some() {
-            return Err("--stage belongs to the open model; it cannot be combined with --users".into());
-        }
+        exclusive_flags(args)?;
         let scenario = if plain {
             None
         } else {
@@ -223,42 +213,8 @@ impl LoadPlan {
             .map(ThinkTime::parse)
             .transpose()
             .map_err(|e| format!("--think-time: {e}"))?;
-        let rate = args.rate.clone().or(if args.users.is_some() {
-            None
-        } else {
-            defaults.rate.clone()
-        });
-        let model = if let Some(connections) = args.connections {
-            if connections == 0 {
-                return Err("--connections must be at least 1".into());
-            }
-            Model::Plain { connections }
-        } else if rate.is_some() || !args.stages.is_empty() {
-            let schedule = schedule(rate.as_deref(), &args.stages, duration)?;
-            if args.max_in_flight == 0 {
-                return Err("--max-in-flight must be at least 1".into());
-            }
-            Model::Open {
-                schedule,
-                max_in_flight: args.max_in_flight,
-                max_queue: args.max_queue,
-            }
-        } else {
-            let users = args.users.or(defaults.users).unwrap_or(10);
-            if users == 0 {
-                return Err("--users must be at least 1".into());
-            }
-            let ramp_up = match (&args.ramp_up, &defaults.ramp_up) {
-                (Some(raw), _) => duration_flag("ramp-up", raw)?,
-                (None, Some(d)) => d.0,
-                (None, None) => Duration::ZERO,
-            };
-            Model::Closed {
-                users,
-                ramp_up,
-                iterations: args.iterations.or(defaults.iterations),
-            }
-        };
+        let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+        let model = model(args, &defaults, duration, shard)?;
         let duration = match &model {
             Model::Open { schedule, .. } => schedule.duration(),
             _ => duration,
@@ -269,48 +225,13 @@ impl LoadPlan {
                 path: "/products".into(),
             },
         };
-        let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
-        let model = match (shard, model) {
-            (
-                Some(shard),
-                Model::Closed {
-                    users,
-                    ramp_up,
-                    iterations,
-                },
-            ) => Model::Closed {
-                users: nonzero_share(shard, users, "users")?,
-                ramp_up,
-                iterations,
-            },
-            (Some(shard), Model::Plain { connections }) => Model::Plain {
-                connections: nonzero_share(shard, connections, "connections")?,
-            },
-            (_, model) => model,
-        };
-        let run_id = args
-            .run_id
-            .clone()
-            .unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
-        if run_id.is_empty()
-            || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
-            || run_id.len() > 64
-        {
-            return Err(format!(
-                "--run-id {run_id:?}: letters, digits and ._:- only, at most 64"
-            ));
-        }
-        let run_id = match shard {
-            Some(s) => format!("{run_id}-s{}", s.index + 1),
-            None => run_id,
-        };
         let mut thresholds = Vec::new();
         let from_scenario = scenario.iter().flat_map(|s| s.thresholds.checks.iter());
         for text in args.thresholds.iter().chain(from_scenario) {
             thresholds.push(Threshold::parse(text)?);
         }
         Ok(LoadPlan {
-            run_id,
+            run_id: run_id(args.run_id.as_deref(), shard)?,
             shard,
             target,
             model,
@@ -329,6 +250,88 @@ impl LoadPlan {
             progress: !args.no_progress,
         })
     }
+}
+
+/// The flags that pick a model exclude each other.
+fn exclusive_flags(args: &LoadTestArgs) -> Result<(), String> {
+    let plain = args.connections.is_some();
+    if plain && args.scenario.is_some() {
+        return Err("--connections (plain mode) loads one URL and takes no --scenario; drop one of them".into());
+    }
+    if plain && (args.rate.is_some() || args.users.is_some()) {
+        return Err("--connections cannot be combined with --rate or --users: pick one model".into());
+    }
+    if args.rate.is_some() && args.users.is_some() {
+        return Err("--rate (open model) and --users (closed model) exclude each other".into());
+    }
+    if !args.stages.is_empty() && args.users.is_some() {
+        return Err("--stage belongs to the open model; it cannot be combined with --users".into());
+    }
+    Ok(())
+}
+
+/// The model the flags (or else the scenario's defaults) choose, this shard's part of it.
+fn model(args: &LoadTestArgs, defaults: &scenario::Defaults, duration: Duration, shard: Option<Shard>) -> Result<Model, String> {
+    let rate = args.rate.clone().or(if args.users.is_some() {
+        None
+    } else {
+        defaults.rate.clone()
+    });
+    if let Some(connections) = args.connections {
+        if connections == 0 {
+            return Err("--connections must be at least 1".into());
+        }
+        let connections = match shard {
+            Some(shard) => nonzero_share(shard, connections, "connections")?,
+            None => connections,
+        };
+        return Ok(Model::Plain { connections });
+    }
+    if rate.is_some() || !args.stages.is_empty() {
+        let schedule = schedule(rate.as_deref(), &args.stages, duration)?;
+        if args.max_in_flight == 0 {
+            return Err("--max-in-flight must be at least 1".into());
+        }
+        return Ok(Model::Open {
+            schedule,
+            max_in_flight: args.max_in_flight,
+            max_queue: args.max_queue,
+        });
+    }
+    let users = args.users.or(defaults.users).unwrap_or(10);
+    if users == 0 {
+        return Err("--users must be at least 1".into());
+    }
+    let ramp_up = match (&args.ramp_up, &defaults.ramp_up) {
+        (Some(raw), _) => duration_flag("ramp-up", raw)?,
+        (None, Some(d)) => d.0,
+        (None, None) => Duration::ZERO,
+    };
+    Ok(Model::Closed {
+        users: match shard {
+            Some(shard) => nonzero_share(shard, users, "users")?,
+            None => users,
+        },
+        ramp_up,
+        iterations: args.iterations.or(defaults.iterations),
+    })
+}
+
+/// `--run-id`, or a random one; a shard's carries its number.
+fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, String> {
+    let run_id = given.map(str::to_string).unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
+    if run_id.is_empty()
+        || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
+        || run_id.len() > 64
+    {
+        return Err(format!(
+            "--run-id {run_id:?}: letters, digits and ._:- only, at most 64"
+        ));
+    }
+    Ok(match shard {
+        Some(s) => format!("{run_id}-s{}", s.index + 1),
+        None => run_id,
+    })
 }
 
 /// `--out prometheus-rw=URL` (at most one): the URL, an http(s) one.

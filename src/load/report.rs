@@ -8,7 +8,7 @@ use comfy_table::{Cell, CellAlignment};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::exit;
+use crate::exit::Outcome;
 use crate::load::open::ScheduleReport;
 use crate::load::stats::{RequestRecord, Stats};
 use crate::load::threshold::{Measured, Threshold, Verdict, format_us};
@@ -206,13 +206,11 @@ pub fn build(ctx: &ReportContext<'_>, outcome: &RunOutcome) -> LoadReport {
 }
 
 impl LoadReport {
-    pub fn exit_code(&self) -> u8 {
+    pub fn outcome(&self) -> Outcome {
         if self.interrupted {
-            exit::INTERRUPTED
-        } else if self.thresholds.iter().any(|t| !t.passed) {
-            exit::CHECKS_FAILED
+            Outcome::Interrupted
         } else {
-            exit::OK
+            Outcome::checks(self.thresholds.iter().all(|t| t.passed))
         }
     }
 

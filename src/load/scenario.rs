@@ -10,6 +10,8 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::units::UnitError;
+
 pub use crate::tomlfile::{from_toml, located};
 pub use crate::units::{HumanDuration, parse_duration};
 
@@ -163,12 +165,12 @@ impl ThinkTime {
         max: Duration::ZERO,
     };
 
-    pub fn parse(raw: &str) -> Result<ThinkTime, String> {
+    pub fn parse(raw: &str) -> Result<ThinkTime, UnitError> {
         match raw.split_once("..") {
             Some((a, b)) => {
                 let (min, max) = (parse_duration(a)?, parse_duration(b)?);
                 if min > max {
-                    return Err(format!("think time {raw:?}: the lower bound is above the upper"));
+                    return Err(UnitError::RangeReversed { raw: raw.to_string() });
                 }
                 Ok(ThinkTime { min, max })
             }
@@ -232,7 +234,7 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
         return Err((None, "a scenario needs at least one [[transaction]]".into()));
     }
     if let Some(rate) = &s.defaults.rate {
-        crate::units::parse_rate(rate).map_err(|e| (Some(format!("rate = \"{rate}\"")), e))?;
+        crate::units::parse_rate(rate).map_err(|e| (Some(format!("rate = \"{rate}\"")), e.to_string()))?;
     }
     for check in &s.thresholds.checks {
         crate::load::threshold::Threshold::parse(check).map_err(|e| (Some(format!("\"{check}\"")), e))?;
@@ -408,6 +410,7 @@ mod tests {
         assert!(
             parse_duration("99999999999999999999s")
                 .unwrap_err()
+                .to_string()
                 .contains("at most 365 days")
         );
     }

@@ -217,6 +217,35 @@ async fn hop(
     body: &mut Vec<u8>,
     headers: &mut Vec<(String, String)>,
 ) -> Result<(u16, Option<String>), String> {
+    let (mut stream, host) = open(spec, url, result).await?;
+    stream
+        .write_all(request_head(spec, url, &host, request_headers).as_bytes())
+        .await
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let written = Instant::now();
+    let head = read_head(&mut stream, &spec.method).await?;
+    result.phases.processing += (head.first_byte - written).as_secs_f64();
+    let header = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    body.clear();
+    let truncated = read_body(&mut stream, head.framing, head.rest, body).await?;
+    result.phases.transfer += head.first_byte.elapsed().as_secs_f64();
+    result.body_truncated = truncated;
+    result.body_length = body.len();
+    result.content_length = header("content-length").and_then(|v| v.parse::<i64>().ok());
+    result.http_version = Some(if head.version == 0 { 1.0 } else { 1.1 });
+    let location = header("location");
+    *headers = head.headers;
+    Ok((head.status, location))
+}
+
+/// The connection to `url`'s host: resolved, connected and, for https, through TLS (the
+/// certificate's expiry noted); each phase timed into `result`. Returns it and the host.
+async fn open(spec: &HttpSpec, url: &reqwest::Url, result: &mut ProbeResult) -> Result<(Box<dyn Io>, String), String> {
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,
@@ -231,24 +260,27 @@ async fn hop(
     let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port, result).await?;
     let tcp = connect(addr, result).await?;
     result.tls = tls;
-    let mut stream: Box<dyn Io> = if tls {
-        let started = Instant::now();
-        let connector = tokio_rustls::TlsConnector::from(client_config(spec.insecure)?);
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("bad TLS server name {host}: {e}"))?;
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
-        result.phases.tls += started.elapsed().as_secs_f64();
-        let (_, session) = stream.get_ref();
-        if let Some(certs) = session.peer_certificates() {
-            result.cert_expiry_unix = certs.iter().filter_map(|c| super::x509::not_after(c.as_ref())).min();
-        }
-        Box::new(stream)
-    } else {
-        Box::new(tcp)
-    };
+    if !tls {
+        return Ok((Box::new(tcp), host));
+    }
+    let started = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(client_config(spec.insecure)?);
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| format!("bad TLS server name {host}: {e}"))?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+    result.phases.tls += started.elapsed().as_secs_f64();
+    let (_, session) = stream.get_ref();
+    if let Some(certs) = session.peer_certificates() {
+        result.cert_expiry_unix = certs.iter().filter_map(|c| super::x509::not_after(c.as_ref())).min();
+    }
+    Ok((Box::new(stream), host))
+}
+
+/// The request line and headers of one hop (`Connection: close`: one request per connection).
+fn request_head(spec: &HttpSpec, url: &reqwest::Url, host: &str, request_headers: &[(String, String)]) -> String {
     let mut path = url.path().to_string();
     if let Some(query) = url.query() {
         path.push('?');
@@ -256,7 +288,7 @@ async fn hop(
     }
     let host_header = match url.port() {
         Some(port) => format!("{host}:{port}"),
-        None => host.clone(),
+        None => host.to_string(),
     };
     let mut request = format!(
         "{} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: recordctl-probe/{}\r\nAccept: */*\r\nConnection: close\r\n",
@@ -267,13 +299,22 @@ async fn hop(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
-    let written = Instant::now();
+    request
+}
 
-    // Processing: until the first byte of the answer.
+/// A response's head, past any 1xx interim answers.
+struct Head {
+    status: u16,
+    version: u8,
+    headers: Vec<(String, String)>,
+    framing: crate::http1::Framing,
+    /// Bytes read past the head: the body's start.
+    rest: Vec<u8>,
+    first_byte: Instant,
+}
+
+/// Reads until a final response's head is complete; untrusted, bounded by [`MAX_HEAD`].
+async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, String> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     let n = stream.read(&mut chunk).await.map_err(|e| format!("no answer: {e}"))?;
@@ -281,11 +322,8 @@ async fn hop(
         return Err("the server closed the connection without answering".into());
     }
     let first_byte = Instant::now();
-    result.phases.processing += (first_byte - written).as_secs_f64();
     buf.extend_from_slice(&chunk[..n]);
-
-    // Transfer: headers (past any 1xx interim answers) and body.
-    let (status, version, parsed_headers) = loop {
+    loop {
         let mut slots = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut slots);
         match response.parse(&buf) {
@@ -295,16 +333,22 @@ async fn hop(
                     buf.drain(..len);
                     continue;
                 }
-                let parsed: Vec<(String, String)> = response
+                let headers: Vec<(String, String)> = response
                     .headers
                     .iter()
                     .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
                     .collect();
-                let framing =
-                    crate::http1::framing(&spec.method, status, response.headers.iter().map(|h| (h.name, h.value)))?;
+                let framing = crate::http1::framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))?;
                 let version = response.version.unwrap_or(1);
                 buf.drain(..len);
-                break (status, version, (parsed, framing));
+                return Ok(Head {
+                    status,
+                    version,
+                    headers,
+                    framing,
+                    rest: buf,
+                    first_byte,
+                });
             }
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(format!("response head larger than {MAX_HEAD} bytes"));
@@ -320,24 +364,7 @@ async fn hop(
             return Err("answer cut off in the headers".into());
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
-    let (parsed_headers, framing) = parsed_headers;
-    let header = |name: &str| {
-        parsed_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    body.clear();
-    let truncated = read_body(&mut stream, framing, buf, body).await?;
-    result.phases.transfer += first_byte.elapsed().as_secs_f64();
-    result.body_truncated = truncated;
-    result.body_length = body.len();
-    result.content_length = header("content-length").and_then(|v| v.parse::<i64>().ok());
-    result.http_version = Some(if version == 0 { 1.0 } else { 1.1 });
-    let location = header("location");
-    *headers = parsed_headers;
-    Ok((status, location))
+    }
 }
 
 /// Reads the body as `framing` delimits it, starting with the bytes already read, keeping at

@@ -15,7 +15,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ProbeArgs, ProbeFormat};
-use crate::exit;
+use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::output::Delivery;
 use crate::units::parse_duration;
 pub use conn::{Phases, ProbeResult};
 use spec::{HttpSpec, ProbeSpec, TcpSpec};
@@ -138,31 +139,44 @@ pub struct ProbeReport {
     pub passed: bool,
 }
 
-pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> u8 {
-    let specs = match specs_from_args(&args) {
-        Ok(specs) => specs,
-        Err(e) => {
-            eprintln!("recordctl probe: {e}");
-            return exit::USAGE;
-        }
-    };
-    let every = match args.every.as_deref().map(parse_duration).transpose() {
-        Ok(every) => every,
-        Err(e) => {
-            eprintln!("recordctl probe: --every: {e}");
-            return exit::USAGE;
-        }
-    };
-    let window = match args.r#for.as_deref().map(parse_duration).transpose() {
-        Ok(window) => window,
-        Err(e) => {
-            eprintln!("recordctl probe: --for: {e}");
-            return exit::USAGE;
-        }
-    };
-    let report = match (every, window) {
-        (None, None) => {
-            let results = run_all(&specs).await;
+/// How the probes run: once, or every `every` for `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Once,
+    Continuous { every: Duration, window: Duration },
+}
+
+/// The probe run's plan, from its flags alone (a probes file is read, nothing is dialled).
+#[derive(Debug)]
+pub struct ProbePlan {
+    pub specs: Vec<ProbeSpec>,
+    pub schedule: Schedule,
+}
+
+impl ProbePlan {
+    /// `Err` is the message for a usage error (exit 2).
+    pub fn from_args(args: &ProbeArgs) -> Result<ProbePlan, String> {
+        let specs = specs_from_args(args)?;
+        let every = args.every.as_deref().map(parse_duration).transpose().map_err(|e| format!("--every: {e}"))?;
+        let window = args.r#for.as_deref().map(parse_duration).transpose().map_err(|e| format!("--for: {e}"))?;
+        let schedule = match (every, window) {
+            (None, None) => Schedule::Once,
+            (Some(every), Some(window)) if !every.is_zero() => Schedule::Continuous { every, window },
+            _ => {
+                return Err(
+                    "continuous probing needs both --every and --for (e.g. --every 10s --for 5m)".into(),
+                );
+            }
+        };
+        Ok(ProbePlan { specs, schedule })
+    }
+}
+
+pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> CommandResult {
+    let plan = ProbePlan::from_args(&args).map_err(CommandError::Usage)?;
+    let report = match plan.schedule {
+        Schedule::Once => {
+            let results = run_all(&plan.specs).await;
             let passed = results.iter().all(|r| r.success);
             ProbeReport {
                 results,
@@ -170,37 +184,28 @@ pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> u8 {
                 passed,
             }
         }
-        (Some(every), Some(window)) if !every.is_zero() => {
-            continuous(&specs, every, window, args.min_availability, &interrupt).await
-        }
-        _ => {
-            eprintln!("recordctl probe: continuous probing needs both --every and --for (e.g. --every 10s --for 5m)");
-            return exit::USAGE;
+        Schedule::Continuous { every, window } => {
+            continuous(&plan.specs, every, window, args.min_availability, &interrupt).await
         }
     };
     let text = match args.format {
         ProbeFormat::Table => render_table(&report),
         ProbeFormat::Prometheus => exposition(&report.results),
-        ProbeFormat::Json => serde_json::to_string_pretty(&report).expect("serializes") + "\n",
+        ProbeFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
     };
-    if let Err(e) = crate::output::emit(&text, &report, args.json.as_deref()) {
-        eprintln!("recordctl probe: {e}");
-        return exit::USAGE;
-    }
+    let mut delivery = Delivery::default();
+    delivery.show(&text, &report, args.json.as_deref());
     if let Some(gateway) = &args.push_gateway
         && let Err(e) =
             crate::load::push::put_exposition(gateway, "job/recordctl_probe", exposition(&report.results)).await
     {
-        eprintln!("recordctl probe: {e}");
-        return exit::UNREACHABLE;
+        delivery.failed_to_send(e);
     }
-    if interrupt.is_cancelled() {
-        exit::INTERRUPTED
-    } else if report.passed {
-        exit::OK
+    delivery.conclude(if interrupt.is_cancelled() {
+        Outcome::Interrupted
     } else {
-        exit::CHECKS_FAILED
-    }
+        Outcome::checks(report.passed)
+    })
 }
 
 async fn continuous(
@@ -468,4 +473,55 @@ pub fn exposition(results: &[ProbeResult]) -> String {
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ProbeArgs {
+        let words: Vec<&str> = std::iter::once("probe").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
+            crate::cli::Command::Probe(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_url_is_one_probe_run_once() {
+        let plan = ProbePlan::from_args(&args(&["http://127.0.0.1:9/health"])).unwrap();
+        assert_eq!(plan.specs.len(), 1);
+        assert_eq!(plan.schedule, Schedule::Once);
+        let plan = ProbePlan::from_args(&args(&["tcp://127.0.0.1:5432", "--every", "2s", "--for", "1m"])).unwrap();
+        assert!(matches!(plan.specs[0], ProbeSpec::Tcp(_)));
+        assert_eq!(
+            plan.schedule,
+            Schedule::Continuous {
+                every: Duration::from_secs(2),
+                window: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn a_schedule_needs_both_every_and_for_and_a_nonzero_interval() {
+        for extra in [&["--every", "2s"][..], &["--for", "1m"], &["--every", "0s", "--for", "1m"]] {
+            let mut words = vec!["http://127.0.0.1:9/"];
+            words.extend_from_slice(extra);
+            let e = ProbePlan::from_args(&args(&words)).unwrap_err();
+            assert!(e.contains("needs both --every and --for"), "{extra:?}: {e}");
+        }
+        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--every", "soon", "--for", "1m"])).unwrap_err();
+        assert!(e.starts_with("--every: "), "{e}");
+    }
+
+    #[test]
+    fn a_url_and_a_file_or_neither_are_refused() {
+        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--file", "sample"])).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = ProbePlan::from_args(&args(&[])).unwrap_err();
+        assert!(e.contains("give a URL to probe"), "{e}");
+        let plan = ProbePlan::from_args(&args(&["--file", "sample", "--target", "http://127.0.0.1:9"])).unwrap();
+        assert!(plan.specs.len() > 1);
+    }
 }

@@ -1,13 +1,12 @@
 //! HTML reports as a person sees them: headless Chromium (Debian's package) renders a page,
 //! which must log no console message; the rendered DOM comes back and a screenshot is kept.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 pub struct Rendered {
     /// The DOM after rendering.
     pub dom: String,
-    pub screenshot: PathBuf,
 }
 
 impl Rendered {
@@ -79,6 +78,5 @@ pub fn render(html: &Path) -> Option<Rendered> {
     eprintln!("screenshot kept at {}", screenshot.display());
     Some(Rendered {
         dom: String::from_utf8_lossy(&dom.stdout).to_string(),
-        screenshot,
     })
 }

@@ -1,7 +1,6 @@
-//! Shared by the integration test binaries that need real servers: a real Prometheus on a free
-//! port, the local Docker engine with images built from Debian's packages, and temp dirs.
-//! Included with `#[path = "../support/mod.rs"] mod support;`; not every binary uses all of it.
-#![allow(dead_code)]
+//! What the integration tests share: a real Prometheus on a free port, the local Docker
+//! engine with images built from Debian's packages, temp dirs, polling with deadlines, the
+//! command runner.
 
 pub mod browser;
 pub mod docker;
@@ -148,7 +147,8 @@ pub fn wait_ready(port: u16, path: &str, what: &str) {
 pub struct Prometheus {
     child: Child,
     pub url: String,
-    pub dir: TempDir,
+    /// Its config and data, removed when it is dropped.
+    _dir: TempDir,
 }
 
 impl Prometheus {
@@ -201,7 +201,7 @@ impl Prometheus {
         Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            dir,
+            _dir: dir,
         }
     }
 

@@ -1,39 +1,20 @@
-//! The HTTP API: routes, shared state, and the extractors that turn bad input into JSON 4xx.
+//! The HTTP API: routes and the extractors that turn bad input into JSON 4xx.
 
 mod admin;
-pub mod catalogue_cache;
 mod health;
 pub mod orders;
 mod products;
 
-use std::sync::Arc;
+
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::sync::Notify;
+
+pub use crate::state::AppState;
 
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::payment::PaymentGateway;
-use crate::store::Store;
-use crate::telemetry::Telemetry;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub metrics: Metrics,
-    pub telemetry: Telemetry,
-    pub payments: Arc<PaymentGateway>,
-    /// Wakes an idle in-process worker when a checkout commits a job.
-    pub jobs_ready: Arc<Notify>,
-    pub admin_token: Option<Arc<str>>,
-    pub max_attempts: i64,
-    pub catalogue: Arc<catalogue_cache::CatalogueCache>,
-    /// Per-client limit on the write endpoints; `None` when off.
-    pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
-}
 
 /// `axum::Json` with rejections as [`ApiError`] (400 syntax, 422 data, 413 size, 415 type).
 #[derive(FromRequest)]

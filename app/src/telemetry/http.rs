@@ -16,7 +16,7 @@ use super::context::{CORRELATION_HEADER, CorrelationId, TRACEPARENT_HEADER, Trac
 use super::link_span;
 use crate::clock::now_ms;
 use crate::metrics::{Exemplar, Series};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// What handlers know about the request they serve.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
-//! The three pillars of one journey from the embedded store: its spans and log lines kept
-//! in memory, and its `/metrics` (OpenMetrics, with exemplars). Waits, polling with backoff,
-//! until the worker's part has arrived or the deadline passes, then judges each pillar.
+//! The three pillars of one subject (a correlation id and its trace id): from the embedded
+//! store (spans and log lines kept in memory, its `/metrics` in OpenMetrics with exemplars) or
+//! from the stack (Jaeger, Loki, Prometheus). Waits, polling with backoff, until the worker's
+//! part has arrived or the deadline passes, then judges each pillar.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,7 +10,14 @@ use recordstore::telemetry::{Captured, CapturedSpan};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::steps::JourneyResult;
+
+/// What the pillars are looked up by: the correlation id every log line carries and the
+/// trace id every span carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub correlation_id: String,
+    pub trace_id: String,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetricSample {
@@ -33,7 +41,7 @@ pub struct Pillar {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JourneyTelemetry {
+pub struct Telemetry {
     pub spans: Vec<CapturedSpan>,
     pub logs: Vec<Map<String, Value>>,
     pub metrics: Vec<MetricSample>,
@@ -44,7 +52,7 @@ pub struct JourneyTelemetry {
     pub unreachable: Vec<String>,
 }
 
-impl JourneyTelemetry {
+impl Telemetry {
     pub fn complete(&self) -> bool {
         self.pillars.iter().all(|p| p.complete)
     }
@@ -95,12 +103,12 @@ fn worker_span_hangs_off_checkout(spans: &[CapturedSpan]) -> bool {
     })
 }
 
-pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, wait: Duration) -> JourneyTelemetry {
+pub async fn collect(captured: &Captured, base: &str, subject: &Subject, wait: Duration) -> Telemetry {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(20);
     let (spans, logs) = loop {
-        let spans = captured.spans_of_trace(&journey.trace_id);
-        let logs = captured.logs_with_correlation_id(&journey.correlation_id);
+        let spans = captured.spans_of_trace(&subject.trace_id);
+        let logs = captured.logs_with_correlation_id(&subject.correlation_id);
         let worker_logged = logs
             .iter()
             .any(|l| field(l, "service") == Some("recordstore-worker") && field(l, "message") == Some("job finished"));
@@ -110,9 +118,9 @@ pub async fn collect(captured: &Captured, base: &str, journey: &JourneyResult, w
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));
     };
-    let (metrics, exemplar) = scrape(base, &journey.trace_id).await;
+    let (metrics, exemplar) = scrape(base, &subject.trace_id).await;
     let pillars = judge(&spans, &logs, &metrics, exemplar.as_ref(), metrics.is_empty());
-    JourneyTelemetry {
+    Telemetry {
         spans,
         logs,
         metrics,
@@ -169,7 +177,7 @@ fn from_jaeger(s: &crate::backends::jaeger::TraceSpan) -> CapturedSpan {
 /// One look at the three backends; an unreachable backend becomes that pillar's detail.
 async fn look(
     stack: &Stack,
-    journey: &JourneyResult,
+    subject: &Subject,
     start_ns: u128,
 ) -> (
     Vec<CapturedSpan>,
@@ -179,7 +187,7 @@ async fn look(
     Vec<(String, String, bool)>,
 ) {
     let mut problems = Vec::new();
-    let spans = match stack.jaeger.trace(&journey.trace_id).await {
+    let spans = match stack.jaeger.trace(&subject.trace_id).await {
         Ok(Some(spans)) => spans.iter().map(from_jaeger).collect(),
         Ok(None) => Vec::new(),
         Err(e) => {
@@ -194,7 +202,7 @@ async fn look(
     let logs = match stack
         .loki
         .lines_with_correlation_id(
-            &journey.correlation_id,
+            &subject.correlation_id,
             start_ns,
             now_ns + 60_000_000_000,
             1000,
@@ -243,7 +251,7 @@ async fn look(
         .ok()
         .and_then(|all| {
             all.into_iter()
-                .find(|e| e.labels.get("trace_id") == Some(&journey.trace_id))
+                .find(|e| e.labels.get("trace_id") == Some(&subject.trace_id))
         })
         .map(|e| ExemplarHit {
             series: e
@@ -252,7 +260,7 @@ async fn look(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
-            trace_id: journey.trace_id.clone(),
+            trace_id: subject.trace_id.clone(),
             value: e.value,
         });
     (spans, logs, metrics, exemplar, problems)
@@ -263,14 +271,14 @@ async fn look(
 /// `start_ns` bounds the log search from below.
 pub async fn collect_from_stack(
     stack: &Stack,
-    journey: &JourneyResult,
+    subject: &Subject,
     wait: Duration,
     start_ns: u128,
-) -> JourneyTelemetry {
+) -> Telemetry {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(200);
     loop {
-        let (spans, logs, metrics, exemplar, problems) = look(stack, journey, start_ns).await;
+        let (spans, logs, metrics, exemplar, problems) = look(stack, subject, start_ns).await;
         let worker_logged = logs
             .iter()
             .any(|l| l.get("service").and_then(|v| v.as_str()) == Some("recordstore-worker"));
@@ -295,7 +303,7 @@ pub async fn collect_from_stack(
                     p.detail = problem;
                 }
             }
-            return JourneyTelemetry {
+            return Telemetry {
                 spans,
                 logs,
                 metrics,

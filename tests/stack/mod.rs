@@ -4,8 +4,7 @@
 //! Prometheus scraping the real app and a real blackbox exporter; the app image builds on this
 //! machine's Docker engine from a locally made base, runs as non-root and serves.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -1000,6 +999,7 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
     if !docker::engine() {
         return;
     }
+    let _alone = docker::own_engine();
     let compose = compose_v2();
     if !required(
         compose.is_some(),

@@ -5,8 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 /// The app's own test PostgreSQL (initdb into a temp dir, on a free port); this binary uses
 /// only part of it.
@@ -14,12 +13,6 @@ mod support;
 #[path = "../../app/tests/api/postgres.rs"]
 mod postgres;
 
-/// What the shared PostgreSQL helper calls when it skips.
-mod helpers {
-    pub fn skipped(line: &str) {
-        super::support::skipped(line)
-    }
-}
 
 use support::repo;
 

@@ -5,8 +5,7 @@
 //! a real Prometheus evaluating the project's alert rules, measure detection and recovery and
 //! lose no order.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

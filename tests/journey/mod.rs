@@ -1,7 +1,6 @@
 //! `recordctl journey`: one purchase followed through spans, log lines and metrics.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -154,7 +153,7 @@ async fn a_journey_without_a_worker_reports_the_missing_worker_spans() {
         result.detail.as_deref().unwrap().contains("is the worker running?"),
         "{result:?}"
     );
-    let t = recordctl::journey::telemetry::collect(app.captured(), &base, &result, Duration::from_millis(300)).await;
+    let t = recordctl::correlate::pillars::collect(app.captured(), &base, &result.subject(), Duration::from_millis(300)).await;
     let traces = t.pillars.iter().find(|p| p.pillar == "traces").unwrap();
     assert!(!traces.complete);
     assert!(

@@ -2,8 +2,7 @@
 //! 127.0.0.1:0 whose own counters and clocks are the reference.
 
 mod servers;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 

@@ -1,8 +1,7 @@
 //! `recordctl probe` compared with the real blackbox_exporter over the same cases, `smoke` as a
 //! CI gate (JUnit validated against a schema), and `doctor` naming what is missing.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use recordstore_fixtures as fixtures;
 

@@ -1,8 +1,7 @@
 //! The Jaeger and Loki clients against fixture servers fed by the app's real output.
 
 use recordstore_fixtures as fixtures;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
