@@ -2,7 +2,29 @@
 
 use serde::Deserialize;
 
-use crate::cli::StackArgs;
+/// Where the stack's backends answer: flag, then environment, then `[backends]` in
+/// recordctl.toml (or --config), then the compose ports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// Prometheus base URL [default: http://localhost:9090].
+    #[arg(long = "prometheus", env = "RECORDCTL_PROMETHEUS_URL")]
+    pub prometheus: Option<String>,
+    /// Loki base URL [default: http://localhost:3100].
+    #[arg(long = "loki", env = "RECORDCTL_LOKI_URL")]
+    pub loki: Option<String>,
+    /// Jaeger query base URL [default: http://localhost:16686].
+    #[arg(long = "jaeger", env = "RECORDCTL_JAEGER_URL")]
+    pub jaeger: Option<String>,
+    /// Alertmanager base URL [default: http://localhost:9093].
+    #[arg(long = "alertmanager", env = "RECORDCTL_ALERTMANAGER_URL")]
+    pub alertmanager: Option<String>,
+    /// Grafana base URL, for links in reports [default: http://localhost:3000].
+    #[arg(long = "grafana", env = "RECORDCTL_GRAFANA_URL")]
+    pub grafana: Option<String>,
+    /// A recordctl.toml with a [backends] table (default: ./recordctl.toml when present).
+    #[arg(long = "config", env = "RECORDCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<String>,
+}
 
 pub const DEFAULT_PROMETHEUS: &str = "http://localhost:9090";
 pub const DEFAULT_LOKI: &str = "http://localhost:3100";

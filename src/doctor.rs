@@ -12,9 +12,28 @@ use crate::backends::docker::DockerClient;
 use crate::backends::jaeger::JaegerClient;
 use crate::backends::loki::LokiClient;
 use crate::backends::prometheus::PrometheusClient;
-use crate::cli::DoctorArgs;
+use crate::config::StackArgs;
 use crate::exit::{CommandError, CommandResult, Outcome};
 use crate::output::Delivery;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// The store's base URL.
+    #[arg(long, env = "RECORDCTL_TARGET", default_value = "http://localhost:8000")]
+    pub target: String,
+    /// Compose project to inspect [default: the one with recordstore's services].
+    #[arg(long, env = "COMPOSE_PROJECT_NAME")]
+    pub project: Option<String>,
+    /// Leave out checks: target, prometheus, loki, jaeger, alertmanager, grafana, docker (repeatable
+    /// or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Write the report as JSON to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -179,7 +198,11 @@ pub async fn run(args: DoctorArgs) -> CommandResult {
     };
     let mut delivery = Delivery::default();
     delivery.show(&render(&report), &report, args.json.as_deref());
-    delivery.conclude(if report.failed { Outcome::Unreachable } else { Outcome::Passed })
+    delivery.conclude(if report.failed {
+        Outcome::Unreachable
+    } else {
+        Outcome::Passed
+    })
 }
 
 /// Grafana's `GET /api/health` (`{"database": "ok", "version": …}`); not answering is a warning.

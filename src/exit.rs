@@ -4,8 +4,6 @@
 //! report already written), or the [`CommandError`] that stopped it. [`conclude`] prints the
 //! error, once, and maps either to the documented codes below; no command chooses a number.
 
-use crate::output::DeliveryError;
-
 /// The run worked and every check passed.
 pub const OK: u8 = 0;
 /// The run worked, but a threshold, hypothesis or completeness check failed.
@@ -77,7 +75,11 @@ pub fn code(result: &CommandResult) -> u8 {
 /// its exit code.
 pub fn conclude(command: &str, result: CommandResult) -> u8 {
     if let Err(e) = &result {
-        let prefix = if command.is_empty() { "recordctl".to_string() } else { format!("recordctl {command}") };
+        let prefix = if command.is_empty() {
+            "recordctl".to_string()
+        } else {
+            format!("recordctl {command}")
+        };
         for line in e.to_string().lines() {
             eprintln!("{prefix}: {line}");
         }
@@ -85,10 +87,47 @@ pub fn conclude(command: &str, result: CommandResult) -> u8 {
     code(&result)
 }
 
+/// One output that did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot write the {what} report to {path}: {source}")]
+    Write {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    /// A report that could not be rendered (an HDR log the library refused to encode).
+    #[error("cannot write the {what} report to {path}: {reason}")]
+    Render {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    /// A push to a backend (Pushgateway, remote write) that failed.
+    #[error("{0}")]
+    Send(String),
+}
+
+/// The outputs of a run that did not arrive, in the order they were attempted.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct DeliveryError {
+    pub failures: Vec<Failure>,
+}
+
+impl DeliveryError {
+    /// The first failure decides: a file that could not be written is 2, a push that failed 3.
+    pub fn code(&self) -> u8 {
+        match self.failures.first() {
+            Some(Failure::Send(_)) => UNREACHABLE,
+            _ => USAGE,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Delivery;
 
     #[test]
     fn every_outcome_and_error_has_its_documented_code() {
@@ -101,28 +140,5 @@ mod tests {
         assert_eq!(code(&Err(CommandError::Refused("x".into()))), 1);
         assert_eq!(Outcome::checks(true), Outcome::Passed);
         assert_eq!(Outcome::checks(false), Outcome::ChecksFailed);
-    }
-
-    #[test]
-    fn a_report_that_cannot_be_written_is_exit_2_whatever_the_verdict() {
-        let dir = std::env::temp_dir().join(format!("recordctl-exit-{}", std::process::id()));
-        let missing = dir.join("no-such-dir").join("report.xml");
-        for outcome in [Outcome::Passed, Outcome::ChecksFailed, Outcome::Interrupted] {
-            let mut delivery = Delivery::default();
-            delivery.file("JUnit", missing.to_str(), || "<testsuites/>".into());
-            let result = delivery.conclude(outcome);
-            assert_eq!(code(&result), USAGE, "{outcome:?}");
-            let message = result.unwrap_err().to_string();
-            assert!(message.starts_with("cannot write the JUnit report to "), "{message}");
-        }
-        // A report that could not be sent (a push) is exit 3; the first failure decides.
-        let mut delivery = Delivery::default();
-        delivery.failed_to_send("cannot push to http://127.0.0.1:9/: refused".into());
-        delivery.file("HTML", missing.to_str(), String::new);
-        let result = delivery.conclude(Outcome::Passed);
-        assert_eq!(code(&result), UNREACHABLE);
-        assert_eq!(result.unwrap_err().to_string().lines().count(), 2);
-        // Nothing asked, nothing failed: the outcome stands.
-        assert_eq!(code(&Delivery::default().conclude(Outcome::ChecksFailed)), CHECKS_FAILED);
     }
 }

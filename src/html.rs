@@ -91,55 +91,93 @@ fn x_ticks(x_min: f64, x_max: f64, series: &[Series<'_>], log_x: bool) -> Vec<f6
     ticks
 }
 
+/// The chart's geometry: the SVG's size and margins, the data's ranges, and the mapping of
+/// data to pixels.
+struct Frame {
+    w: f64,
+    h: f64,
+    left: f64,
+    bottom: f64,
+    top: f64,
+    right: f64,
+    x_min: f64,
+    x_max: f64,
+    y_max: f64,
+    log_x: bool,
+}
+
+impl Frame {
+    fn of(chart: &Chart<'_>) -> Frame {
+        let rows = chart.bands.iter().map(|b| b.row + 1).max().unwrap_or(0);
+        let strip = rows as f64 * 14.0;
+        let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let ys = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let bounds = chart
+            .bands
+            .iter()
+            .flat_map(|b| [b.from, b.to])
+            .chain(chart.marks.iter().map(|m| m.at));
+        let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+        let (x_min, x_max) = if x_min > x_max {
+            (x_min, x_max)
+        } else {
+            bounds.fold((x_min, x_max), |(a, b), x| (a.min(x), b.max(x)))
+        };
+        Frame {
+            w: 760.0,
+            h: 260.0 + strip,
+            left: 70.0,
+            bottom: 40.0,
+            top: 30.0 + strip,
+            right: 20.0,
+            x_min,
+            x_max,
+            y_max: ys.fold(0.0f64, f64::max).max(1e-9) * 1.1,
+            log_x: chart.log_x,
+        }
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        let (a, b, v) = if self.log_x {
+            (self.x_min.ln(), self.x_max.ln(), x.ln())
+        } else {
+            (self.x_min, self.x_max, x)
+        };
+        self.left + if b > a { (v - a) / (b - a) } else { 0.5 } * (self.w - self.left - self.right)
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        self.h - self.bottom - y / self.y_max * (self.h - self.bottom - self.top)
+    }
+}
+
 fn line_chart(chart: &Chart<'_>) -> String {
-    let Chart {
-        title,
-        x_label,
-        series,
-        y_fmt,
-        x_fmt,
-        log_x,
-        ..
-    } = chart;
-    let (series, log_x) = (series.as_slice(), *log_x);
-    let rows = chart.bands.iter().map(|b| b.row + 1).max().unwrap_or(0);
-    let strip = rows as f64 * 14.0;
-    let (w, h, left, bottom, top, right) = (760.0, 260.0 + strip, 70.0, 40.0, 30.0 + strip, 20.0);
-    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-    let bounds = chart
-        .bands
-        .iter()
-        .flat_map(|b| [b.from, b.to])
-        .chain(chart.marks.iter().map(|m| m.at));
-    let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-    let (x_min, x_max) = if x_min > x_max {
-        (x_min, x_max)
-    } else {
-        bounds.fold((x_min, x_max), |(a, b), x| (a.min(x), b.max(x)))
-    };
-    let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let f = Frame::of(chart);
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<figure><figcaption>{}</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img">"#,
-        escape(title)
+        escape(chart.title),
+        w = f.w,
+        h = f.h
     );
-    if x_min > x_max {
+    if f.x_min > f.x_max {
         svg.push_str(r#"<text x="20" y="40">no data</text></svg></figure>"#);
         return svg;
     }
-    let sx = |x: f64| {
-        let (a, b, v) = if log_x {
-            ((x_min).ln(), (x_max).ln(), x.ln())
-        } else {
-            (x_min, x_max, x)
-        };
-        left + if b > a { (v - a) / (b - a) } else { 0.5 } * (w - left - right)
-    };
-    let sy = |y: f64| h - bottom - y / y_max * (h - bottom - top);
+    draw_bands_and_marks(&mut svg, chart, &f);
+    draw_axes(&mut svg, chart, &f);
+    draw_series(&mut svg, chart, &f);
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// Bands (a fault's span, shaded, with its label in the strip above) and marks (a moment: a
+/// dashed line with its label).
+fn draw_bands_and_marks(svg: &mut String, chart: &Chart<'_>, f: &Frame) {
+    let (top, bottom, h) = (f.top, f.bottom, f.h);
     for band in &chart.bands {
-        let (x0, x1) = (sx(band.from), sx(band.to.max(band.from)));
+        let (x0, x1) = (f.sx(band.from), f.sx(band.to.max(band.from)));
         let width = (x1 - x0).max(1.0);
         if band.shade {
             let _ = write!(
@@ -160,7 +198,7 @@ fn line_chart(chart: &Chart<'_>) -> String {
         );
     }
     for (i, mark) in chart.marks.iter().enumerate() {
-        let x = sx(mark.at);
+        let x = f.sx(mark.at);
         let _ = write!(
             svg,
             r#"<line class="mark" x1="{x:.1}" x2="{x:.1}" y1="{top:.1}" y2="{:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="2 2"/><text x="{:.1}" y="{:.1}" font-size="10" fill="{}">{}</text>"#,
@@ -172,27 +210,32 @@ fn line_chart(chart: &Chart<'_>) -> String {
             escape(&mark.label)
         );
     }
+}
+
+/// Y grid lines with their values, x ticks, the x label.
+fn draw_axes(svg: &mut String, chart: &Chart<'_>, f: &Frame) {
+    let (left, right, bottom, w, h) = (f.left, f.right, f.bottom, f.w, f.h);
     for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
+        let y = f.y_max * f64::from(i) / 4.0;
         let _ = write!(
             svg,
             r##"<line x1="{left}" x2="{}" y1="{y0:.1}" y2="{y0:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
             w - right,
             left - 6.0,
-            sy(y) + 4.0,
-            escape(&y_fmt(y)),
-            y0 = sy(y)
+            f.sy(y) + 4.0,
+            escape(&(chart.y_fmt)(y)),
+            y0 = f.sy(y)
         );
     }
-    for x in x_ticks(x_min, x_max, series, log_x) {
+    for x in x_ticks(f.x_min, f.x_max, &chart.series, f.log_x) {
         let _ = write!(
             svg,
             r##"<line class="xtick" x1="{0:.1}" x2="{0:.1}" y1="{1:.1}" y2="{2:.1}" stroke="#999"/><text x="{0:.1}" y="{3:.1}" font-size="10" text-anchor="middle">{4}</text>"##,
-            sx(x),
+            f.sx(x),
             h - bottom,
             h - bottom + 4.0,
             h - bottom + 14.0,
-            escape(&x_fmt(x))
+            escape(&(chart.x_fmt)(x))
         );
     }
     let _ = write!(
@@ -200,8 +243,13 @@ fn line_chart(chart: &Chart<'_>) -> String {
         r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
         (left + w - right) / 2.0,
         h - 4.0,
-        escape(x_label)
+        escape(chart.x_label)
     );
+}
+
+/// Each series as a line, with its legend entry.
+fn draw_series(svg: &mut String, chart: &Chart<'_>, f: &Frame) {
+    let series = &chart.series;
     // Envelopes first, so that a line close to them (p99 under max) stays visible on top.
     let mut order: Vec<usize> = (0..series.len()).collect();
     order.sort_by_key(|&i| !series[i].dashed);
@@ -210,7 +258,7 @@ fn line_chart(chart: &Chart<'_>) -> String {
         let points: Vec<String> = s
             .points
             .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .map(|(x, y)| format!("{:.1},{:.1}", f.sx(*x), f.sy(*y)))
             .collect();
         let style = if s.dashed {
             r#"stroke-width="1.5" stroke-dasharray="4 3""#
@@ -226,12 +274,10 @@ fn line_chart(chart: &Chart<'_>) -> String {
         let _ = write!(
             svg,
             r#"<rect x="{}" y="8" width="10" height="10" fill="{}"/><text x="{}" y="17" font-size="11">{}</text>"#,
-            left + 10.0 + i as f64 * 140.0,
+            f.left + 10.0 + i as f64 * 140.0,
             s.color,
-            left + 24.0 + i as f64 * 140.0,
+            f.left + 24.0 + i as f64 * 140.0,
             escape(s.name)
         );
     }
-    svg.push_str("</svg></figure>");
-    svg
 }

@@ -14,6 +14,23 @@ pub enum Framing {
     Close,
 }
 
+/// An answer whose body cannot be delimited: the peer broke RFC 9112.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("bad Content-Length {0:?}")]
+    BadContentLength(String),
+    #[error("two different Content-Length headers")]
+    TwoContentLengths,
+    #[error("protocol error: both Content-Length and Transfer-Encoding: chunked (RFC 9112 §6.3)")]
+    LengthAndChunked,
+    #[error("malformed chunk size {0:?}")]
+    BadChunkSize(String),
+    #[error("chunk data not followed by CRLF")]
+    ChunkWithoutCrlf,
+    #[error("a chunk line longer than {} bytes", MAX_LINE)]
+    LongChunkLine,
+}
+
 /// The framing of a response with `status` to a request with `method`, from its headers
 /// (name, value). A `Content-Length` beside `Transfer-Encoding: chunked`, or two different
 /// lengths, is a protocol error: a message that could be read two ways is not read at all.
@@ -21,7 +38,7 @@ pub fn framing<'a>(
     method: &str,
     status: u16,
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> Result<Framing, String> {
+) -> Result<Framing, FramingError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     for (name, value) in headers {
@@ -29,9 +46,9 @@ pub fn framing<'a>(
             let n = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| format!("bad Content-Length {:?}", String::from_utf8_lossy(value)))?;
+                .ok_or_else(|| FramingError::BadContentLength(String::from_utf8_lossy(value).to_string()))?;
             if length.is_some_and(|l| l != n) {
-                return Err("two different Content-Length headers".into());
+                return Err(FramingError::TwoContentLengths);
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -42,9 +59,7 @@ pub fn framing<'a>(
         return Ok(Framing::Empty);
     }
     match (length, chunked) {
-        (Some(_), true) => {
-            Err("protocol error: both Content-Length and Transfer-Encoding: chunked (RFC 9112 §6.3)".into())
-        }
+        (Some(_), true) => Err(FramingError::LengthAndChunked),
         (_, true) => Ok(Framing::Chunked),
         (Some(n), false) => Ok(Framing::Length(n)),
         (None, false) => Ok(Framing::Close),
@@ -91,7 +106,7 @@ impl Dechunker {
     }
 
     /// Decodes from the start of `input`; returns how many bytes it used.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, String> {
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, FramingError> {
         let mut at = 0;
         loop {
             let rest = &input[at..];
@@ -99,12 +114,14 @@ impl Dechunker {
                 State::Done => return Ok(at),
                 State::Size => {
                     let Some(line) = line(rest)? else { return Ok(at) };
-                    let text = std::str::from_utf8(&rest[..line]).map_err(|_| "malformed chunk size".to_string())?;
+                    let text = std::str::from_utf8(&rest[..line])
+                        .map_err(|_| FramingError::BadChunkSize(String::from_utf8_lossy(&rest[..line]).to_string()))?;
                     let hex = text.split(';').next().unwrap_or_default().trim();
                     if hex.is_empty() || hex.len() > 16 {
-                        return Err(format!("malformed chunk size {text:?}"));
+                        return Err(FramingError::BadChunkSize(text.to_string()));
                     }
-                    let size = u64::from_str_radix(hex, 16).map_err(|_| format!("malformed chunk size {text:?}"))?;
+                    let size =
+                        u64::from_str_radix(hex, 16).map_err(|_| FramingError::BadChunkSize(text.to_string()))?;
                     at += line + 2;
                     self.state = if size == 0 { State::Trailer } else { State::Data(size) };
                 }
@@ -125,7 +142,7 @@ impl Dechunker {
                         return Ok(at);
                     }
                     if &rest[..2] != b"\r\n" {
-                        return Err("chunk data not followed by CRLF".into());
+                        return Err(FramingError::ChunkWithoutCrlf);
                     }
                     at += 2;
                     self.state = State::Size;
@@ -143,10 +160,10 @@ impl Dechunker {
 }
 
 /// The length of the CRLF-terminated line at the start of `input`, if it is all there.
-fn line(input: &[u8]) -> Result<Option<usize>, String> {
+fn line(input: &[u8]) -> Result<Option<usize>, FramingError> {
     match input.windows(2).position(|w| w == b"\r\n") {
         Some(end) => Ok(Some(end)),
-        None if input.len() > MAX_LINE => Err(format!("a chunk line longer than {MAX_LINE} bytes")),
+        None if input.len() > MAX_LINE => Err(FramingError::LongChunkLine),
         None => Ok(None),
     }
 }
@@ -155,7 +172,7 @@ fn line(input: &[u8]) -> Result<Option<usize>, String> {
 mod tests {
     use super::*;
 
-    fn decode_in_pieces(raw: &[u8], piece: usize, limit: usize) -> Result<(Vec<u8>, bool, u64), String> {
+    fn decode_in_pieces(raw: &[u8], piece: usize, limit: usize) -> Result<(Vec<u8>, bool, u64), FramingError> {
         let mut d = Dechunker::default();
         let mut out = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -232,6 +249,7 @@ mod tests {
                 h(&[("Transfer-Encoding", "chunked"), ("Content-Length", "5")])
             )
             .unwrap_err()
+            .to_string()
             .contains("RFC 9112")
         );
         assert!(framing("GET", 200, h(&[("Content-Length", "5"), ("Content-Length", "6")])).is_err());

@@ -55,7 +55,9 @@ pub fn run(cli: cli::Cli) -> u8 {
         Err(err) => {
             return exit::conclude(
                 "",
-                Err(exit::CommandError::Unreachable(format!("cannot start the async runtime: {err}"))),
+                Err(exit::CommandError::Unreachable(format!(
+                    "cannot start the async runtime: {err}"
+                ))),
             );
         }
     };

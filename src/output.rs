@@ -7,45 +7,7 @@
 
 use serde::Serialize;
 
-use crate::exit::{CommandError, CommandResult, Outcome};
-
-/// One output that did not arrive.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("cannot write the {what} report to {path}: {source}")]
-    Write {
-        what: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
-    /// A report that could not be rendered (an HDR log the library refused to encode).
-    #[error("cannot write the {what} report to {path}: {reason}")]
-    Render {
-        what: &'static str,
-        path: String,
-        reason: String,
-    },
-    /// A push to a backend (Pushgateway, remote write) that failed.
-    #[error("{0}")]
-    Send(String),
-}
-
-/// The outputs of a run that did not arrive, in the order they were attempted.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct DeliveryError {
-    pub failures: Vec<Failure>,
-}
-
-impl DeliveryError {
-    /// The first failure decides: a file that could not be written is 2, a push that failed 3.
-    pub fn code(&self) -> u8 {
-        match self.failures.first() {
-            Some(Failure::Send(_)) => crate::exit::UNREACHABLE,
-            _ => crate::exit::USAGE,
-        }
-    }
-}
+use crate::exit::{CommandError, CommandResult, DeliveryError, Failure, Outcome};
 
 /// Collects a run's outputs; see the module header.
 #[derive(Debug, Default)]
@@ -121,4 +83,36 @@ pub fn table() -> comfy_table::Table {
         .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{CHECKS_FAILED, UNREACHABLE, USAGE, code};
+
+    #[test]
+    fn a_report_that_cannot_be_written_is_exit_2_whatever_the_verdict() {
+        let dir = std::env::temp_dir().join(format!("recordctl-exit-{}", std::process::id()));
+        let missing = dir.join("no-such-dir").join("report.xml");
+        for outcome in [Outcome::Passed, Outcome::ChecksFailed, Outcome::Interrupted] {
+            let mut delivery = Delivery::default();
+            delivery.file("JUnit", missing.to_str(), || "<testsuites/>".into());
+            let result = delivery.conclude(outcome);
+            assert_eq!(code(&result), USAGE, "{outcome:?}");
+            let message = result.unwrap_err().to_string();
+            assert!(message.starts_with("cannot write the JUnit report to "), "{message}");
+        }
+        // A report that could not be sent (a push) is exit 3; the first failure decides.
+        let mut delivery = Delivery::default();
+        delivery.failed_to_send("cannot push to http://127.0.0.1:9/: refused".into());
+        delivery.file("HTML", missing.to_str(), String::new);
+        let result = delivery.conclude(Outcome::Passed);
+        assert_eq!(code(&result), UNREACHABLE);
+        assert_eq!(result.unwrap_err().to_string().lines().count(), 2);
+        // Nothing asked, nothing failed: the outcome stands.
+        assert_eq!(
+            code(&Delivery::default().conclude(Outcome::ChecksFailed)),
+            CHECKS_FAILED
+        );
+    }
 }

@@ -77,7 +77,10 @@ const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
 pub fn parse_rate(raw: &str) -> Result<f64, UnitError> {
     let owned = || raw.to_string();
     let (number, unit) = raw.trim().split_once('/').unwrap_or((raw.trim(), "s"));
-    let n: f64 = number.trim().parse().map_err(|_| UnitError::RateNumber { raw: owned() })?;
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| UnitError::RateNumber { raw: owned() })?;
     let per_second = match unit.trim() {
         "s" | "sec" => n,
         "m" | "min" => n / 60.0,

@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalogue_cache::CatalogueCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::payment::PaymentGateway;
-use crate::catalogue_cache::CatalogueCache;
 use crate::routes::{AppState, api_router, worker_router};
 use crate::store::{Store, StoreError, redact};
 use crate::telemetry::{Captured, Telemetry};

@@ -25,4 +25,3 @@ pub struct AppState {
     /// Per-client limit on the write endpoints; `None` when off.
     pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
 }
-

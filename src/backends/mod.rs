@@ -1,4 +1,5 @@
-//! Clients of the stack's backends. They know nothing of clap: each takes a base URL and
+//! Clients of the stack's backends (Prometheus, Loki, Jaeger, Alertmanager, the Pushgateway,
+//! Docker). They know nothing of clap: each takes a base URL and
 //! answers data or a [`BackendError`] that names the URL and what to do.
 
 pub mod alertmanager;
@@ -7,6 +8,7 @@ pub mod jaeger;
 pub mod links;
 pub mod loki;
 pub mod prometheus;
+pub mod pushgateway;
 
 use std::time::Duration;
 

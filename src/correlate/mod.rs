@@ -5,20 +5,22 @@
 //! or the stack), [`pillars`] (the lookup by [`pillars::Subject`], the join and each pillar's
 //! verdict), [`timeline`] (one time-ordered view). `journey` and `smoke` call it.
 
+pub mod args;
 pub mod pillars;
 pub mod source;
 pub mod timeline;
+
+pub use args::CorrelateArgs;
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::CorrelateArgs;
 use crate::exit::{CommandError, CommandResult, Outcome};
 use crate::output::Delivery;
-use pillars::{Stack, Subject, Telemetry};
 use crate::units::parse_duration;
+use pillars::{Stack, Subject, Telemetry};
 
 /// What kind of id the user gave.
 #[derive(Debug, Clone, PartialEq, Eq)]

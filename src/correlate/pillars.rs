@@ -10,7 +10,6 @@ use recordstore::telemetry::{Captured, CapturedSpan};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-
 /// What the pillars are looked up by: the correlation id every log line carries and the
 /// trace id every span carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +141,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn from_args(args: &crate::cli::StackArgs) -> Result<Stack, String> {
+    pub fn from_args(args: &crate::config::StackArgs) -> Result<Stack, String> {
         let urls = crate::config::resolve(args)?;
         Ok(Stack {
             jaeger: crate::backends::jaeger::JaegerClient::new(&urls.jaeger),
@@ -269,12 +268,7 @@ async fn look(
 /// The journey's telemetry from Jaeger, Loki and Prometheus, polled with backoff until the
 /// worker's part has arrived everywhere or `wait` runs out.
 /// `start_ns` bounds the log search from below.
-pub async fn collect_from_stack(
-    stack: &Stack,
-    subject: &Subject,
-    wait: Duration,
-    start_ns: u128,
-) -> Telemetry {
+pub async fn collect_from_stack(stack: &Stack, subject: &Subject, wait: Duration, start_ns: u128) -> Telemetry {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(200);
     loop {

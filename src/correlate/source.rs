@@ -20,7 +20,7 @@ impl TraceSource {
     pub async fn open(
         target: Option<&str>,
         trace: bool,
-        stack: &crate::cli::StackArgs,
+        stack: &crate::config::StackArgs,
     ) -> Result<TraceSource, CommandError> {
         let stack = match (target, trace) {
             (Some(_), true) => Some(Stack::from_args(stack).map_err(CommandError::Usage)?),

@@ -26,8 +26,10 @@ pub struct SpanTree<'a> {
 
 pub fn span_tree<'a>(client: &[ClientRow], t: &'a Telemetry) -> SpanTree<'a> {
     let mut depth_of: HashMap<String, usize> = client.iter().map(|c| (c.span_id.clone(), 0)).collect();
-    let mut name_of: HashMap<String, String> =
-        client.iter().map(|c| (c.span_id.clone(), format!("client {}", c.name))).collect();
+    let mut name_of: HashMap<String, String> = client
+        .iter()
+        .map(|c| (c.span_id.clone(), format!("client {}", c.name)))
+        .collect();
     let mut spans: Vec<_> = t.spans.iter().collect();
     spans.sort_by_key(|s| s.start_unix_nanos);
     // Parents start before their children, so one pass in start order finds every depth.

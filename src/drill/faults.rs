@@ -9,39 +9,16 @@ use std::time::Duration;
 use super::file::{self, Action, Fault};
 use super::journal::{Entry, EntryState, JournalError, JournalFile, Undo};
 use super::network::{self, NetworkFault};
+use super::render::describe;
 use super::report::Restored;
 use super::{ADMIN_TOKEN_ENV, Ctx, confirm};
-use crate::backends::docker::{DockerClient, DockerError};
+use crate::backends::docker::{DockerClient, DockerError, ServiceContainer};
 use crate::exit::{CommandError, CommandResult, Outcome};
 
 /// A Docker call may take the stop's grace period and a little more, never longer: a hung
 /// engine cannot hold a fault past its cap unnoticed.
 pub(super) fn docker_timeout(stop_grace_seconds: i32) -> Duration {
     Duration::from_secs(u64::try_from(stop_grace_seconds).unwrap_or(0) + 15)
-}
-
-pub(super) fn describe(fault: &Fault) -> String {
-    match fault.action {
-        Action::Kill => format!(
-            "kill {} with {}",
-            fault.service,
-            fault.signal.as_deref().unwrap_or("SIGKILL")
-        ),
-        Action::Disconnect => format!(
-            "disconnect {} from {}",
-            fault.service,
-            fault.network.as_deref().unwrap_or("every network")
-        ),
-        Action::PaymentFault => format!(
-            "payment gateway: +{} ms, {:.0}% failures",
-            fault.latency_ms.unwrap_or(0),
-            fault.error_rate.unwrap_or(0.0) * 100.0
-        ),
-        action if action.is_network() => NetworkFault::of(fault)
-            .map(|n| n.describe(&fault.service))
-            .unwrap_or_default(),
-        action => format!("{} {}", action.name(), fault.service),
-    }
 }
 
 /// Why a fault could not be injected or undone; the drill reports it as a failure line.
@@ -71,56 +48,11 @@ impl From<&str> for FaultError {
 
 /// Journals, then applies, one fault. Returns its journal entry id.
 pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Fault) -> Result<usize, FaultError> {
-    let grace = ctx.drill.safety.stop_grace_seconds;
     if fault.action == Action::PaymentFault {
-        let url = format!("{}/admin/faults", ctx.target);
-        let id = held(journal).before(Entry {
-            id: 0,
-            at_ms: 0,
-            action: fault.action.name().into(),
-            service: fault.service.clone(),
-            container_id: String::new(),
-            container_name: String::new(),
-            undo: Undo::ClearPaymentFault {
-                url: url.clone(),
-                token_env: ADMIN_TOKEN_ENV.into(),
-            },
-            state: EntryState::Applying,
-            undo_error: None,
-        })?;
-        let mut request = ctx.http.post(&url).json(&serde_json::json!({
-            "payment_latency_ms": fault.latency_ms.unwrap_or(0),
-            "payment_failure_rate": fault.error_rate.unwrap_or(0.0),
-        }));
-        if let Some(token) = &ctx.admin_token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| format!("POST {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "POST {url} answered {} (is {ADMIN_TOKEN_ENV} / --admin-token set to the store's admin token?)",
-                response.status()
-            ).into());
-        }
-        held(journal).mark(id, EntryState::Applied, None)?;
-        return Ok(id);
+        return inject_payment_fault(ctx, journal, fault).await;
     }
     let docker = ctx.docker.as_ref().ok_or("Docker is needed for this fault")?;
-    let found = ctx
-        .containers
-        .get(&fault.service)
-        .ok_or_else(|| format!("no container for service {}", fault.service))?;
-    // Safety: the container must still be this project's and one the drill names.
-    let c = docker
-        .inspect(&ctx.project, &found.id)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !ctx.drill.services.contains(&c.service) {
-        return Err(format!(
-            "refused: {} is service {:?}, not one this drill names ({:?})",
-            c.name, c.service, ctx.drill.services
-        ).into());
-    }
+    let c = checked_container(ctx, docker, fault).await?;
     let networks: Vec<(String, Vec<String>)> = c
         .networks
         .iter()
@@ -133,7 +65,8 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
             c.name,
             fault.network,
             c.networks.keys().collect::<Vec<_>>()
-        ).into());
+        )
+        .into());
     }
     let undo = match fault.action {
         Action::Stop | Action::Kill => Undo::Start,
@@ -142,10 +75,9 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         Action::Disconnect => Undo::Reconnect {
             networks: networks.clone(),
         },
-        Action::NetworkDelay | Action::NetworkLoss | Action::NetworkBandwidth => Undo::ClearNetwork {
+        _ => Undo::ClearNetwork {
             image: ctx.network_helper_image.clone(),
         },
-        Action::PaymentFault => unreachable!("handled above"),
     };
     let id = held(journal).before(Entry {
         id: 0,
@@ -158,67 +90,133 @@ pub(super) async fn inject(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Faul
         state: EntryState::Applying,
         undo_error: None,
     })?;
-    let applied = match fault.action {
-        Action::Stop => docker.stop(&c, grace).await,
-        Action::Pause => docker.pause(&c).await,
-        Action::Kill => docker.kill(&c, fault.signal.as_deref().unwrap_or("SIGKILL")).await,
-        Action::Restart => docker.restart(&c, grace).await,
+    let grace = ctx.drill.safety.stop_grace_seconds;
+    match fault.action {
+        Action::Stop => docker.stop(&c, grace).await?,
+        Action::Pause => docker.pause(&c).await?,
+        Action::Kill => docker.kill(&c, fault.signal.as_deref().unwrap_or("SIGKILL")).await?,
+        Action::Restart => docker.restart(&c, grace).await?,
         Action::Disconnect => {
             let mut result = Ok(());
             for (network, _) in &networks {
                 result = result.and(docker.disconnect(&c, network).await);
             }
-            result
+            result?
         }
-        Action::NetworkDelay | Action::NetworkLoss | Action::NetworkBandwidth => {
-            let net = NetworkFault::of(fault).ok_or("not a network fault")?;
-            if c.state != "running" {
-                return Err(format!(
-                    "{} is {}, not running: a network fault needs its network namespace",
-                    c.name, c.state
-                ).into());
-            }
-            let image = &ctx.network_helper_image;
-            let mut applied = docker
-                .run_network_helper(&c, image, network::HELPER_LABEL, &net.apply_script())
-                .await
-                .map(drop);
-            // A kernel without sch_netem: the delay is held in user space instead, by
-            // `recordctl network-delay-queue` in a helper that stays up for the fault.
-            if let (Err(e), NetworkFault::Delay { delay, jitter }) = (&applied, &net)
-                && network::lacks_netem(&e.to_string())
-            {
-                eprintln!(
-                    "recordctl drill: the Docker host's kernel has no sch_netem; delaying {}'s packets in user space (nfqueue) instead",
-                    c.service
-                );
-                applied = docker
-                    .start_network_helper(
-                        &c,
-                        image,
-                        network::HELPER_LABEL,
-                        network::delay_queue_command(*delay, *jitter),
-                        network::DELAY_QUEUE_READY,
-                        Duration::from_secs(15),
-                    )
-                    .await;
-            }
-            if let Err(e) = applied {
-                // Whatever part of it ran is taken back before the error is told.
-                let _ = docker.stop_labelled(&ctx.project, network::HELPER_LABEL).await;
-                let _ = docker
-                    .run_network_helper(&c, image, network::HELPER_LABEL, &network::clear_script())
-                    .await;
-                held(journal).mark(id, EntryState::Undone, Some("not applied".into()))?;
-                return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())).into());
-            }
-            Ok(())
-        }
-        Action::PaymentFault => unreachable!("handled above"),
-    };
-    applied.map_err(|e| e.to_string())?;
+        _ => apply_network_fault(ctx, docker, journal, id, &c, fault).await?,
+    }
     held(journal).mark(id, EntryState::Applied, None)?;
     Ok(id)
+}
+
+/// The store's own fault switch (`POST /admin/faults`), journaled first.
+async fn inject_payment_fault(ctx: &Ctx, journal: &Mutex<JournalFile>, fault: &Fault) -> Result<usize, FaultError> {
+    let url = format!("{}/admin/faults", ctx.target);
+    let id = held(journal).before(Entry {
+        id: 0,
+        at_ms: 0,
+        action: fault.action.name().into(),
+        service: fault.service.clone(),
+        container_id: String::new(),
+        container_name: String::new(),
+        undo: Undo::ClearPaymentFault {
+            url: url.clone(),
+            token_env: ADMIN_TOKEN_ENV.into(),
+        },
+        state: EntryState::Applying,
+        undo_error: None,
+    })?;
+    let mut request = ctx.http.post(&url).json(&serde_json::json!({
+        "payment_latency_ms": fault.latency_ms.unwrap_or(0),
+        "payment_failure_rate": fault.error_rate.unwrap_or(0.0),
+    }));
+    if let Some(token) = &ctx.admin_token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("POST {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "POST {url} answered {} (is {ADMIN_TOKEN_ENV} / --admin-token set to the store's admin token?)",
+            response.status()
+        )
+        .into());
+    }
+    held(journal).mark(id, EntryState::Applied, None)?;
+    Ok(id)
+}
+
+/// The fault's container, inspected again: it must still be this project's and a service the
+/// drill names.
+async fn checked_container(ctx: &Ctx, docker: &DockerClient, fault: &Fault) -> Result<ServiceContainer, FaultError> {
+    let found = ctx
+        .containers
+        .get(&fault.service)
+        .ok_or_else(|| format!("no container for service {}", fault.service))?;
+    let c = docker.inspect(&ctx.project, &found.id).await?;
+    if !ctx.drill.services.contains(&c.service) {
+        return Err(format!(
+            "refused: {} is service {:?}, not one this drill names ({:?})",
+            c.name, c.service, ctx.drill.services
+        )
+        .into());
+    }
+    Ok(c)
+}
+
+/// A delay, loss or bandwidth limit on everything `c` sends, from a helper container in its
+/// network namespace; on a kernel without sch_netem, a delay held in user space. A fault that
+/// did not apply is taken back (and its entry marked undone) before the error is told.
+async fn apply_network_fault(
+    ctx: &Ctx,
+    docker: &DockerClient,
+    journal: &Mutex<JournalFile>,
+    id: usize,
+    c: &ServiceContainer,
+    fault: &Fault,
+) -> Result<(), FaultError> {
+    let net = NetworkFault::of(fault).ok_or("not a network fault")?;
+    if c.state != "running" {
+        return Err(format!(
+            "{} is {}, not running: a network fault needs its network namespace",
+            c.name, c.state
+        )
+        .into());
+    }
+    let image = &ctx.network_helper_image;
+    let mut applied = docker
+        .run_network_helper(c, image, network::HELPER_LABEL, &net.apply_script())
+        .await
+        .map(drop);
+    // A kernel without sch_netem: the delay is held in user space instead, by
+    // `recordctl network-delay-queue` in a helper that stays up for the fault.
+    if let (Err(e), NetworkFault::Delay { delay, jitter }) = (&applied, &net)
+        && network::lacks_netem(&e.to_string())
+    {
+        eprintln!(
+            "recordctl drill: the Docker host's kernel has no sch_netem; delaying {}'s packets in user space (nfqueue) instead",
+            c.service
+        );
+        applied = docker
+            .start_network_helper(
+                c,
+                image,
+                network::HELPER_LABEL,
+                network::delay_queue_command(*delay, *jitter),
+                network::DELAY_QUEUE_READY,
+                Duration::from_secs(15),
+            )
+            .await;
+    }
+    if let Err(e) = applied {
+        // Whatever part of it ran is taken back before the error is told.
+        let _ = docker.stop_labelled(&ctx.project, network::HELPER_LABEL).await;
+        let _ = docker
+            .run_network_helper(c, image, network::HELPER_LABEL, &network::clear_script())
+            .await;
+        held(journal).mark(id, EntryState::Undone, Some("not applied".into()))?;
+        return Err(format!("{}: {}", describe(fault), net.explain_failure(&e.to_string())).into());
+    }
+    Ok(())
 }
 
 pub(super) async fn undo_entry(ctx: &Ctx, journal: &Mutex<JournalFile>, id: usize) -> Result<(), FaultError> {

@@ -118,6 +118,17 @@ fn secs(v: Option<f64>) -> String {
 
 pub fn render(r: &DrillReport) -> String {
     let mut page = page_head(&format!("recordctl drill {}", r.drill));
+    summary(&mut page, r);
+    charts(&mut page, r);
+    alerts(&mut page, r);
+    ledger(&mut page, r);
+    timeline(&mut page, r);
+    page.push_str("</body></html>\n");
+    page
+}
+
+/// The verdict, the failures, the headline measures.
+fn summary(page: &mut String, r: &DrillReport) {
     let verdict_class = if r.passed { "pass" } else { "fail" };
     let _ = write!(
         page,
@@ -152,7 +163,10 @@ pub fn render(r: &DrillReport) -> String {
         );
     }
     page.push_str("</table>");
+}
 
+/// Probe latency, throughput and errors second by second, the fault and the alerts marked.
+fn charts(page: &mut String, r: &DrillReport) {
     let (bands, marks) = (bands(r), marks(r));
     let seconds_fmt = |v: f64| format!("{v:.0}s");
     let count_fmt = |v: f64| format!("{v:.0}");
@@ -235,7 +249,10 @@ pub fn render(r: &DrillReport) -> String {
         }
         .render(),
     );
+}
 
+/// Each expected alert: when it went pending, firing, and reached Alertmanager; the unexpected ones.
+fn alerts(page: &mut String, r: &DrillReport) {
     if !r.alerts.is_empty() {
         page.push_str("<h2>Expected alerts</h2><table><tr><th>alert</th><th>state</th><th>within</th><th>pending after</th><th>firing after</th><th>at Alertmanager after</th><th>met</th></tr>");
         for a in &r.alerts {
@@ -261,6 +278,10 @@ pub fn render(r: &DrillReport) -> String {
             escape(&r.unexpected_alerts.join(", "))
         );
     }
+}
+
+/// The checkout ledger, money and stock.
+fn ledger(page: &mut String, r: &DrillReport) {
     if let Some(l) = &r.ledger {
         page.push_str("<h2>Ledger</h2><table><tr><th>orders</th><th>count</th></tr>");
         for (what, n) in [
@@ -312,6 +333,11 @@ pub fn render(r: &DrillReport) -> String {
             }
         }
     }
+}
+
+/// The first failed request, the timeline of events, what was restored.
+fn timeline(page: &mut String, r: &DrillReport) {
+    let traffic = r.traffic.as_ref();
     if let Some(f) = traffic.and_then(|t| t.first_failed.as_ref()) {
         let _ = write!(
             page,
@@ -358,6 +384,4 @@ pub fn render(r: &DrillReport) -> String {
         }
         page.push_str("</ul>");
     }
-    page.push_str("</body></html>\n");
-    page
 }

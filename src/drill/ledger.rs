@@ -146,7 +146,10 @@ impl LedgerReport {
             failures.push(format!("acknowledged orders lost: {:?}", self.lost));
         }
         if !self.duplicated.is_empty() {
-            failures.push(format!("checkouts that made more than one order: {:?}", self.duplicated));
+            failures.push(format!(
+                "checkouts that made more than one order: {:?}",
+                self.duplicated
+            ));
         }
         if !self.unfinished.is_empty() {
             failures.push(format!(
@@ -213,7 +216,10 @@ mod tests {
         assert_eq!(failures[0], "acknowledged orders lost: [7]");
         assert!(failures[2].contains("within 30s: [9]"), "{}", failures[2]);
         assert!(
-            failures[4].starts_with(&format!("broken promise: {} (1 violations; orders [9], products [2]", audit::INVARIANTS[0].0)),
+            failures[4].starts_with(&format!(
+                "broken promise: {} (1 violations; orders [9], products [2]",
+                audit::INVARIANTS[0].0
+            )),
             "{}",
             failures[4]
         );

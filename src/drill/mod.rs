@@ -3,6 +3,7 @@
 //! every change back — on success, failure, error, Ctrl-C, SIGTERM or panic; after a SIGKILL,
 //! `recordctl drill --restore` does it from the journal.
 
+pub mod args;
 pub mod audit;
 pub(crate) mod faults;
 pub mod file;
@@ -15,9 +16,12 @@ mod observe;
 mod phases;
 pub mod plan;
 mod preflight;
+pub mod render;
 pub mod report;
 pub mod traffic;
 pub mod verdict;
+
+pub use args::DrillArgs;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,7 +29,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::DrillArgs;
 use crate::exit::{CommandError, CommandResult, Outcome};
 use crate::output::Delivery;
 use faults::{forget_command, restore, restore_command};
@@ -125,8 +128,8 @@ async fn supervise(ctx: Arc<Ctx>, journal: Arc<Mutex<JournalFile>>, preflight: V
 /// The report on the terminal and in every file asked for; see [`crate::output`].
 fn deliver(report: &DrillReport, args: &DrillArgs, outcome: Outcome) -> CommandResult {
     let mut delivery = Delivery::default();
-    delivery.show(&report::render_table(report), report, args.json.as_deref());
-    delivery.file("JUnit", args.junit.as_deref(), || report::junit(report));
+    delivery.show(&render::render_table(report), report, args.json.as_deref());
+    delivery.file("JUnit", args.junit.as_deref(), || render::junit(report));
     delivery.file("HTML", args.html.as_deref(), || html::render(report));
     delivery.conclude(outcome)
 }
@@ -136,4 +139,3 @@ pub(super) fn confirm(question: &str) -> bool {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
-

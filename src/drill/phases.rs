@@ -5,11 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::faults::{describe, inject, undo_entry};
+use super::faults::{inject, undo_entry};
 use super::file::{self, Fault};
 use super::journal::JournalFile;
 use super::ledger::verify_ledger;
 use super::observe::{AlertWatch, next_second, steady_state, tick};
+use super::render::describe;
 use super::report::{self, Check, DrillReport, Event, Tick};
 use super::traffic::Traffic;
 use super::{Ctx, verdict};

@@ -2,8 +2,8 @@
 //! applied, the backend URLs resolved, and what the run will need (Docker, Prometheus). No
 //! network: a bad file or flag stops here with exit 2.
 
+use super::args::DrillArgs;
 use super::file::{self, Drill};
-use crate::cli::DrillArgs;
 use crate::config::BackendUrls;
 
 #[derive(Debug)]

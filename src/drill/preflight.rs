@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::args::DrillArgs;
 use super::faults::docker_timeout;
 use super::file::Drill;
 use super::journal::now_ms;
 use super::plan::DrillPlan;
-use super::report::{self, Event};
+use super::render;
+use super::report::Event;
 use crate::backends::alertmanager::AlertmanagerClient;
 use crate::backends::docker::{DockerClient, ServiceContainer};
 use crate::backends::prometheus::PrometheusClient;
-use crate::cli::DrillArgs;
 use crate::exit::CommandError;
 
 /// What the preflight found: the context to run in, or — on a dry run — the plan alone.
@@ -25,7 +26,11 @@ pub(super) enum Prepared {
 
 /// Connects to what the plan needs and shows nothing yet; returns the context and the plan
 /// text. A dry run stops after the plan text, whatever could not be reached (said on stderr).
-pub(super) async fn prepare(plan: DrillPlan, args: &DrillArgs, interrupt: CancellationToken) -> Result<Prepared, CommandError> {
+pub(super) async fn prepare(
+    plan: DrillPlan,
+    args: &DrillArgs,
+    interrupt: CancellationToken,
+) -> Result<Prepared, CommandError> {
     let DrillPlan {
         drill,
         file,
@@ -71,7 +76,7 @@ pub(super) async fn prepare(plan: DrillPlan, args: &DrillArgs, interrupt: Cancel
             }
         }
     }
-    let plan_text = report::plan_text(&drill, &file, &project, &target, &containers, &urls.prometheus);
+    let plan_text = render::plan_text(&drill, &file, &project, &target, &containers, &urls.prometheus);
     if args.dry_run {
         return Ok(Prepared::DryRun(plan_text));
     }
@@ -186,4 +191,3 @@ impl Ctx {
         });
     }
 }
-

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::executor::{Executor, Observer, Seen};
 use crate::load::open::{self, ScheduleReport};
-use crate::load::plan::{RateSchedule, Stage};
+use crate::load::schedule::{RateSchedule, Stage};
 use crate::load::stats::Recorder;
 
 /// A checkout the store answered 202 to: a promise that the order will be processed.

@@ -5,12 +5,12 @@
 
 use std::fmt::Write;
 
+use super::JourneyReport;
 use super::steps::JourneyResult;
 use crate::correlate::pillars::Telemetry;
-use super::JourneyReport;
 use crate::correlate::timeline::span_tree;
-use crate::units::parse_rfc3339_nanos;
 use crate::html::{escape, page_head};
+use crate::units::parse_rfc3339_nanos;
 
 struct Row {
     label: String,
@@ -201,7 +201,11 @@ fn truncate(s: &str, max: usize) -> String {
 
 pub fn render(r: &JourneyReport) -> String {
     let mut page = page_head("recordctl journey");
-    let verdict_class = if r.outcome() == crate::exit::Outcome::Passed { "pass" } else { "fail" };
+    let verdict_class = if r.outcome() == crate::exit::Outcome::Passed {
+        "pass"
+    } else {
+        "fail"
+    };
     let _ = write!(
         page,
         "<h1>Journey</h1><p>target {} · {} journeys · {:.1}% completed</p>",

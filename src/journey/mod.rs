@@ -2,8 +2,11 @@
 //! purchase as one correlated timeline of spans, log lines and metrics, with a verdict per
 //! pillar.
 
+pub mod args;
 pub mod html;
 pub mod steps;
+
+pub use args::JourneyArgs;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -11,15 +14,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::JourneyArgs;
 use crate::correlate::pillars::Subject;
+use crate::correlate::pillars::Telemetry;
 use crate::correlate::source::TraceSource;
 use crate::correlate::timeline::{ClientRow, timeline};
 use crate::exit::{CommandError, CommandResult, Outcome};
 use crate::output::Delivery;
 use crate::units::parse_duration;
 use steps::{Journey, JourneyResult};
-use crate::correlate::pillars::Telemetry;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -158,12 +160,25 @@ async fn journeys(
         )));
     }
     let (count, concurrency) = (plan.count, plan.concurrency);
-    let journeys = run_journeys(&client, base, &plan.correlation_id, count, concurrency, plan.wait, interrupt).await;
+    let journeys = run_journeys(
+        &client,
+        base,
+        &plan.correlation_id,
+        count,
+        concurrency,
+        plan.wait,
+        interrupt,
+    )
+    .await;
     let telemetry = match (args.trace, journeys.first()) {
         (true, Some(first)) => source.collect(&first.subject(), first.since_ns(), plan.wait).await,
         _ => None,
     };
-    let target = if source.embedded.is_some() { "embedded recordstore" } else { base };
+    let target = if source.embedded.is_some() {
+        "embedded recordstore"
+    } else {
+        base
+    };
     let report = build_report(target, journeys, telemetry, interrupt.is_cancelled());
     let mut delivery = Delivery::default();
     delivery.show(&render(&report), &report, args.json.as_deref());
@@ -384,8 +399,6 @@ pub fn render(r: &JourneyReport) -> String {
     let _ = writeln!(out, "{}", r.verdict);
     out
 }
-
-
 
 #[cfg(test)]
 mod tests {

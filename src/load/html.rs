@@ -9,6 +9,17 @@ use crate::load::threshold::format_us;
 
 pub fn render(r: &LoadReport) -> String {
     let mut page = page_head(&format!("recordctl load-test {}", r.run_id));
+    summary(&mut page, r);
+    answers(&mut page, r);
+    over_time(&mut page, r);
+    percentiles(&mut page, r);
+    requests(&mut page, r);
+    page.push_str("</body></html>\n");
+    page
+}
+
+/// The run, its verdict, the latency table, the thresholds.
+fn summary(page: &mut String, r: &LoadReport) {
     let _ = write!(
         page,
         "<h1>Load test {}</h1><p>{} model against {}{} · started {} · {:.1}s · {} requests · {:.1} req/s · {} errors ({:.2}%)</p>",
@@ -65,8 +76,10 @@ pub fn render(r: &LoadReport) -> String {
         }
         page.push_str("</ul>");
     }
-    let ms = |v: f64| format!("{v:.1} ms");
-    let seconds_fmt = |v: f64| format!("{v:.0}s");
+}
+
+/// Status codes and errors by kind, with their share of every request.
+fn answers(page: &mut String, r: &LoadReport) {
     if !r.status_codes.is_empty() || !r.error_kinds.is_empty() {
         page.push_str("<h2>Status codes and errors</h2><table><tr><th>answer</th><th>count</th><th>share</th></tr>");
         let total = (r.requests + r.schedule.as_ref().map_or(0, |s| s.dropped)).max(1) as f64;
@@ -85,6 +98,12 @@ pub fn render(r: &LoadReport) -> String {
         }
         page.push_str("</table>");
     }
+}
+
+/// Throughput, errors and latency second by second.
+fn over_time(page: &mut String, r: &LoadReport) {
+    let ms = |v: f64| format!("{v:.1} ms");
+    let seconds_fmt = |v: f64| format!("{v:.0}s");
     let seconds: Vec<f64> = r.timeline.iter().map(|s| s.second as f64).collect();
     let per_second = |f: &dyn Fn(&crate::load::report::SecondReport) -> f64| -> Vec<(f64, f64)> {
         seconds.iter().copied().zip(r.timeline.iter().map(f)).collect()
@@ -147,6 +166,11 @@ pub fn render(r: &LoadReport) -> String {
         }
         .render(),
     );
+}
+
+/// The latency distribution on HdrHistogram's log scale.
+fn percentiles(page: &mut String, r: &LoadReport) {
+    let ms = |v: f64| format!("{v:.1} ms");
     let l = &r.latency;
     let pct = |v: u64| v as f64 / 1000.0;
     let mut percentile_series = vec![Series {
@@ -201,6 +225,10 @@ pub fn render(r: &LoadReport) -> String {
         }
         .render(),
     );
+}
+
+/// The slowest requests and the failed ones, each with its correlation id.
+fn requests(page: &mut String, r: &LoadReport) {
     if !r.slowest.is_empty() {
         page.push_str("<h2>Slowest requests</h2><table><tr><th>correlation id</th><th>request</th><th>latency</th><th>status</th></tr>");
         for s in &r.slowest {
@@ -228,6 +256,4 @@ pub fn render(r: &LoadReport) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("</body></html>\n");
-    page
 }

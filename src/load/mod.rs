@@ -1,6 +1,7 @@
 //! `recordctl load-test`: plan → target (given or embedded) → pre-flight → engine (plain,
 //! open or closed) → report (table, JSON, HTML, Pushgateway, HdrHistogram log) → exit code.
 
+pub mod args;
 pub mod closed;
 pub mod executor;
 pub mod hdr;
@@ -14,8 +15,11 @@ pub mod raw_http;
 pub mod remote_write;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 pub mod stats;
 pub mod threshold;
+
+pub use args::LoadTestArgs;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -23,13 +27,22 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::LoadTestArgs;
 use crate::embedded::EmbeddedTarget;
 use crate::exit::{CommandError, CommandResult};
 use crate::output::Delivery;
 use plan::{LoadPlan, Model, Target};
-use report::{LoadReport, ReportContext, RunOutcome};
+use report::{LoadReport, ReportContext};
 use stats::{Live, Recorder};
+
+/// What the engines hand over.
+pub struct RunOutcome {
+    pub stats: stats::Stats,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub schedule: Option<open::ScheduleReport>,
+    /// `--out prometheus-rw`: the writer, how many per-second pushes failed, the first error.
+    pub remote_write: Option<(Arc<remote_write::RemoteWriter>, u64, Option<String>)>,
+}
 
 pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> CommandResult {
     let plan = LoadPlan::from_args(&args).map_err(CommandError::Usage)?;
@@ -56,7 +69,9 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> CommandRes
 /// Checks the target, runs the plan against it and delivers the report.
 async fn measure(plan: &LoadPlan, target_url: &str, embedded: bool, interrupt: &CancellationToken) -> CommandResult {
     preflight(target_url).await.map_err(CommandError::Unreachable)?;
-    let outcome = execute(plan, target_url, interrupt).await.map_err(CommandError::Usage)?;
+    let outcome = execute(plan, target_url, interrupt)
+        .await
+        .map_err(CommandError::Usage)?;
     let report = report::build(
         &ReportContext {
             run_id: &plan.run_id,
@@ -99,18 +114,11 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
         Arc::new(Live::default())
     };
     let progress = progress_bar(plan, plain_live.clone(), recorder.clone(), start);
-    let writer = plan.outputs.remote_write.as_deref().map(|url| {
-        Arc::new(remote_write::RemoteWriter::new(
-            url,
-            &plan.run_id,
-            plan.model.name(),
-            plan.scenario.as_ref().map_or("", |s| s.name.as_str()),
-            &plan
-                .shard
-                .map(|s| format!("{}/{}", s.index + 1, s.count))
-                .unwrap_or_default(),
-        ))
-    });
+    let writer = plan
+        .outputs
+        .remote_write
+        .as_deref()
+        .map(|url| Arc::new(remote_writer(plan, url)));
     let streaming = writer.clone().map(|writer| {
         let stop = CancellationToken::new();
         let task = tokio::spawn(remote_write::stream(
@@ -122,7 +130,48 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
         ));
         (stop, task)
     });
-    let (stats, schedule) = match &plan.model {
+    let (stats, schedule) = run_model(plan, target, start, live, recorder, interrupt).await?;
+    if let Some((bar, task)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    let remote_write = match streaming {
+        Some((stop, task)) => {
+            stop.cancel();
+            let (failed, first) = task.await.unwrap_or((0, None));
+            writer.map(|w| (w, failed, first))
+        }
+        None => None,
+    };
+    Ok(RunOutcome {
+        remote_write,
+        stats,
+        elapsed: start.elapsed(),
+        interrupted: interrupt.is_cancelled(),
+        schedule,
+    })
+}
+
+/// The remote writer of `--out prometheus-rw=URL`, its series labelled with the run.
+fn remote_writer(plan: &LoadPlan, url: &str) -> remote_write::RemoteWriter {
+    let shard = plan
+        .shard
+        .map(|s| format!("{}/{}", s.index + 1, s.count))
+        .unwrap_or_default();
+    let scenario = plan.scenario.as_ref().map_or("", |s| s.name.as_str());
+    remote_write::RemoteWriter::new(url, &plan.run_id, plan.model.name(), scenario, &shard)
+}
+
+/// Runs the plan's model to its end; the stats and, for the open model, its schedule report.
+async fn run_model(
+    plan: &LoadPlan,
+    target: &str,
+    start: Instant,
+    live: Arc<Live>,
+    recorder: Arc<Recorder>,
+    interrupt: &CancellationToken,
+) -> Result<(stats::Stats, Option<open::ScheduleReport>), String> {
+    Ok(match &plan.model {
         Model::Plain { connections } => {
             let target = plain::PlainTarget::parse(target)?;
             let stats = plain::run(
@@ -170,25 +219,6 @@ async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -
             closed::run(target, model, executor, recorder.clone()).await?;
             (recorder.take(), None)
         }
-    };
-    if let Some((bar, task)) = progress {
-        task.abort();
-        bar.finish_and_clear();
-    }
-    let remote_write = match streaming {
-        Some((stop, task)) => {
-            stop.cancel();
-            let (failed, first) = task.await.unwrap_or((0, None));
-            writer.map(|w| (w, failed, first))
-        }
-        None => None,
-    };
-    Ok(RunOutcome {
-        remote_write,
-        stats,
-        elapsed: start.elapsed(),
-        interrupted: interrupt.is_cancelled(),
-        schedule,
     })
 }
 
@@ -267,7 +297,7 @@ async fn deliver(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> 
     if let Some(gateway) = &plan.outputs.push_gateway
         && let Err(e) = push::push(gateway, report).await
     {
-        delivery.failed_to_send(e);
+        delivery.failed_to_send(e.to_string());
     }
     // The last push carries the report's own totals: what Prometheus holds equals the report.
     if let Some((writer, failed_pushes, first)) = &outcome.remote_write {

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::load::executor::{Executor, Pace};
-use crate::load::plan::{RateSchedule, Shard};
+use crate::load::schedule::{RateSchedule, Shard};
 use crate::load::stats::{ErrorKind, Recorder, Sample};
 
 /// An arrival counts as late when it starts this much after it was due.

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::cli::LoadTestArgs;
+use crate::load::args::LoadTestArgs;
 use crate::load::scenario::{self, Scenario, ThinkTime};
+use crate::load::schedule::{RateSchedule, Shard, Stage};
 use crate::load::threshold::Threshold;
 use crate::units::parse_duration;
 pub use crate::units::parse_rate;
@@ -43,116 +44,6 @@ pub enum Target {
     Url(String),
     /// The in-process recordstore; plain mode loads this path on it.
     Embedded { path: String },
-}
-
-/// Piecewise-linear arrival rate: each stage moves from `from` to `to` per second.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateSchedule {
-    pub stages: Vec<Stage>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stage {
-    pub duration: Duration,
-    pub from: f64,
-    pub to: f64,
-}
-
-impl Stage {
-    /// Arrivals the stage expects: its mean rate times its length.
-    fn count(&self) -> f64 {
-        (self.from + self.to) / 2.0 * self.duration.as_secs_f64()
-    }
-}
-
-impl RateSchedule {
-    pub fn duration(&self) -> Duration {
-        self.stages.iter().map(|s| s.duration).sum()
-    }
-
-    /// Arrivals per second at `t` from the start; 0 after the last stage.
-    pub fn rate_at(&self, t: Duration) -> f64 {
-        let mut start = Duration::ZERO;
-        for stage in &self.stages {
-            if t < start + stage.duration {
-                let progress = (t - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
-                return stage.from + (stage.to - stage.from) * progress;
-            }
-            start += stage.duration;
-        }
-        0.0
-    }
-
-    /// Arrivals expected over the whole schedule: the integral of the rate.
-    pub fn expected_count(&self) -> f64 {
-        self.stages.iter().map(Stage::count).sum()
-    }
-
-    /// When the expected count of arrivals (the integral of the rate from the start) reaches
-    /// `k`: arrival `k` (from 0) is due then. `None` when the schedule ends first. Exact for
-    /// every stage shape, a ramp from or to zero included.
-    pub fn time_of_count(&self, k: f64) -> Option<Duration> {
-        let mut start = 0.0;
-        let mut before = 0.0;
-        for stage in &self.stages {
-            let d = stage.duration.as_secs_f64();
-            let count = stage.count();
-            if k < before + count {
-                // Within the stage: from·t + (to − from)·t²/(2d) = k − before, solved in the
-                // form that is stable for rising, falling and flat rates alike.
-                let left = k - before;
-                let a = if d > 0.0 {
-                    (stage.to - stage.from) / (2.0 * d)
-                } else {
-                    0.0
-                };
-                let b = stage.from;
-                let root = (b * b + 4.0 * a * left).max(0.0).sqrt();
-                let t = if b + root > 0.0 { 2.0 * left / (b + root) } else { 0.0 };
-                return Duration::try_from_secs_f64(start + t.clamp(0.0, d)).ok();
-            }
-            before += count;
-            start += d;
-        }
-        None
-    }
-
-    /// The nominal (peak) rate, for the report.
-    pub fn peak(&self) -> f64 {
-        self.stages.iter().map(|s| s.from.max(s.to)).fold(0.0, f64::max)
-    }
-}
-
-/// This process's part of a load split between `count` processes (`index` from 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    pub fn parse(raw: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {raw:?}: expected K/N with 1 <= K <= N <= 1000, e.g. 2/3");
-        let (k, n) = raw.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (
-            k.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if k == 0 || k > n || n > 1000 {
-            return Err(bad());
-        }
-        Ok(Shard { index: k - 1, count: n })
-    }
-
-    /// Whether item `k` (an arrival, a user, a connection) of the whole load is this shard's.
-    pub fn owns(&self, k: u64) -> bool {
-        k % self.count as u64 == self.index as u64
-    }
-
-    /// How many of `total` items are this shard's.
-    pub fn share(&self, total: usize) -> usize {
-        total / self.count + usize::from(self.index < total % self.count)
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -271,7 +162,12 @@ fn exclusive_flags(args: &LoadTestArgs) -> Result<(), String> {
 }
 
 /// The model the flags (or else the scenario's defaults) choose, this shard's part of it.
-fn model(args: &LoadTestArgs, defaults: &scenario::Defaults, duration: Duration, shard: Option<Shard>) -> Result<Model, String> {
+fn model(
+    args: &LoadTestArgs,
+    defaults: &scenario::Defaults,
+    duration: Duration,
+    shard: Option<Shard>,
+) -> Result<Model, String> {
     let rate = args.rate.clone().or(if args.users.is_some() {
         None
     } else {
@@ -319,7 +215,9 @@ fn model(args: &LoadTestArgs, defaults: &scenario::Defaults, duration: Duration,
 
 /// `--run-id`, or a random one; a shard's carries its number.
 fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, String> {
-    let run_id = given.map(str::to_string).unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
+    let run_id = given
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
     if run_id.is_empty()
         || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
         || run_id.len() > 64

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::backends::pushgateway::PushError;
 use crate::load::report::LoadReport;
 
 /// The summary as Prometheus text: requests, errors, throughput, latency quantiles,
@@ -77,32 +78,8 @@ pub fn exposition(r: &LoadReport) -> String {
     out
 }
 
-pub async fn push(gateway: &str, r: &LoadReport) -> Result<(), String> {
-    put_exposition(
-        gateway,
-        &format!("job/recordctl_load_test/run_id/{}", r.run_id),
-        exposition(r),
-    )
-    .await
-}
-
-/// PUTs text exposition to `{gateway}/metrics/{group}` (replacing that group's metrics).
-pub async fn put_exposition(gateway: &str, group: &str, body: String) -> Result<(), String> {
-    let url = format!("{}/metrics/{group}", gateway.trim_end_matches('/'));
-    let response = crate::backends::http_client()
-        .put(&url)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(body)
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| {
-            format!("cannot push to the Pushgateway at {url}: {e} (is it running? docker compose up -d pushgateway)")
-        })?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        return Err(format!("the Pushgateway at {url} answered {status}: {}", body.trim()));
-    }
-    Ok(())
+/// Pushes the report's totals as the group `job/recordctl_load_test/run_id/RUN`.
+pub async fn push(gateway: &str, r: &LoadReport) -> Result<(), PushError> {
+    let group = format!("job/recordctl_load_test/run_id/{}", r.run_id);
+    crate::backends::pushgateway::put(gateway, &group, exposition(r)).await
 }

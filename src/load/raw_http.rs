@@ -96,7 +96,7 @@ impl RawConn {
                         continue;
                     }
                     let framing = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value)))
-                        .map_err(|e| (ErrorKind::BadResponse, e))?;
+                        .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
                     let mut keep_alive = response.version == Some(1);
                     for h in response.headers.iter() {
                         if h.name.eq_ignore_ascii_case("connection") {
@@ -140,7 +140,7 @@ impl RawConn {
         loop {
             let used = dechunker
                 .feed(&self.read, &mut nothing, 0)
-                .map_err(|e| (ErrorKind::BadResponse, e))?;
+                .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
             self.read.advance(used);
             if dechunker.is_done() {
                 return Ok(());

@@ -2,15 +2,15 @@
 //! people or JSON for machines. Renderers never compute; `build` does.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use comfy_table::{Cell, CellAlignment};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Outcome;
+use crate::load::RunOutcome;
 use crate::load::open::ScheduleReport;
-use crate::load::stats::{RequestRecord, Stats};
+use crate::load::stats::RequestRecord;
 use crate::load::threshold::{Measured, Threshold, Verdict, format_us};
 
 /// 2: `schedule.target_rate_rps` became `target_rate_tps` (transactions, not requests);
@@ -94,16 +94,6 @@ pub struct LoadReport {
     pub slowest: Vec<RequestRecord>,
     pub failed: Vec<RequestRecord>,
     pub thresholds: Vec<Verdict>,
-}
-
-/// What the engines hand over.
-pub struct RunOutcome {
-    pub stats: Stats,
-    pub elapsed: Duration,
-    pub interrupted: bool,
-    pub schedule: Option<ScheduleReport>,
-    /// `--out prometheus-rw`: the writer, how many per-second pushes failed, the first error.
-    pub remote_write: Option<(std::sync::Arc<super::remote_write::RemoteWriter>, u64, Option<String>)>,
 }
 
 pub struct ReportContext<'a> {
@@ -249,6 +239,43 @@ fn ms(us: u64) -> String {
 }
 
 /// The human summary: run line, latency table, distributions, thresholds, verdict.
+/// The open model's schedule: due, started, late, dropped; a warning when the generator
+/// itself fell behind.
+fn schedule_lines(s: &ScheduleReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "schedule: target {:.1} transactions/s · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
+        s.target_rate_tps,
+        s.intended,
+        s.started,
+        s.late,
+        if s.generator_late > 0 {
+            format!(" ({} handed out late by the generator)", s.generator_late)
+        } else {
+            String::new()
+        },
+        s.dropped,
+        if s.unsent_at_interrupt > 0 {
+            format!(" · {} unsent at interrupt", s.unsent_at_interrupt)
+        } else {
+            String::new()
+        },
+        s.peak_queue
+    ));
+    if s.generator_fell_behind() {
+        out.push_str(&format!(
+            "WARNING: the generator fell behind: {} of {} arrivals ({:.2}%) were handed out more than 2 ms after \
+             they were due, by this process (CPU or timers), not because the target was slow; their latency \
+             from the intended send time includes that delay (the service-time row does not). Lower the rate, \
+             or split it with --shard.\n",
+            s.generator_late,
+            s.intended,
+            s.generator_late as f64 / s.intended.max(1) as f64 * 100.0
+        ));
+    }
+    out
+}
+
 pub fn render_table(r: &LoadReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -270,36 +297,7 @@ pub fn render_table(r: &LoadReport) -> String {
         r.error_rate * 100.0
     ));
     if let Some(s) = &r.schedule {
-        out.push_str(&format!(
-            "schedule: target {:.1} transactions/s · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
-            s.target_rate_tps,
-            s.intended,
-            s.started,
-            s.late,
-            if s.generator_late > 0 {
-                format!(" ({} handed out late by the generator)", s.generator_late)
-            } else {
-                String::new()
-            },
-            s.dropped,
-            if s.unsent_at_interrupt > 0 {
-                format!(" · {} unsent at interrupt", s.unsent_at_interrupt)
-            } else {
-                String::new()
-            },
-            s.peak_queue
-        ));
-        if s.generator_fell_behind() {
-            out.push_str(&format!(
-                "WARNING: the generator fell behind: {} of {} arrivals ({:.2}%) were handed out more than 2 ms after \
-                 they were due, by this process (CPU or timers), not because the target was slow; their latency \
-                 from the intended send time includes that delay (the service-time row does not). Lower the rate, \
-                 or split it with --shard.\n",
-                s.generator_late,
-                s.intended,
-                s.generator_late as f64 / s.intended.max(1) as f64 * 100.0
-            ));
-        }
+        out.push_str(&schedule_lines(s));
     }
     let mut table = crate::output::table();
     table.set_header([

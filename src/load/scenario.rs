@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::units::UnitError;
 
-pub use crate::tomlfile::{from_toml, located};
-pub use crate::units::{HumanDuration, parse_duration};
+use crate::tomlfile::{from_toml, located};
+use crate::units::{HumanDuration, parse_duration};
 
 /// Scenarios shipped in the binary, usable by name from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[

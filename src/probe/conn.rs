@@ -11,7 +11,15 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::spec::{HttpSpec, TcpSpec};
+use super::spec::{HttpSpec, ProbeSpec, TcpSpec};
+
+/// Runs one probe of either kind.
+pub async fn run(spec: &ProbeSpec) -> ProbeResult {
+    match spec {
+        ProbeSpec::Http(spec) => http(spec).await,
+        ProbeSpec::Tcp(spec) => tcp(spec).await,
+    }
+}
 
 /// Seconds spent in each phase, summed over redirects.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -338,7 +346,8 @@ async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, Strin
                     .iter()
                     .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
                     .collect();
-                let framing = crate::http1::framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))?;
+                let framing = crate::http1::framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))
+                    .map_err(|e| e.to_string())?;
                 let version = response.version.unwrap_or(1);
                 buf.drain(..len);
                 return Ok(Head {
@@ -383,7 +392,7 @@ async fn read_body(
         let done = match framing {
             Framing::Empty => return Ok(false),
             Framing::Chunked => {
-                let used = dechunker.feed(&pending, body, MAX_BODY)?;
+                let used = dechunker.feed(&pending, body, MAX_BODY).map_err(|e| e.to_string())?;
                 pending.drain(..used);
                 dechunker.is_done()
             }

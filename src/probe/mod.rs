@@ -2,9 +2,12 @@
 //! or continuous, reported as a table, JSON, or Prometheus text with blackbox_exporter's
 //! metric names so existing dashboards work.
 
+pub mod args;
 pub mod conn;
 pub mod spec;
 pub mod x509;
+
+pub use args::{ProbeArgs, ProbeFormat};
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -14,7 +17,6 @@ use regex::Regex;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ProbeArgs, ProbeFormat};
 use crate::exit::{CommandError, CommandResult, Outcome};
 use crate::output::Delivery;
 use crate::units::parse_duration;
@@ -107,7 +109,7 @@ pub fn specs_from_args(args: &ProbeArgs) -> Result<Vec<ProbeSpec>, String> {
 pub async fn run_all(specs: &[ProbeSpec]) -> Vec<ProbeResult> {
     let mut set = tokio::task::JoinSet::new();
     for (i, spec) in specs.iter().cloned().enumerate() {
-        set.spawn(async move { (i, spec.run().await) });
+        set.spawn(async move { (i, conn::run(&spec).await) });
     }
     let mut results: Vec<(usize, ProbeResult)> = set.join_all().await;
     results.sort_by_key(|(i, _)| *i);
@@ -157,15 +159,23 @@ impl ProbePlan {
     /// `Err` is the message for a usage error (exit 2).
     pub fn from_args(args: &ProbeArgs) -> Result<ProbePlan, String> {
         let specs = specs_from_args(args)?;
-        let every = args.every.as_deref().map(parse_duration).transpose().map_err(|e| format!("--every: {e}"))?;
-        let window = args.r#for.as_deref().map(parse_duration).transpose().map_err(|e| format!("--for: {e}"))?;
+        let every = args
+            .every
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("--every: {e}"))?;
+        let window = args
+            .r#for
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("--for: {e}"))?;
         let schedule = match (every, window) {
             (None, None) => Schedule::Once,
             (Some(every), Some(window)) if !every.is_zero() => Schedule::Continuous { every, window },
             _ => {
-                return Err(
-                    "continuous probing needs both --every and --for (e.g. --every 10s --for 5m)".into(),
-                );
+                return Err("continuous probing needs both --every and --for (e.g. --every 10s --for 5m)".into());
             }
         };
         Ok(ProbePlan { specs, schedule })
@@ -197,9 +207,9 @@ pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> CommandResult
     delivery.show(&text, &report, args.json.as_deref());
     if let Some(gateway) = &args.push_gateway
         && let Err(e) =
-            crate::load::push::put_exposition(gateway, "job/recordctl_probe", exposition(&report.results)).await
+            crate::backends::pushgateway::put(gateway, "job/recordctl_probe", exposition(&report.results)).await
     {
-        delivery.failed_to_send(e);
+        delivery.failed_to_send(e.to_string());
     }
     delivery.conclude(if interrupt.is_cancelled() {
         Outcome::Interrupted
@@ -335,7 +345,7 @@ pub fn render_table(report: &ProbeReport) -> String {
     for r in &report.results {
         let mut detail = r.failure.clone().unwrap_or_default();
         if let Some(expiry) = r.cert_expiry_unix {
-            let days = (expiry - crate::drill::journal::now_ms() / 1000) as f64 / 86_400.0;
+            let days = (expiry - recordstore::clock::now_ms() / 1000) as f64 / 86_400.0;
             let _ = write!(
                 detail,
                 "{}certificate expires in {days:.1} days",
@@ -505,7 +515,11 @@ mod tests {
 
     #[test]
     fn a_schedule_needs_both_every_and_for_and_a_nonzero_interval() {
-        for extra in [&["--every", "2s"][..], &["--for", "1m"], &["--every", "0s", "--for", "1m"]] {
+        for extra in [
+            &["--every", "2s"][..],
+            &["--for", "1m"],
+            &["--every", "0s", "--for", "1m"],
+        ] {
             let mut words = vec!["http://127.0.0.1:9/"];
             words.extend_from_slice(extra);
             let e = ProbePlan::from_args(&args(&words)).unwrap_err();

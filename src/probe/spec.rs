@@ -50,13 +50,6 @@ impl ProbeSpec {
             ProbeSpec::Tcp(t) => &t.name,
         }
     }
-
-    pub async fn run(&self) -> super::conn::ProbeResult {
-        match self {
-            ProbeSpec::Http(spec) => super::conn::http(spec).await,
-            ProbeSpec::Tcp(spec) => super::conn::tcp(spec).await,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! The Jaeger and Loki clients against fixture servers fed by the app's real output.
 
-use recordstore_fixtures as fixtures;
 use crate::support;
+use recordstore_fixtures as fixtures;
 
 use std::time::Duration;
 

@@ -153,7 +153,9 @@ async fn a_journey_without_a_worker_reports_the_missing_worker_spans() {
         result.detail.as_deref().unwrap().contains("is the worker running?"),
         "{result:?}"
     );
-    let t = recordctl::correlate::pillars::collect(app.captured(), &base, &result.subject(), Duration::from_millis(300)).await;
+    let t =
+        recordctl::correlate::pillars::collect(app.captured(), &base, &result.subject(), Duration::from_millis(300))
+            .await;
     let traces = t.pillars.iter().find(|p| p.pillar == "traces").unwrap();
     assert!(!traces.complete);
     assert!(

@@ -16,10 +16,6 @@ struct Run {
     stderr: String,
 }
 
-/// Tests take turns (each holds this for its whole run): on two cores, parallel load tests
-/// and the servers they start would measure each other.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn recordctl(args: &[&str]) -> Run {
     let dir = std::env::temp_dir().join(format!("recordctl-load-test-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -82,7 +78,7 @@ path = "/hit"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_mode_counts_exactly_what_the_server_counted() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let run = recordctl(&[
         "--target",
@@ -124,7 +120,7 @@ async fn plain_mode_counts_exactly_what_the_server_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_sends_200_per_second_for_5_seconds_spread_over_the_run() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -158,7 +154,7 @@ async fn the_open_model_sends_200_per_second_for_5_seconds_spread_over_the_run()
 /// schedule sends the integral of its rate, as counted by the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stage_shape_sends_the_integral_of_its_rate() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let scenario = scenario_file(ONE_REQUEST);
     for (flags, expected) in [
         (&["--stage", "2s:200/s"][..], 200),
@@ -188,7 +184,7 @@ async fn every_stage_shape_sends_the_integral_of_its_rate() {
 /// than `--max-queue`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_arrivals_are_errors_without_latency_and_the_queue_bound_is_exact() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Fixed20ms).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -232,7 +228,7 @@ async fn dropped_arrivals_are_errors_without_latency_and_the_queue_bound_is_exac
 /// A run that measured nothing proves nothing: its thresholds fail and say why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_measured_no_requests_fails_its_thresholds() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     // A zero rate for the whole run: nothing is due.
@@ -256,7 +252,7 @@ async fn a_run_that_measured_no_requests_fails_its_thresholds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Stalling).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -295,7 +291,7 @@ async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() 
 /// delay, in the table and in the verdict, not silently charged to the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_the_generator_cannot_keep_is_said_to_be_the_generators_delay() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let run = recordctl(&[
@@ -326,7 +322,7 @@ async fn a_rate_the_generator_cannot_keep_is_said_to_be_the_generators_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_20ms_server_never_reads_faster_than_20ms_in_plain_mode() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Fixed20ms).await;
     let run = recordctl(&[
         "--target",
@@ -356,7 +352,7 @@ async fn a_fixed_20ms_server_never_reads_faster_than_20ms_in_plain_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_never_reads_a_fixed_20ms_server_faster_than_20ms() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     // The open model goes through reqwest and an arrival clock: a little more overhead
     // than plain mode, all of it the tool's and so counted, never hidden.
     let server = TestServer::start(Server::Fixed20ms).await;
@@ -388,7 +384,7 @@ async fn the_open_model_never_reads_a_fixed_20ms_server_faster_than_20ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_decide_the_exit_code_and_say_by_how_much() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let url = server.url("/hit");
     let pass = recordctl(&[
@@ -432,7 +428,7 @@ async fn thresholds_decide_the_exit_code_and_say_by_how_much() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_values_flow_from_one_response_into_the_next_request() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Shop).await;
     let scenario = scenario_file(
         r#"
@@ -490,7 +486,7 @@ expect_status = [201]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_scenarios_exit_2_with_file_line_and_column() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let scenario = scenario_file("name = \"bad\"\n[[transaction]]\nname = \"t\"\nwieght = 2\n");
     let run = recordctl(&["--target", "http://127.0.0.1:9", "--scenario", scenario.path()]).await;
     assert_eq!(run.code, 2);
@@ -501,7 +497,7 @@ async fn malformed_scenarios_exit_2_with_file_line_and_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_exits_3_before_the_clock_starts() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -528,7 +524,7 @@ async fn an_unreachable_target_exits_3_before_the_clock_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_is_the_default_target() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let run = recordctl(&["--scenario", "smoke"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let report = run.report.unwrap();
@@ -540,7 +536,7 @@ async fn the_embedded_store_is_the_default_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let dir = std::env::temp_dir().join(format!("recordctl-outputs-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -630,7 +626,7 @@ async fn generator_metrics_stream_to_a_real_prometheus_by_remote_write_and_end_e
     if !support::Prometheus::available() {
         return;
     }
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let prometheus = support::Prometheus::start(
         "  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
         &[],
@@ -772,7 +768,7 @@ async fn generator_metrics_stream_to_a_real_prometheus_by_remote_write_and_end_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_is_pushed_to_a_real_pushgateway() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let Some(gateway) = servers::Pushgateway::start() else {
         return;
     };
@@ -873,7 +869,7 @@ async fn interrupted_run(args: &[&str], server: &TestServer, after: u64) -> Run 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_every_model_with_a_partial_report_and_exit_130() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let scenario = scenario_file(ONE_REQUEST);
     for model in [
         vec!["--connections", "4"],
@@ -922,7 +918,7 @@ async fn ctrl_c_stops_every_model_with_a_partial_report_and_exit_130() {
 /// id once, and their merged histograms count every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_send_together_exactly_one_runs_load_and_merge_losslessly() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let dir = std::env::temp_dir().join(format!("recordctl-shards-{:016x}", rand::random::<u64>()));
@@ -1002,7 +998,7 @@ async fn three_shards_in_containers_send_one_runs_load() {
         return;
     }
     support::docker::local_images();
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let dir = std::env::temp_dir().join(format!("recordctl-shardbox-{:016x}", rand::random::<u64>()));
@@ -1071,7 +1067,7 @@ async fn three_shards_in_containers_send_one_runs_load() {
 /// a temp dir), logs no console message, and its three charts are there with lines drawn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_renders_in_a_real_browser_with_its_charts_drawn() {
-    let _turn = SERIAL.lock().await;
+    let _turn = support::alone();
     let server = TestServer::start(Server::Counting).await;
     let scenario = scenario_file(ONE_REQUEST);
     let dir = std::env::temp_dir().join(format!("recordctl-browser-{:016x}", rand::random::<u64>()));

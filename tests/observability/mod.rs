@@ -13,7 +13,6 @@ use crate::support;
 #[path = "../../app/tests/api/postgres.rs"]
 mod postgres;
 
-
 use support::repo;
 
 /// Runs a tool; `None` (after a SKIPPED line) when it is not installed outside CI.

@@ -341,7 +341,7 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let theirs = blackbox_probe(&blackbox, module, target).await;
-            let ours: ProbeResult = spec.run().await;
+            let ours: ProbeResult = recordctl::probe::conn::run(&spec).await;
             rounds.push((ours, theirs));
         }
         let fastest = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(f64::INFINITY, f64::min);
@@ -418,14 +418,13 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
     let addr = base.trim_start_matches("http://").to_string();
     for (case, target, want) in [("tcp open", addr.clone(), 1.0), ("tcp refused", refused.clone(), 0.0)] {
         let theirs = blackbox_probe(&blackbox, "tcp_connect", &target).await;
-        let ours = ProbeSpec::Tcp(TcpSpec {
+        let ours = recordctl::probe::conn::run(&ProbeSpec::Tcp(TcpSpec {
             name: case.into(),
             address: target.clone(),
             send: None,
             expect: None,
             timeout,
-        })
-        .run()
+        }))
         .await;
         assert_eq!(theirs["probe_success"], want, "{case}: blackbox");
         assert_eq!(

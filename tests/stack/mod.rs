@@ -999,7 +999,7 @@ fn the_stack_comes_up_for_real_and_doctor_journey_and_the_db_outage_drill_pass_a
     if !docker::engine() {
         return;
     }
-    let _alone = docker::own_engine();
+    let _alone = support::alone();
     let compose = compose_v2();
     if !required(
         compose.is_some(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const APP_IMAGE: &str = "recordstore:local";
@@ -245,60 +245,12 @@ pub fn in_netns(container: &str, command: &[&str]) -> String {
 pub struct Project {
     pub name: String,
     pub network: String,
-    _engine: EngineShare,
-}
-
-/// Tests that make compose projects of their own share the engine; the test that brings up the
-/// whole stack (fixed host ports, the `recordstore` project, every service) has it alone, so
-/// no drill finds two projects with the same services or competes with a dozen containers.
-/// Readers first: a test holding two projects never waits on itself.
-static ENGINE_USE: (Mutex<(usize, bool)>, Condvar) = (Mutex::new((0, false)), Condvar::new());
-
-fn engine_state() -> std::sync::MutexGuard<'static, (usize, bool)> {
-    ENGINE_USE.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A share of the engine, held while a test's own project exists; see [`ENGINE_USE`].
-pub struct EngineShare(());
-
-pub fn share_engine() -> EngineShare {
-    let mut state = engine_state();
-    while state.1 {
-        state = ENGINE_USE.1.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-    }
-    state.0 += 1;
-    EngineShare(())
-}
-
-impl Drop for EngineShare {
-    fn drop(&mut self) {
-        engine_state().0 -= 1;
-        ENGINE_USE.1.notify_all();
-    }
-}
-
-/// The whole engine, for the test that brings up the stack; see [`ENGINE_USE`].
-pub struct EngineAlone(());
-
-pub fn own_engine() -> EngineAlone {
-    let mut state = engine_state();
-    while state.1 || state.0 > 0 {
-        state = ENGINE_USE.1.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-    }
-    state.1 = true;
-    EngineAlone(())
-}
-
-impl Drop for EngineAlone {
-    fn drop(&mut self) {
-        engine_state().1 = false;
-        ENGINE_USE.1.notify_all();
-    }
+    _turn: super::Turn,
 }
 
 impl Project {
     pub fn new(prefix: &str) -> Project {
-        let engine = share_engine();
+        let turn = super::shared();
         let name = format!("{prefix}{:08x}", rand::random::<u32>());
         let network = format!("{name}_default");
         docker(&[
@@ -311,7 +263,7 @@ impl Project {
         Project {
             name,
             network,
-            _engine: engine,
+            _turn: turn,
         }
     }
 

@@ -36,6 +36,80 @@ pub fn required(present: bool, what: &str, install: &str) -> bool {
     false
 }
 
+/// How the tests share this machine's two cores. A test whose numbers depend on having the
+/// CPU (the load engine's timing) runs [`alone`]; a test that loads the machine (a compose
+/// project, a Prometheus, the whole stack) holds a [`shared`] turn. Shared turns go first, so a
+/// test holding two never waits on itself; a thread running alone may take shared turns too.
+struct Turns {
+    shared: usize,
+    alone: Option<std::thread::ThreadId>,
+}
+
+static TURNS: (std::sync::Mutex<Turns>, std::sync::Condvar) = (
+    std::sync::Mutex::new(Turns { shared: 0, alone: None }),
+    std::sync::Condvar::new(),
+);
+
+fn turns() -> std::sync::MutexGuard<'static, Turns> {
+    TURNS.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A turn on the machine, given back when dropped.
+pub struct Turn {
+    alone: bool,
+    counted: bool,
+}
+
+/// A shared turn, for a test that loads the machine; see [`Turns`].
+pub fn shared() -> Turn {
+    let me = std::thread::current().id();
+    let mut t = turns();
+    if t.alone == Some(me) {
+        return Turn {
+            alone: false,
+            counted: false,
+        };
+    }
+    while t.alone.is_some() {
+        t = TURNS.1.wait(t).unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    t.shared += 1;
+    Turn {
+        alone: false,
+        counted: true,
+    }
+}
+
+/// The machine to itself, for a test whose numbers depend on it; see [`Turns`].
+pub fn alone() -> Turn {
+    let me = std::thread::current().id();
+    let mut t = turns();
+    while t.alone.is_some() || t.shared > 0 {
+        t = TURNS.1.wait(t).unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    t.alone = Some(me);
+    Turn {
+        alone: true,
+        counted: true,
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let mut t = turns();
+        if self.alone {
+            t.alone = None;
+        } else {
+            t.shared -= 1;
+        }
+        drop(t);
+        TURNS.1.notify_all();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -145,6 +219,7 @@ pub fn wait_ready(port: u16, path: &str, what: &str) {
 
 /// Debian's Prometheus on a free loopback port with a generated config, killed on drop.
 pub struct Prometheus {
+    _turn: Turn,
     child: Child,
     pub url: String,
     /// Its config and data, removed when it is dropped.
@@ -202,6 +277,7 @@ impl Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
+            _turn: shared(),
         }
     }
 

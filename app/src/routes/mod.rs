@@ -5,8 +5,6 @@ mod health;
 pub mod orders;
 mod products;
 
-
-
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
 use axum::routing::get;
 use axum::{Json, Router};
