@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::tomlfile::{FileError, from_toml};
+
 /// Where the stack's backends answer: flag, then environment, then `[backends]` in
 /// recordctl.toml (or --config), then the compose ports.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,24 +64,21 @@ pub struct BackendUrls {
 
 /// Flag or environment (already in `args`), else the file, else the compose default. A
 /// file named by --config must exist; ./recordctl.toml is read only when present.
-pub fn resolve(args: &StackArgs) -> Result<BackendUrls, String> {
+pub fn resolve(args: &StackArgs) -> Result<BackendUrls, FileError> {
     let (path, required) = match &args.config {
         Some(path) => (path.clone(), true),
         None => ("recordctl.toml".to_string(), false),
     };
     let file = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str::<File>(&text).map_err(|e| {
-            let at = e.span().map(|s| {
-                let before = &text[..s.start.min(text.len())];
-                format!(
-                    ":{}:{}",
-                    before.matches('\n').count() + 1,
-                    before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1
-                )
+        Ok(text) => from_toml::<File>(&text, &path)?,
+        Err(e) if required => {
+            return Err(FileError {
+                file: path,
+                line: None,
+                column: None,
+                message: format!("cannot read it: {e}"),
             });
-            format!("{path}{}: {}", at.unwrap_or_default(), e.message().trim())
-        })?,
-        Err(e) if required => return Err(format!("cannot read {path}: {e}")),
+        }
         Err(_) => File::default(),
     };
     Ok(BackendUrls {
@@ -141,11 +140,16 @@ mod tests {
         assert_eq!(urls.prometheus, DEFAULT_PROMETHEUS);
         std::fs::write(&path, "[backends]\nlokki = \"x\"\n").unwrap();
         let err = resolve(&args(Some(p), None)).unwrap_err();
-        assert!(err.starts_with(&format!("{p}:2:1: unknown field `lokki`")), "{err}");
+        assert_eq!((err.line, err.column), (Some(2), Some(1)), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("{p}:2:1: unknown field `lokki`")),
+            "{err}"
+        );
         let _ = std::fs::remove_file(&path);
         assert!(
             resolve(&args(Some("/no/such/recordctl.toml"), None))
                 .unwrap_err()
+                .to_string()
                 .contains("cannot read")
         );
     }

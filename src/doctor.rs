@@ -13,7 +13,7 @@ use crate::backends::jaeger::JaegerClient;
 use crate::backends::loki::LokiClient;
 use crate::backends::prometheus::PrometheusClient;
 use crate::config::StackArgs;
-use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::exit::{CommandResult, Outcome, UsageError};
 use crate::output::Delivery;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -98,8 +98,8 @@ pub struct DoctorPlan {
 
 impl DoctorPlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &DoctorArgs) -> Result<DoctorPlan, String> {
-        let urls = crate::config::resolve(&args.stack)?;
+    pub fn from_args(args: &DoctorArgs) -> Result<DoctorPlan, UsageError> {
+        let urls = crate::config::resolve(&args.stack).map_err(|e| e.to_string())?;
         let mut skip = Vec::new();
         for name in &args.skip {
             let check = CHECKS
@@ -113,7 +113,7 @@ impl DoctorPlan {
 }
 
 pub async fn run(args: DoctorArgs) -> CommandResult {
-    let plan = DoctorPlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = DoctorPlan::from_args(&args)?;
     let urls = plan.urls.clone();
     let skip = |name: &str| plan.skip.contains(&name);
     let http = crate::backends::client_with_timeout(Duration::from_secs(5));
@@ -468,7 +468,9 @@ mod tests {
     fn skip_names_checks_in_any_case_and_refuses_what_is_no_check() {
         let plan = DoctorPlan::from_args(&args(&["--skip", "Docker,grafana", "--skip", "loki"])).unwrap();
         assert_eq!(plan.skip, ["docker", "grafana", "loki"]);
-        let e = DoctorPlan::from_args(&args(&["--skip", "grafan"])).unwrap_err();
+        let e = DoctorPlan::from_args(&args(&["--skip", "grafan"]))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("--skip \"grafan\": not a check; the checks are target,"),
             "{e}"

@@ -18,24 +18,40 @@ impl Drop for EmbeddedTarget {
         if let Some(app) = &self.app {
             app.stop_soon();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // The store may still write its SQLite files while it stops: a removal that raced one
+        // is tried again, a bounded number of times.
+        for _ in 0..50 {
+            if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// Why the embedded store did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("cannot create {}: {source}", dir.display())]
+    Dir { dir: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Start(#[from] recordstore::startup::StartupError),
 }
 
 impl EmbeddedTarget {
     /// Starts the store; with `capture`, its spans and log lines are kept in memory.
-    pub async fn start_with(capture: bool) -> Result<EmbeddedTarget, String> {
+    pub async fn start_with(capture: bool) -> Result<EmbeddedTarget, EmbeddedError> {
         let dir = std::env::temp_dir().join(format!(
             "recordctl-embedded-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if let Err(source) = std::fs::create_dir_all(&dir) {
+            return Err(EmbeddedError::Dir { dir, source });
+        }
         let mut config = Config::embedded(format!("sqlite://{}", dir.join("store.db").display()));
         config.telemetry.capture = capture;
-        let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(10))
-            .await
-            .map_err(|e| e.to_string())?;
+        let app = Application::build(config, Role::ApiAndWorker, Duration::from_secs(10)).await?;
         Ok(EmbeddedTarget {
             app: Some(app.spawn().await),
             dir,
@@ -43,7 +59,7 @@ impl EmbeddedTarget {
     }
 
     /// For load tests: many requests, so spans and log lines are not kept.
-    pub async fn start() -> Result<EmbeddedTarget, String> {
+    pub async fn start() -> Result<EmbeddedTarget, EmbeddedError> {
         EmbeddedTarget::start_with(false).await
     }
 

@@ -54,6 +54,30 @@ pub enum CommandError {
     Delivery(#[from] DeliveryError),
 }
 
+/// A bad flag, file or value, found by a command's plan before anything ran (exit 2). Its
+/// message names the flag, or the file with its line and column, and says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl From<String> for UsageError {
+    fn from(message: String) -> UsageError {
+        UsageError(message)
+    }
+}
+
+impl From<&str> for UsageError {
+    fn from(message: &str) -> UsageError {
+        UsageError(message.to_string())
+    }
+}
+
+impl From<UsageError> for CommandError {
+    fn from(e: UsageError) -> CommandError {
+        CommandError::Usage(e.0)
+    }
+}
+
 /// A command's result: see the module header.
 pub type CommandResult = Result<Outcome, CommandError>;
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StackArgs;
 use crate::correlate::source::TraceSource;
-use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::exit::{CommandError, CommandResult, Outcome, UsageError};
 use crate::journey::steps::Journey;
 use crate::output::Delivery;
 use crate::units::parse_duration;
@@ -70,7 +70,7 @@ pub struct SmokePlan {
 
 impl SmokePlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &SmokeArgs) -> Result<SmokePlan, String> {
+    pub fn from_args(args: &SmokeArgs) -> Result<SmokePlan, UsageError> {
         let wait = parse_duration(&args.wait).map_err(|e| format!("--wait: {e}"))?;
         let probes = match &args.probes {
             Some(path) => (
@@ -93,7 +93,7 @@ impl SmokePlan {
 }
 
 pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> CommandResult {
-    let plan = SmokePlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = SmokePlan::from_args(&args)?;
     let source = TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await?;
     let base = source.base.clone();
     let probes = match plan.probes_on(&base) {
@@ -318,15 +318,21 @@ mod tests {
 
     #[test]
     fn a_bad_wait_or_probes_file_stops_before_anything_starts() {
-        let e = SmokePlan::from_args(&args(&["--wait", "soon"])).unwrap_err();
+        let e = SmokePlan::from_args(&args(&["--wait", "soon"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--wait:"), "{e}");
-        let e = SmokePlan::from_args(&args(&["--probes", "/nonexistent/probes.toml"])).unwrap_err();
+        let e = SmokePlan::from_args(&args(&["--probes", "/nonexistent/probes.toml"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("cannot read /nonexistent/probes.toml"), "{e}");
         let dir = std::env::temp_dir().join(format!("recordctl-smoke-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("probes.toml");
         std::fs::write(&file, "[[probe]]\nname = \"x\"\nkind = \"nope\"\n").unwrap();
-        let e = SmokePlan::from_args(&args(&["--probes", file.to_str().unwrap()])).unwrap_err();
+        let e = SmokePlan::from_args(&args(&["--probes", file.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("probes.toml"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }

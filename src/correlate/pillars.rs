@@ -142,7 +142,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn from_args(args: &crate::config::StackArgs) -> Result<Stack, String> {
-        let urls = crate::config::resolve(args)?;
+        let urls = crate::config::resolve(args).map_err(|e| e.to_string())?;
         Ok(Stack {
             jaeger: crate::backends::jaeger::JaegerClient::new(&urls.jaeger),
             loki: crate::backends::loki::LokiClient::new(&urls.loki),

@@ -290,12 +290,10 @@ pub(super) async fn undo(
         Undo::Reconnect { networks } => {
             for (network, aliases) in networks {
                 if !c.networks.contains_key(network) {
-                    // Docker adds the container's short id as an alias itself.
-                    let aliases: Vec<String> = aliases
-                        .iter()
-                        .filter(|a| !c.id.starts_with(a.as_str()))
-                        .cloned()
-                        .collect();
+                    // Docker adds the container's short id (12 hex digits) as an alias itself.
+                    // Only that is left out: a service alias such as `b` may well be a prefix
+                    // of an id that starts with b.
+                    let aliases: Vec<String> = aliases.iter().filter(|a| !is_short_id_of(a, &c.id)).cloned().collect();
                     docker
                         .connect_network(&c, network, &aliases)
                         .await
@@ -456,6 +454,11 @@ pub(super) async fn restore_command(path: &std::path::Path, admin_token: Option<
     Ok(Outcome::checks(!failed))
 }
 
+/// Whether `alias` is the short id Docker gives a container as an alias on every network.
+fn is_short_id_of(alias: &str, id: &str) -> bool {
+    alias.len() == 12 && id.starts_with(alias)
+}
+
 /// The journal, even when a drill task panicked while holding it: the restore that follows a
 /// panic must still read and mark every entry.
 fn held(journal: &Mutex<JournalFile>) -> MutexGuard<'_, JournalFile> {
@@ -465,6 +468,16 @@ fn held(journal: &Mutex<JournalFile>) -> MutexGuard<'_, JournalFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_short_id_is_left_out_of_the_aliases_a_reconnect_restores() {
+        let id = "b007c913b44b5f0e9a4c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a";
+        assert!(is_short_id_of("b007c913b44b", id));
+        // The service's own alias, though a prefix of this id, is kept.
+        assert!(!is_short_id_of("b", id));
+        assert!(!is_short_id_of("b007", id));
+        assert!(!is_short_id_of("a007c913b44b", id));
+    }
 
     /// A drill task that panicked while holding the journal must not stop the restore.
     #[test]

@@ -55,7 +55,7 @@ pub async fn run(args: DrillArgs, interrupt: CancellationToken) -> CommandResult
         }
         return Ok(Outcome::Passed);
     }
-    let plan = plan::DrillPlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = plan::DrillPlan::from_args(&args)?;
     let (ctx, plan_text) = match prepare(plan, &args, interrupt.clone()).await? {
         Prepared::DryRun(plan_text) => {
             print!("{plan_text}");

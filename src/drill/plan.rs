@@ -5,6 +5,7 @@
 use super::args::DrillArgs;
 use super::file::{self, Drill};
 use crate::config::BackendUrls;
+use crate::exit::UsageError;
 
 #[derive(Debug)]
 pub struct DrillPlan {
@@ -21,7 +22,7 @@ pub struct DrillPlan {
 
 impl DrillPlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &DrillArgs) -> Result<DrillPlan, String> {
+    pub fn from_args(args: &DrillArgs) -> Result<DrillPlan, UsageError> {
         let spec = args
             .drill
             .as_deref()
@@ -31,7 +32,7 @@ impl DrillPlan {
             let cap = crate::units::parse_duration(cap).map_err(|e| format!("--max-fault {cap:?}: {e}"))?;
             drill.safety.max_fault_duration.0 = drill.safety.max_fault_duration.0.min(cap);
         }
-        let urls = crate::config::resolve(&args.stack)?;
+        let urls = crate::config::resolve(&args.stack).map_err(|e| e.to_string())?;
         let needs_docker = drill.faults.iter().any(|f| f.action.uses_docker());
         let needs_prometheus = !drill.steady_state.queries.is_empty()
             || !drill.expected_alerts.is_empty()
@@ -84,14 +85,17 @@ mod tests {
 
     #[test]
     fn bad_flags_and_files_are_usage_errors_that_say_why() {
-        let no_drill = DrillPlan::from_args(&args(&[])).unwrap_err();
+        let no_drill = DrillPlan::from_args(&args(&[])).unwrap_err().to_string();
         assert!(no_drill.contains("--list"), "{no_drill}");
-        let cap = DrillPlan::from_args(&args(&["db-outage", "--max-fault", "soon"])).unwrap_err();
+        let cap = DrillPlan::from_args(&args(&["db-outage", "--max-fault", "soon"]))
+            .unwrap_err()
+            .to_string();
         assert!(cap.starts_with("--max-fault \"soon\""), "{cap}");
-        let missing = DrillPlan::from_args(&args(&["no-such-drill"])).unwrap_err();
+        let missing = DrillPlan::from_args(&args(&["no-such-drill"])).unwrap_err().to_string();
         assert!(missing.contains("built-in drills"), "{missing}");
-        let config =
-            DrillPlan::from_args(&args(&["db-outage", "--config", "/nonexistent/recordctl.toml"])).unwrap_err();
+        let config = DrillPlan::from_args(&args(&["db-outage", "--config", "/nonexistent/recordctl.toml"]))
+            .unwrap_err()
+            .to_string();
         assert!(config.contains("/nonexistent/recordctl.toml"), "{config}");
     }
 }

@@ -18,7 +18,7 @@ use crate::correlate::pillars::Subject;
 use crate::correlate::pillars::Telemetry;
 use crate::correlate::source::TraceSource;
 use crate::correlate::timeline::{ClientRow, timeline};
-use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::exit::{CommandError, CommandResult, Outcome, UsageError};
 use crate::output::Delivery;
 use crate::units::parse_duration;
 use steps::{Journey, JourneyResult};
@@ -115,14 +115,14 @@ pub struct JourneyPlan {
 
 impl JourneyPlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &JourneyArgs) -> Result<JourneyPlan, String> {
+    pub fn from_args(args: &JourneyArgs) -> Result<JourneyPlan, UsageError> {
         let wait = parse_duration(&args.wait).map_err(|e| format!("--wait: {e}"))?;
         if args.count == 0 || args.concurrency == 0 {
             return Err("--count and --concurrency must be at least 1".into());
         }
         let correlation_id = match &args.correlation_id {
             Some(id) if recordstore::telemetry::CorrelationId::parse(id).is_none() => {
-                return Err(format!("--correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -"));
+                return Err(format!("--correlation-id {id:?}: use 1 to 128 of A-Z a-z 0-9 . _ : -").into());
             }
             Some(id) => id.clone(),
             None => format!("journey-{:08x}", rand::random::<u32>()),
@@ -137,7 +137,7 @@ impl JourneyPlan {
 }
 
 pub async fn run(args: JourneyArgs, interrupt: CancellationToken) -> CommandResult {
-    let plan = JourneyPlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = JourneyPlan::from_args(&args)?;
     let source = TraceSource::open(args.target.as_deref(), args.trace, &args.stack).await?;
     let result = journeys(&args, &plan, &source, &interrupt).await;
     source.stop().await;
@@ -428,7 +428,7 @@ mod tests {
             (&["--concurrency", "0"], "--count and --concurrency must be at least 1"),
             (&["--correlation-id", "not valid!"], "--correlation-id \"not valid!\""),
         ] {
-            let e = JourneyPlan::from_args(&journey_args(flags)).unwrap_err();
+            let e = JourneyPlan::from_args(&journey_args(flags)).unwrap_err().to_string();
             assert!(e.starts_with(message), "{flags:?}: {e}");
         }
     }

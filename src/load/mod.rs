@@ -45,7 +45,7 @@ pub struct RunOutcome {
 }
 
 pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> CommandResult {
-    let plan = LoadPlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = LoadPlan::from_args(&args)?;
     let (target_url, embedded) = match &plan.target {
         Target::Url(url) => (url.clone(), None),
         Target::Embedded { path } => {

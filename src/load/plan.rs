@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::exit::UsageError;
 use crate::load::args::LoadTestArgs;
 use crate::load::scenario::{self, Scenario, ThinkTime};
 use crate::load::schedule::{RateSchedule, Shard, Stage};
@@ -80,7 +81,7 @@ fn duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
 
 impl LoadPlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &LoadTestArgs) -> Result<LoadPlan, String> {
+    pub fn from_args(args: &LoadTestArgs) -> Result<LoadPlan, UsageError> {
         let plain = args.connections.is_some();
         exclusive_flags(args)?;
         let scenario = if plain {
@@ -222,9 +223,7 @@ fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, String> {
         || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
         || run_id.len() > 64
     {
-        return Err(format!(
-            "--run-id {run_id:?}: letters, digits and ._:- only, at most 64"
-        ));
+        return Err(format!("--run-id {run_id:?}: letters, digits and ._:- only, at most 64").into());
     }
     Ok(match shard {
         Some(s) => format!("{run_id}-s{}", s.index + 1),
@@ -239,13 +238,12 @@ fn remote_write(outs: &[String]) -> Result<Option<String>, String> {
         let Some(("prometheus-rw", value)) = out.split_once('=') else {
             return Err(format!(
                 "--out {out:?}: expected prometheus-rw=URL, e.g. prometheus-rw=http://localhost:9090/api/v1/write"
-            ));
+            )
+            .into());
         };
         let parsed = reqwest::Url::parse(value).map_err(|e| format!("--out {out:?}: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(format!(
-                "--out {out:?}: the URL must be http:// or https:// with a host"
-            ));
+            return Err(format!("--out {out:?}: the URL must be http:// or https:// with a host").into());
         }
         if url.replace(value.to_string()).is_some() {
             return Err("--out prometheus-rw=URL may be given once".into());
@@ -262,7 +260,8 @@ fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, String
             shard.index + 1,
             shard.count,
             shard.count
-        )),
+        )
+        .into()),
         n => Ok(n),
     }
 }
@@ -306,14 +305,14 @@ fn validate_url(raw: &str, plain: bool) -> Result<String, String> {
         Some("http") => {}
         Some("https") if !plain => {}
         Some("https") => {
-            return Err(format!(
-                "--target {raw:?}: plain mode speaks plain HTTP only; use a scenario for https"
-            ));
+            return Err(
+                format!("--target {raw:?}: plain mode speaks plain HTTP only; use a scenario for https").into(),
+            );
         }
-        _ => return Err(format!("--target {raw:?}: expected an http:// URL")),
+        _ => return Err(format!("--target {raw:?}: expected an http:// URL").into()),
     }
     if uri.host().is_none() {
-        return Err(format!("--target {raw:?}: no host"));
+        return Err(format!("--target {raw:?}: no host").into());
     }
     Ok(if plain {
         raw.to_string()
@@ -332,7 +331,7 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
-            crate::cli::Command::LoadTest(a) => LoadPlan::from_args(&a),
+            crate::cli::Command::LoadTest(a) => LoadPlan::from_args(&a).map_err(|e| e.to_string()),
             _ => unreachable!(),
         }
     }

@@ -13,6 +13,28 @@ use tokio::net::TcpStream;
 
 use super::spec::{HttpSpec, ProbeSpec, TcpSpec};
 
+/// Why a probe got no verdict on its answer, by the phase that failed; its message becomes
+/// the result's `failure`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// What to probe was not usable: a bad URL, scheme, redirect, TLS name or address.
+    #[error("{0}")]
+    Target(String),
+    #[error("{0}")]
+    Dns(String),
+    /// The connection could not be made or the request not sent.
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Tls(String),
+    /// No answer, or one cut off, too large or not HTTP.
+    #[error("{0}")]
+    Answer(String),
+    /// An answer whose body cannot be delimited.
+    #[error(transparent)]
+    Framing(#[from] crate::http1::FramingError),
+}
+
 /// Runs one probe of either kind.
 pub async fn run(spec: &ProbeSpec) -> ProbeResult {
     match spec {
@@ -81,7 +103,7 @@ pub async fn http(spec: &HttpSpec) -> ProbeResult {
     result.duration_s = started.elapsed().as_secs_f64();
     let failure = match outcome {
         Err(_) => Some(format!("no complete answer within {:?}", spec.timeout)),
-        Ok(Err(e)) => Some(e),
+        Ok(Err(e)) => Some(e.to_string()),
         Ok(Ok(())) => judge(spec, &mut result, &body, &headers),
     };
     result.success = failure.is_none();
@@ -152,8 +174,9 @@ async fn hops(
     result: &mut ProbeResult,
     body: &mut Vec<u8>,
     headers: &mut Vec<(String, String)>,
-) -> Result<(), String> {
-    let mut url = reqwest::Url::parse(&spec.url).map_err(|e| format!("bad URL {}: {e}", spec.url))?;
+) -> Result<(), ProbeError> {
+    let mut url =
+        reqwest::Url::parse(&spec.url).map_err(|e| ProbeError::Target(format!("bad URL {}: {e}", spec.url)))?;
     let origin = url.origin();
     loop {
         // As curl does: credentials go to the origin the user named, never to another one
@@ -170,12 +193,12 @@ async fn hops(
         match (redirect && spec.follow_redirects, location) {
             (true, Some(location)) => {
                 if result.redirects >= MAX_REDIRECTS {
-                    return Err(format!("more than {MAX_REDIRECTS} redirects"));
+                    return Err(ProbeError::Answer(format!("more than {MAX_REDIRECTS} redirects")));
                 }
                 result.redirects += 1;
                 url = url
                     .join(&location)
-                    .map_err(|e| format!("bad redirect Location {location:?}: {e}"))?;
+                    .map_err(|e| ProbeError::Answer(format!("bad redirect Location {location:?}: {e}")))?;
             }
             _ => return Ok(()),
         }
@@ -188,11 +211,11 @@ fn is_credential(header: &str) -> bool {
         .any(|c| header.eq_ignore_ascii_case(c))
 }
 
-async fn resolve(host: &str, port: u16, result: &mut ProbeResult) -> Result<SocketAddr, String> {
+async fn resolve(host: &str, port: u16, result: &mut ProbeResult) -> Result<SocketAddr, ProbeError> {
     let started = Instant::now();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| ProbeError::Dns(format!("cannot resolve {host}: {e}")))?
         .collect();
     result.phases.resolve += started.elapsed().as_secs_f64();
     // IPv4 first, as the stack's blackbox modules prefer it.
@@ -201,16 +224,16 @@ async fn resolve(host: &str, port: u16, result: &mut ProbeResult) -> Result<Sock
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("{host} resolves to no address"))?;
+        .ok_or_else(|| ProbeError::Dns(format!("{host} resolves to no address")))?;
     result.ip = Some(addr.ip().to_string());
     Ok(addr)
 }
 
-async fn connect(addr: SocketAddr, result: &mut ProbeResult) -> Result<TcpStream, String> {
+async fn connect(addr: SocketAddr, result: &mut ProbeResult) -> Result<TcpStream, ProbeError> {
     let started = Instant::now();
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|e| ProbeError::Connect(format!("cannot connect to {addr}: {e}")))?;
     result.phases.connect += started.elapsed().as_secs_f64();
     let _ = stream.set_nodelay(true);
     Ok(stream)
@@ -224,12 +247,12 @@ async fn hop(
     result: &mut ProbeResult,
     body: &mut Vec<u8>,
     headers: &mut Vec<(String, String)>,
-) -> Result<(u16, Option<String>), String> {
+) -> Result<(u16, Option<String>), ProbeError> {
     let (mut stream, host) = open(spec, url, result).await?;
     stream
         .write_all(request_head(spec, url, &host, request_headers).as_bytes())
         .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(|e| ProbeError::Connect(format!("cannot send the request: {e}")))?;
     let written = Instant::now();
     let head = read_head(&mut stream, &spec.method).await?;
     result.phases.processing += (head.first_byte - written).as_secs_f64();
@@ -253,17 +276,24 @@ async fn hop(
 
 /// The connection to `url`'s host: resolved, connected and, for https, through TLS (the
 /// certificate's expiry noted); each phase timed into `result`. Returns it and the host.
-async fn open(spec: &HttpSpec, url: &reqwest::Url, result: &mut ProbeResult) -> Result<(Box<dyn Io>, String), String> {
+async fn open(
+    spec: &HttpSpec,
+    url: &reqwest::Url,
+    result: &mut ProbeResult,
+) -> Result<(Box<dyn Io>, String), ProbeError> {
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,
         other => {
-            return Err(format!(
+            return Err(ProbeError::Target(format!(
                 "unsupported scheme {other:?} (http, https; tcp:// for TCP probes)"
-            ));
+            )));
         }
     };
-    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?.to_string();
+    let host = url
+        .host_str()
+        .ok_or_else(|| ProbeError::Target(format!("{url} has no host")))?
+        .to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port, result).await?;
     let tcp = connect(addr, result).await?;
@@ -274,11 +304,11 @@ async fn open(spec: &HttpSpec, url: &reqwest::Url, result: &mut ProbeResult) -> 
     let started = Instant::now();
     let connector = tokio_rustls::TlsConnector::from(client_config(spec.insecure)?);
     let name = rustls::pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| format!("bad TLS server name {host}: {e}"))?;
+        .map_err(|e| ProbeError::Target(format!("bad TLS server name {host}: {e}")))?;
     let stream = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+        .map_err(|e| ProbeError::Tls(format!("TLS handshake with {host}:{port} failed: {e}")))?;
     result.phases.tls += started.elapsed().as_secs_f64();
     let (_, session) = stream.get_ref();
     if let Some(certs) = session.peer_certificates() {
@@ -322,12 +352,17 @@ struct Head {
 }
 
 /// Reads until a final response's head is complete; untrusted, bounded by [`MAX_HEAD`].
-async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, String> {
+async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, ProbeError> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
-    let n = stream.read(&mut chunk).await.map_err(|e| format!("no answer: {e}"))?;
+    let n = stream
+        .read(&mut chunk)
+        .await
+        .map_err(|e| ProbeError::Answer(format!("no answer: {e}")))?;
     if n == 0 {
-        return Err("the server closed the connection without answering".into());
+        return Err(ProbeError::Answer(
+            "the server closed the connection without answering".into(),
+        ));
     }
     let first_byte = Instant::now();
     buf.extend_from_slice(&chunk[..n]);
@@ -346,8 +381,8 @@ async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, Strin
                     .iter()
                     .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
                     .collect();
-                let framing = crate::http1::framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))
-                    .map_err(|e| e.to_string())?;
+                let framing =
+                    crate::http1::framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))?;
                 let version = response.version.unwrap_or(1);
                 buf.drain(..len);
                 return Ok(Head {
@@ -360,17 +395,19 @@ async fn read_head(stream: &mut Box<dyn Io>, method: &str) -> Result<Head, Strin
                 });
             }
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                return Err(format!("response head larger than {MAX_HEAD} bytes"));
+                return Err(ProbeError::Answer(format!(
+                    "response head larger than {MAX_HEAD} bytes"
+                )));
             }
             Ok(httparse::Status::Partial) => {}
-            Err(e) => return Err(format!("not an HTTP answer: {e}")),
+            Err(e) => return Err(ProbeError::Answer(format!("not an HTTP answer: {e}"))),
         }
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("answer cut off: {e}"))?;
+            .map_err(|e| ProbeError::Answer(format!("answer cut off: {e}")))?;
         if n == 0 {
-            return Err("answer cut off in the headers".into());
+            return Err(ProbeError::Answer("answer cut off in the headers".into()));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -383,7 +420,7 @@ async fn read_body(
     framing: crate::http1::Framing,
     mut pending: Vec<u8>,
     body: &mut Vec<u8>,
-) -> Result<bool, String> {
+) -> Result<bool, ProbeError> {
     use crate::http1::Framing;
     let mut chunk = [0u8; 8192];
     let mut dechunker = crate::http1::Dechunker::default();
@@ -392,7 +429,7 @@ async fn read_body(
         let done = match framing {
             Framing::Empty => return Ok(false),
             Framing::Chunked => {
-                let used = dechunker.feed(&pending, body, MAX_BODY).map_err(|e| e.to_string())?;
+                let used = dechunker.feed(&pending, body, MAX_BODY)?;
                 pending.drain(..used);
                 dechunker.is_done()
             }
@@ -419,22 +456,22 @@ async fn read_body(
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("body cut off: {e}"))?;
+            .map_err(|e| ProbeError::Answer(format!("body cut off: {e}")))?;
         if n == 0 {
             return match framing {
                 Framing::Close => Ok(false),
-                _ => Err("body cut off before its end".into()),
+                _ => Err(ProbeError::Answer("body cut off before its end".into())),
             };
         }
         pending.extend_from_slice(&chunk[..n]);
     }
 }
 
-fn client_config(insecure: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(insecure: bool) -> Result<Arc<rustls::ClientConfig>, ProbeError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ProbeError::Tls(e.to_string()))?;
     let config = if insecure {
         builder
             .dangerous()
@@ -502,38 +539,43 @@ pub async fn tcp(spec: &TcpSpec) -> ProbeResult {
     result.duration_s = started.elapsed().as_secs_f64();
     result.failure = match outcome {
         Err(_) => Some(format!("no complete answer within {:?}", spec.timeout)),
-        Ok(Err(e)) => Some(e),
+        Ok(Err(e)) => Some(e.to_string()),
         Ok(Ok(())) => None,
     };
     result.success = result.failure.is_none();
     result
 }
 
-async fn tcp_steps(spec: &TcpSpec, result: &mut ProbeResult) -> Result<(), String> {
+async fn tcp_steps(spec: &TcpSpec, result: &mut ProbeResult) -> Result<(), ProbeError> {
     let (host, port) = spec
         .address
         .rsplit_once(':')
-        .ok_or_else(|| format!("{}: expected host:port", spec.address))?;
-    let port: u16 = port.parse().map_err(|_| format!("{}: bad port", spec.address))?;
+        .ok_or_else(|| ProbeError::Target(format!("{}: expected host:port", spec.address)))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ProbeError::Target(format!("{}: bad port", spec.address)))?;
     let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port, result).await?;
     let mut stream = connect(addr, result).await?;
     if let Some(send) = &spec.send {
         stream
             .write_all(send.as_bytes())
             .await
-            .map_err(|e| format!("cannot send: {e}"))?;
+            .map_err(|e| ProbeError::Connect(format!("cannot send: {e}")))?;
     }
     if let Some(expect) = &spec.expect {
         let mut seen = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
-            let n = stream.read(&mut chunk).await.map_err(|e| format!("read failed: {e}"))?;
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ProbeError::Answer(format!("read failed: {e}")))?;
             if n == 0 {
                 result.failed_due_to_regex = true;
-                return Err(format!(
+                return Err(ProbeError::Answer(format!(
                     "connection closed before /{expect}/ matched (got {:?})",
                     String::from_utf8_lossy(&seen)
-                ));
+                )));
             }
             seen.extend_from_slice(&chunk[..n]);
             if expect.is_match(&String::from_utf8_lossy(&seen)) {

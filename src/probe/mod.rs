@@ -17,7 +17,7 @@ use regex::Regex;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::exit::{CommandResult, Outcome, UsageError};
 use crate::output::Delivery;
 use crate::units::parse_duration;
 pub use conn::{Phases, ProbeResult};
@@ -157,7 +157,7 @@ pub struct ProbePlan {
 
 impl ProbePlan {
     /// `Err` is the message for a usage error (exit 2).
-    pub fn from_args(args: &ProbeArgs) -> Result<ProbePlan, String> {
+    pub fn from_args(args: &ProbeArgs) -> Result<ProbePlan, UsageError> {
         let specs = specs_from_args(args)?;
         let every = args
             .every
@@ -183,7 +183,7 @@ impl ProbePlan {
 }
 
 pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> CommandResult {
-    let plan = ProbePlan::from_args(&args).map_err(CommandError::Usage)?;
+    let plan = ProbePlan::from_args(&args)?;
     let report = match plan.schedule {
         Schedule::Once => {
             let results = run_all(&plan.specs).await;
@@ -522,18 +522,22 @@ mod tests {
         ] {
             let mut words = vec!["http://127.0.0.1:9/"];
             words.extend_from_slice(extra);
-            let e = ProbePlan::from_args(&args(&words)).unwrap_err();
+            let e = ProbePlan::from_args(&args(&words)).unwrap_err().to_string();
             assert!(e.contains("needs both --every and --for"), "{extra:?}: {e}");
         }
-        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--every", "soon", "--for", "1m"])).unwrap_err();
+        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--every", "soon", "--for", "1m"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--every: "), "{e}");
     }
 
     #[test]
     fn a_url_and_a_file_or_neither_are_refused() {
-        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--file", "sample"])).unwrap_err();
+        let e = ProbePlan::from_args(&args(&["http://127.0.0.1:9/", "--file", "sample"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not both"), "{e}");
-        let e = ProbePlan::from_args(&args(&[])).unwrap_err();
+        let e = ProbePlan::from_args(&args(&[])).unwrap_err().to_string();
         assert!(e.contains("give a URL to probe"), "{e}");
         let plan = ProbePlan::from_args(&args(&["--file", "sample", "--target", "http://127.0.0.1:9"])).unwrap();
         assert!(plan.specs.len() > 1);

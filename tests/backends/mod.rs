@@ -406,7 +406,7 @@ async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus
             let _ = tokio::task::spawn_blocking(move || t.flush()).await;
         }
     });
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = tokio::process::Command::from(support::recordctl())
         .args([
             "journey",
             "--trace",
@@ -459,7 +459,7 @@ async fn journey_trace_against_a_deployed_store_reads_jaeger_loki_and_prometheus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlate_refuses_bad_ids_and_says_when_a_backend_is_unreachable() {
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let bad = tokio::process::Command::from(support::recordctl())
         .args(["correlate", "not valid!"])
         .output()
         .await
@@ -471,7 +471,7 @@ async fn correlate_refuses_bad_ids_and_says_when_a_backend_is_unreachable() {
         .unwrap()
         .port();
     let dead = format!("http://127.0.0.1:{port}");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = tokio::process::Command::from(support::recordctl())
         .args([
             "correlate",
             "someone-1",

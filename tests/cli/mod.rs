@@ -1,12 +1,10 @@
 //! recordctl's command line: help, version, usage errors and their exit codes.
 
+use crate::support;
 use std::process::Command;
 
 fn recordctl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_recordctl"))
-        .args(args)
-        .output()
-        .expect("run recordctl")
+    support::recordctl().args(args).output().expect("run recordctl")
 }
 
 #[test]
@@ -49,7 +47,7 @@ fn usage_errors_exit_2_and_name_the_problem() {
 
 #[test]
 fn a_drill_dry_run_prints_the_plan_even_without_a_stack() {
-    let out = Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = support::recordctl()
         .args(["drill", "db-outage", "--dry-run"])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env_remove("COMPOSE_PROJECT_NAME")
@@ -63,7 +61,7 @@ fn a_drill_dry_run_prints_the_plan_even_without_a_stack() {
     );
     assert!(stdout.contains("expect: DatabaseDown Firing within 90s"), "{stdout}");
     assert!(stdout.contains("nothing was changed"), "{stdout}");
-    let out = Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = support::recordctl()
         .args(["drill", "no-such-drill"])
         .output()
         .expect("run recordctl");

@@ -16,11 +16,7 @@ use support::docker::{self, Project};
 use support::{TempDir, repo};
 
 fn recordctl() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_recordctl"));
-    command
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("RECORDCTL_TARGET");
-    command
+    support::recordctl()
 }
 
 fn state(container: &str) -> String {

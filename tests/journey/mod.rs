@@ -22,7 +22,7 @@ async fn store(role: Role) -> (recordstore::RunningApp, std::path::PathBuf) {
 }
 
 async fn journey(args: &[&str]) -> (i32, Option<JourneyReport>, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = tokio::process::Command::from(support::recordctl())
         .arg("journey")
         .args(args)
         .args(["--json", "-"])

@@ -20,7 +20,7 @@ async fn recordctl(args: &[&str]) -> Run {
     let dir = std::env::temp_dir().join(format!("recordctl-load-test-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let out = tokio::process::Command::from(support::recordctl())
         .arg("load-test")
         .args(args)
         .arg("--json")
@@ -589,7 +589,7 @@ async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
         page.contains(&format!("<td>status 200</td><td>{served}</td><td>100.00%</td>")),
         "{page}"
     );
-    let merged = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let merged = tokio::process::Command::from(support::recordctl())
         .args([
             "report",
             "merge",
@@ -610,7 +610,7 @@ async fn html_and_hdr_outputs_are_written_and_hdr_logs_merge() {
         "two copies of the run merge into twice its count"
     );
     assert_eq!(all.latency.p50_us, report.latency.p50_us);
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let bad = tokio::process::Command::from(support::recordctl())
         .args(["report", "merge", html.to_str().unwrap()])
         .output()
         .await
@@ -832,7 +832,7 @@ async fn interrupted_run(args: &[&str], server: &TestServer, after: u64) -> Run 
     let dir = std::env::temp_dir().join(format!("recordctl-interrupt-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let child = tokio::process::Command::from(support::recordctl())
         .arg("load-test")
         .args(args)
         .arg("--json")
@@ -974,7 +974,7 @@ async fn three_shards_send_together_exactly_one_runs_load_and_merge_losslessly()
     let mut args = vec!["report".to_string(), "merge".to_string()];
     args.extend(hlogs);
     args.extend(["--json".to_string(), "-".to_string()]);
-    let merged = tokio::process::Command::new(env!("CARGO_BIN_EXE_recordctl"))
+    let merged = tokio::process::Command::from(support::recordctl())
         .args(&args)
         .output()
         .await

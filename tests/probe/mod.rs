@@ -20,23 +20,8 @@ use recordctl::probe::spec::{HttpSpec, ProbeSpec, TcpSpec};
 use support::{TempDir, free_port, repo, required};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The comparison with blackbox_exporter has the machine to itself (a write lock); the other
-/// tests, which start stores and containers, share it among themselves (read locks).
-static QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 fn recordctl() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_recordctl"));
-    for var in [
-        "RECORDCTL_TARGET",
-        "RECORDCTL_PROMETHEUS_URL",
-        "RECORDCTL_LOKI_URL",
-        "RECORDCTL_JAEGER_URL",
-        "RECORDCTL_ALERTMANAGER_URL",
-        "COMPOSE_PROJECT_NAME",
-    ] {
-        command.env_remove(var);
-    }
-    command
+    support::recordctl()
 }
 
 /// 200, 404, 500, a redirect, bodies that match or not, a slow answer and one that hangs.
@@ -240,7 +225,7 @@ fn duration_bounds(case: &str) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
-    let _quiet = QUIET.write().await;
+    let _alone = support::alone(); // the comparison with blackbox_exporter times both
     if !support::Blackbox::available()
         || !required(
             Command::new("openssl").arg("version").output().is_ok(),
@@ -444,7 +429,7 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_command_speaks_blackbox_metric_names_and_exits_1_on_failure() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let base = test_server().await;
     let out = recordctl()
         .args([
@@ -500,7 +485,7 @@ async fn the_probe_command_speaks_blackbox_metric_names_and_exits_1_on_failure()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_probing_reports_availability_and_percentiles_over_the_window() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let base = test_server().await;
     let dir = TempDir::new("recordctl-probes");
     let file = dir.join("probes.toml");
@@ -532,7 +517,7 @@ async fn continuous_probing_reports_availability_and_percentiles_over_the_window
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_can_be_reported_tcp_can_send_and_expect_and_results_reach_a_pushgateway() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let base = test_server().await;
     // Not following: the 303 itself is the answer.
     let out = recordctl()
@@ -675,7 +660,7 @@ fn smoke_passes_on_the_embedded_store_with_a_valid_junit_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_fails_precisely_when_the_worker_is_stopped_or_the_target_is_down() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let dir = TempDir::new("recordctl-smoke-fail");
     // The API without its worker: orders are accepted and never processed.
     let app = support::store(&dir, recordstore::Role::Api, |_| {}).await;
@@ -737,7 +722,7 @@ fn doctor_rows(out: &std::process::Output) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_each_missing_backend_with_a_fix_and_exits_3() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let dead = |_: ()| format!("http://127.0.0.1:{}", free_port());
     let out = recordctl()
         .args(["doctor", "--json", "-"])
@@ -799,7 +784,7 @@ async fn doctor_names_each_missing_backend_with_a_fix_and_exits_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_is_all_ok_against_a_healthy_stack() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     if !support::Prometheus::available() || !support::Alertmanager::available() {
         return;
     }
@@ -880,7 +865,7 @@ async fn doctor_is_all_ok_against_a_healthy_stack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_the_compose_projects_containers_and_their_state() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     if !support::docker::engine() {
         return;
     }
@@ -948,7 +933,7 @@ async fn canned_server(answers: Vec<(&'static str, Vec<u8>)>) -> (String, Arc<st
 /// HTTP answers the probe once misread or crashed on: each now gets the verdict RFC 9112 gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_reads_interim_conflicting_hostile_and_huge_answers_rightly() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let huge = {
         let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 9000000\r\n\r\n".to_vec();
         a.extend(std::iter::repeat_n(b'x', 9_000_000));
@@ -993,7 +978,7 @@ async fn the_probe_reads_interim_conflicting_hostile_and_huge_answers_rightly() 
 /// A redirect to another origin must not carry the user's credentials (as curl does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_another_origin_drops_the_credentials() {
-    let _quiet = QUIET.read().await;
+    let _turn = support::shared();
     let (other, other_seen) = canned_server(vec![(
         "/landing",
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),

@@ -945,7 +945,7 @@ impl UpStack {
     }
 
     fn recordctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_recordctl"))
+        support::recordctl()
             .args(args)
             .env("RECORDSTORE_ADMIN_TOKEN", &self.token)
             .env_remove("COMPOSE_PROJECT_NAME")

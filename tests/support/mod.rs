@@ -110,6 +110,19 @@ impl Drop for Turn {
     }
 }
 
+/// The recordctl binary of this build, as a command, with nothing of the caller's
+/// environment that would point it elsewhere (`RECORDCTL_*`, `COMPOSE_PROJECT_NAME`).
+pub fn recordctl() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recordctl"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_str().is_some_and(|v| v.starts_with("RECORDCTL_")) {
+            command.env_remove(&var);
+        }
+    }
+    command.env_remove("COMPOSE_PROJECT_NAME");
+    command
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
