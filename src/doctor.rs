@@ -55,6 +55,8 @@ pub struct Row {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DoctorReport {
+    /// The JSON document's version: a field is only ever added within one.
+    pub schema_version: u32,
     pub rows: Vec<Row>,
     /// Something required failed.
     pub failed: bool,
@@ -193,6 +195,7 @@ pub async fn run(args: DoctorArgs) -> CommandResult {
         rows.extend(docker_rows(args.project.as_deref()).await);
     }
     let report = DoctorReport {
+        schema_version: 1,
         failed: rows.iter().any(|r| r.status == Status::Fail),
         rows,
     };

@@ -34,11 +34,16 @@ impl Delivery {
 
     /// Writes the `what` report to `path` when one was asked for; `render` runs only then.
     pub fn file(&mut self, what: &'static str, path: Option<&str>, render: impl FnOnce() -> String) {
-        self.bytes(what, path, || Ok(render().into_bytes()));
+        self.bytes(what, path, || Ok::<_, std::convert::Infallible>(render().into_bytes()));
     }
 
     /// Like [`Delivery::file`], for a report whose rendering can fail (the reason is kept).
-    pub fn bytes(&mut self, what: &'static str, path: Option<&str>, render: impl FnOnce() -> Result<Vec<u8>, String>) {
+    pub fn bytes<E: std::fmt::Display>(
+        &mut self,
+        what: &'static str,
+        path: Option<&str>,
+        render: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) {
         let Some(path) = path else { return };
         let failure = match render() {
             Ok(bytes) => match std::fs::write(path, bytes) {
@@ -52,7 +57,7 @@ impl Delivery {
             Err(reason) => Failure::Render {
                 what,
                 path: path.to_string(),
-                reason,
+                reason: reason.to_string(),
             },
         };
         self.failures.push(failure);

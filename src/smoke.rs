@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StackArgs;
 use crate::correlate::source::TraceSource;
-use crate::exit::{CommandError, CommandResult, Outcome, UsageError};
+use crate::exit::{CommandResult, Outcome, UsageError};
 use crate::journey::steps::Journey;
 use crate::output::Delivery;
 use crate::units::parse_duration;
@@ -51,6 +51,8 @@ pub struct SmokeCheck {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SmokeReport {
+    /// The JSON document's version: a field is only ever added within one.
+    pub schema_version: u32,
     pub target: String,
     pub checks: Vec<SmokeCheck>,
     pub passed: bool,
@@ -87,8 +89,8 @@ impl SmokePlan {
     }
 
     /// The probes, their relative targets on `base`.
-    fn probes_on(&self, base: &str) -> Result<Vec<crate::probe::spec::ProbeSpec>, String> {
-        crate::probe::spec::parse(&self.probes.0, &self.probes.1, Some(base)).map_err(|e| e.to_string())
+    fn probes_on(&self, base: &str) -> Result<Vec<crate::probe::spec::ProbeSpec>, UsageError> {
+        crate::probe::spec::parse(&self.probes.0, &self.probes.1, Some(base)).map_err(|e| UsageError(e.to_string()))
     }
 }
 
@@ -100,7 +102,7 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> CommandResult
         Ok(probes) => probes,
         Err(e) => {
             source.stop().await;
-            return Err(CommandError::Usage(e));
+            return Err(e.into());
         }
     };
     let client = crate::backends::client_with_timeout(Duration::from_secs(10));
@@ -117,6 +119,7 @@ pub async fn run(args: SmokeArgs, interrupt: CancellationToken) -> CommandResult
     }
     source.stop().await;
     let report = SmokeReport {
+        schema_version: 1,
         target: args.target.clone().unwrap_or_else(|| "embedded recordstore".into()),
         passed: checks.iter().all(|c| c.ok),
         checks,

@@ -24,6 +24,25 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
+/// What a file's own check (beyond serde) found wrong, and a snippet of the file near which
+/// it is: [`located`] turns it into a [`FileError`] with the snippet's line and column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub near: Option<String>,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(near: Option<String>, message: String) -> Invalid {
+        Invalid { near, message }
+    }
+
+    /// This problem in `text` (the file `file`), at the first place its snippet appears.
+    pub fn located(self, text: &str, file: &str) -> FileError {
+        located(text, file, self.near.as_deref(), self.message)
+    }
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

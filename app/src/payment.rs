@@ -26,19 +26,22 @@ pub struct Faults {
     pub payment_failure_rate: f64,
 }
 
+/// A fault setting out of its bounds (the admin API answers 422 with it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultsError {
+    #[error("payment_failure_rate must be between 0.0 and 1.0, got {0}")]
+    FailureRate(f64),
+    #[error("payment_latency_ms must be at most 60000, got {0}")]
+    Latency(u64),
+}
+
 impl Faults {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FaultsError> {
         if !(0.0..=1.0).contains(&self.payment_failure_rate) || self.payment_failure_rate.is_nan() {
-            return Err(format!(
-                "payment_failure_rate must be between 0.0 and 1.0, got {}",
-                self.payment_failure_rate
-            ));
+            return Err(FaultsError::FailureRate(self.payment_failure_rate));
         }
         if self.payment_latency_ms > 60_000 {
-            return Err(format!(
-                "payment_latency_ms must be at most 60000, got {}",
-                self.payment_latency_ms
-            ));
+            return Err(FaultsError::Latency(self.payment_latency_ms));
         }
         Ok(())
     }

@@ -37,6 +37,9 @@ pub enum DockerError {
         expected: String,
         actual: String,
     },
+    /// An image the engine has not got and could not pull, or could not make a container of.
+    #[error("image {image}: {reason}")]
+    Image { image: String, reason: String },
     #[error("Docker: {action} {container}: {reason}")]
     Action {
         action: String,
@@ -312,7 +315,7 @@ impl DockerClient {
         let (id, name) = self
             .create_network_helper(c, image, label, command)
             .await
-            .map_err(fail)?;
+            .map_err(|e| fail(e.to_string()))?;
         let run = async {
             self.docker
                 .start_container(&id, None::<StartContainerOptions>)
@@ -359,7 +362,7 @@ impl DockerClient {
         let (id, _) = self
             .create_network_helper(c, image, label, command)
             .await
-            .map_err(fail)?;
+            .map_err(|e| fail(e.to_string()))?;
         if let Err(e) = self.docker.start_container(&id, None::<StartContainerOptions>).await {
             let _ = self.remove_forced(&id).await;
             return Err(fail(format!("cannot start the helper: {e}")));
@@ -417,7 +420,7 @@ impl DockerClient {
         image: &str,
         label: &str,
         command: Vec<String>,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(String, String), DockerError> {
         use bollard::models::{ContainerCreateBody, HostConfig};
         use bollard::query_parameters::CreateContainerOptions;
 
@@ -446,7 +449,10 @@ impl DockerClient {
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| format!("cannot create a helper of image {image}: {e}"))?;
+            .map_err(|e| DockerError::Image {
+                image: image.to_string(),
+                reason: format!("cannot create a helper from it: {e}"),
+            })?;
         Ok((created.id, name))
     }
 
@@ -495,7 +501,7 @@ impl DockerClient {
     }
 
     /// Pulls `image` unless the engine has it.
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
         use futures_util::StreamExt;
         if self.docker.inspect_image(image).await.is_ok() {
             return Ok(());
@@ -506,11 +512,12 @@ impl DockerClient {
         };
         let mut pull = self.docker.create_image(Some(options), None, None);
         while let Some(step) = pull.next().await {
-            step.map_err(|e| {
-                format!(
-                    "image {image} is not on this engine and could not be pulled ({e}); pull it (docker pull {image}) \
+            step.map_err(|e| DockerError::Image {
+                image: image.to_string(),
+                reason: format!(
+                    "not on this engine and could not be pulled ({e}); pull it (docker pull {image}) \
                      or name one with sh, ip, tc and iptables (--network-helper-image)"
-                )
+                ),
             })?;
         }
         Ok(())

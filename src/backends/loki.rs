@@ -134,10 +134,10 @@ impl LokiClient {
             ),
         ];
         let envelope: Envelope = get_json(&self.http, BACKEND, &url, &query).await?;
-        let mut lines = lines_of(envelope).map_err(|reason| BackendError::Decode {
+        let mut lines = lines_of(envelope).map_err(|e| BackendError::Decode {
             backend: BACKEND,
             url,
-            reason,
+            reason: e.to_string(),
         })?;
         lines.sort_by_key(|l| l.timestamp_ns);
         if direction == Direction::Backward {
@@ -148,22 +148,35 @@ impl LokiClient {
 }
 
 /// The log lines of a `query_range` answer, as the client reads them, without the network.
-pub fn decode_query_range(body: &[u8]) -> Result<Vec<LogLine>, String> {
-    lines_of(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+pub fn decode_query_range(body: &[u8]) -> Result<Vec<LogLine>, AnswerError> {
+    lines_of(serde_json::from_slice(body)?)
 }
 
-fn lines_of(envelope: Envelope) -> Result<Vec<LogLine>, String> {
+/// A `query_range` answer that is not one: bad JSON, no data, not streams, a bad timestamp.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("status {0:?} without data")]
+    NoData(String),
+    #[error("resultType {0:?}, expected streams")]
+    NotStreams(String),
+    #[error("timestamp {0:?} is not nanoseconds")]
+    Timestamp(String),
+}
+
+fn lines_of(envelope: Envelope) -> Result<Vec<LogLine>, AnswerError> {
     let data = match (envelope.status.as_str(), envelope.data) {
         ("success", Some(data)) => data,
-        (status, _) => return Err(format!("status {status:?} without data")),
+        (status, _) => return Err(AnswerError::NoData(status.to_string())),
     };
     if data.result_type != "streams" {
-        return Err(format!("resultType {:?}, expected streams", data.result_type));
+        return Err(AnswerError::NotStreams(data.result_type));
     }
     let mut lines = Vec::new();
     for stream in data.result {
         for (ts, line) in stream.values {
-            let timestamp_ns = ts.parse().map_err(|_| format!("timestamp {ts:?} is not nanoseconds"))?;
+            let timestamp_ns = ts.parse().map_err(|_| AnswerError::Timestamp(ts.clone()))?;
             let fields = serde_json::from_str::<Value>(&line)
                 .ok()
                 .and_then(|v| v.as_object().cloned());

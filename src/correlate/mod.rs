@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit::{CommandError, CommandResult, Outcome};
+use crate::exit::{CommandError, CommandResult, Outcome, UsageError};
 use crate::output::Delivery;
 use crate::units::parse_duration;
 use pillars::{Stack, Subject, Telemetry};
@@ -31,7 +31,7 @@ pub enum Id {
 }
 
 impl Id {
-    pub fn classify(raw: &str) -> Result<Id, String> {
+    pub fn classify(raw: &str) -> Result<Id, UsageError> {
         let raw = raw.trim();
         let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
         if (raw.len() == 32 || raw.len() == 16) && hex(raw) && !raw.bytes().all(|b| b.is_ascii_digit()) {
@@ -45,7 +45,9 @@ impl Id {
         recordstore::telemetry::CorrelationId::parse(raw)
             .map(|c| Id::Correlation(c.as_str().to_string()))
             .ok_or_else(|| {
-                format!("{raw:?} is not a trace id, an order id or a correlation id ([A-Za-z0-9._:-], 1 to 128)")
+                UsageError(format!(
+                    "{raw:?} is not a trace id, an order id or a correlation id ([A-Za-z0-9._:-], 1 to 128)"
+                ))
             })
     }
 }
@@ -132,10 +134,26 @@ async fn resolve(
     }
 }
 
+/// The correlate run's plan, from its flags alone: the id classified, how far back to look,
+/// the backends' clients (no request made yet).
+pub struct CorrelatePlan {
+    pub id: Id,
+    pub since: Duration,
+    pub stack: Stack,
+}
+
+impl CorrelatePlan {
+    pub fn from_args(args: &CorrelateArgs) -> Result<CorrelatePlan, UsageError> {
+        Ok(CorrelatePlan {
+            id: Id::classify(&args.id)?,
+            since: parse_duration(&args.since).map_err(|e| format!("--since: {e}"))?,
+            stack: Stack::from_args(&args.stack)?,
+        })
+    }
+}
+
 pub async fn run(args: CorrelateArgs) -> CommandResult {
-    let id = Id::classify(&args.id).map_err(CommandError::Usage)?;
-    let since = parse_duration(&args.since).map_err(|e| CommandError::Usage(format!("--since: {e}")))?;
-    let stack = Stack::from_args(&args.stack).map_err(CommandError::Usage)?;
+    let CorrelatePlan { id, since, stack } = CorrelatePlan::from_args(&args)?;
     let since_ns = now_ns().saturating_sub(since.as_nanos());
     let (correlation_id, trace_id, order_id) = resolve(&id, &args, &stack, since_ns).await?;
     let subject = Subject {
@@ -188,6 +206,31 @@ pub async fn run(args: CorrelateArgs) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(extra: &[&str]) -> CorrelateArgs {
+        let words: Vec<&str> = std::iter::once("correlate").chain(extra.iter().copied()).collect();
+        match crate::cli::parse_for_test(&words) {
+            crate::cli::Command::Correlate(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plan_classifies_the_id_and_refuses_a_bad_one_or_a_bad_since() {
+        let plan = CorrelatePlan::from_args(&args(&["42", "--since", "2h"])).unwrap();
+        assert_eq!(plan.id, Id::Order(42));
+        assert_eq!(plan.since, Duration::from_secs(7200));
+        let e = CorrelatePlan::from_args(&args(&["not an id!"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is not a trace id, an order id or a correlation id"), "{e}");
+        let e = CorrelatePlan::from_args(&args(&["42", "--since", "yesterday"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("--since: "), "{e}");
+    }
 
     #[test]
     fn ids_are_classified() {

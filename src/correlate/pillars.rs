@@ -10,6 +10,8 @@ use recordstore::telemetry::{Captured, CapturedSpan};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::exit::UsageError;
+
 /// What the pillars are looked up by: the correlation id every log line carries and the
 /// trace id every span carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,13 +143,13 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn from_args(args: &crate::config::StackArgs) -> Result<Stack, String> {
+    pub fn from_args(args: &crate::config::StackArgs) -> Result<Stack, UsageError> {
         let urls = crate::config::resolve(args).map_err(|e| e.to_string())?;
         Ok(Stack {
             jaeger: crate::backends::jaeger::JaegerClient::new(&urls.jaeger),
             loki: crate::backends::loki::LokiClient::new(&urls.loki),
             prometheus: crate::backends::prometheus::PrometheusClient::new(&urls.prometheus)
-                .map_err(|e| format!("--prometheus {}: {e}", urls.prometheus))?,
+                .map_err(|e| UsageError(format!("--prometheus {}: {e}", urls.prometheus)))?,
         })
     }
 }

@@ -23,7 +23,7 @@ impl TraceSource {
         stack: &crate::config::StackArgs,
     ) -> Result<TraceSource, CommandError> {
         let stack = match (target, trace) {
-            (Some(_), true) => Some(Stack::from_args(stack).map_err(CommandError::Usage)?),
+            (Some(_), true) => Some(Stack::from_args(stack)?),
             _ => None,
         };
         let (embedded, base) = match target {

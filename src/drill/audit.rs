@@ -142,23 +142,41 @@ fn cents(c: i64) -> String {
     )
 }
 
-/// The store's audit through `GET /admin/audit`; the error says what to do.
-pub async fn admin_audit(http: &reqwest::Client, target: &str, token: &str) -> Result<AuditReport, String> {
+/// Why the store's audit could not be had; says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("GET {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "GET {url} answered {status} (is the admin token the store's RECORDSTORE_ADMIN_TOKEN, and the store current?)"
+    )]
+    Refused { url: String, status: u16 },
+    #[error("GET {url}: not an audit report: {source}")]
+    NotAnAudit { url: String, source: serde_json::Error },
+}
+
+/// The store's audit through `GET /admin/audit`.
+pub async fn admin_audit(http: &reqwest::Client, target: &str, token: &str) -> Result<AuditReport, AuditError> {
     let url = format!("{target}/admin/audit");
+    let unreachable = |e: reqwest::Error, url: &str| AuditError::Unreachable {
+        url: url.to_string(),
+        reason: e.to_string(),
+    };
     let response = http
         .get(&url)
         .bearer_auth(token)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| unreachable(e, &url))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!(
-            "GET {url} answered {status} (is the admin token the store's RECORDSTORE_ADMIN_TOKEN, and the store current?)"
-        ));
+        return Err(AuditError::Refused {
+            url,
+            status: status.as_u16(),
+        });
     }
-    let body = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not an audit report: {e}"))
+    let body = response.bytes().await.map_err(|e| unreachable(e, &url))?;
+    serde_json::from_slice(&body).map_err(|source| AuditError::NotAnAudit { url, source })
 }
 
 /// The promises one final order shows on the public API (`GET /orders/{id}`).

@@ -90,7 +90,7 @@ pub(super) async fn verify_ledger(ctx: &Ctx, ledger: &traffic::Ledger, limit: Du
     report.audit = Some(match &ctx.admin_token {
         Some(token) => match audit::admin_audit(&ctx.http, &ctx.target, token).await {
             Ok(store_audit) => audit::LedgerAudit::from_report(store_audit),
-            Err(why) => audit::LedgerAudit::from_public(public_violations, why),
+            Err(why) => audit::LedgerAudit::from_public(public_violations, why.to_string()),
         },
         None => audit::LedgerAudit::from_public(
             public_violations,

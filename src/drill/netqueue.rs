@@ -377,8 +377,16 @@ pub fn run(_delay: Duration, _jitter: Duration) -> u8 {
     1
 }
 
+/// A queue rule that iptables refused, or could not be run to add.
+#[derive(Debug, thiserror::Error)]
+#[error("{tool}: {reason}")]
+struct RuleError {
+    tool: String,
+    reason: String,
+}
+
 /// Adds (or removes, each as often as it is there) the queue rules; ip6tables is optional.
-fn apply_rules(add: bool) -> Result<(), String> {
+fn apply_rules(add: bool) -> Result<(), RuleError> {
     for (tool, args) in rules(add) {
         let run = |args: &[String]| std::process::Command::new(tool).args(args).output();
         if add {
@@ -390,9 +398,19 @@ fn apply_rules(add: bool) -> Result<(), String> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
                 }
-                Ok(out) => return Err(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim())),
+                Ok(out) => {
+                    return Err(RuleError {
+                        tool: tool.to_string(),
+                        reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
+                }
                 Err(e) if tool == "ip6tables" => eprintln!("recordctl network-delay-queue: IPv6 not delayed: {e}"),
-                Err(e) => return Err(format!("{tool}: {e}")),
+                Err(e) => {
+                    return Err(RuleError {
+                        tool: tool.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         } else {
             // -D removes one copy; repeat until none is left (bounded).

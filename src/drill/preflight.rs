@@ -60,7 +60,7 @@ pub(super) async fn prepare(
                 dry(&e);
                 "(unresolved)".to_string()
             }
-            Err(e) => return Err(CommandError::Refused(e)),
+            Err(e) => return Err(e),
         },
         (None, None) => "recordstore".to_string(),
     };
@@ -118,8 +118,11 @@ pub(super) async fn prepare(
 }
 
 /// The compose project holding every service the drill names, when exactly one does.
-pub(super) async fn discover_project(docker: &DockerClient, drill: &Drill) -> Result<String, String> {
-    let projects = docker.projects().await.map_err(|e| e.to_string())?;
+pub(super) async fn discover_project(docker: &DockerClient, drill: &Drill) -> Result<String, CommandError> {
+    let projects = docker
+        .projects()
+        .await
+        .map_err(|e| CommandError::Refused(e.to_string()))?;
     let wanted: Vec<&String> = drill
         .faults
         .iter()
@@ -133,18 +136,18 @@ pub(super) async fn discover_project(docker: &DockerClient, drill: &Drill) -> Re
         .collect();
     match matching.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(format!(
+        [] => Err(CommandError::Refused(format!(
             "no compose project here has the services {wanted:?} (projects: {}); start the stack (docker compose up -d) or pass --project",
             if projects.is_empty() {
                 "none".to_string()
             } else {
                 projects.keys().cloned().collect::<Vec<_>>().join(", ")
             }
-        )),
-        many => Err(format!(
+        ))),
+        many => Err(CommandError::Refused(format!(
             "several compose projects have the services {wanted:?}: {}; choose one with --project",
             many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        )),
+        ))),
     }
 }
 

@@ -215,6 +215,8 @@ pub struct Restored {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DrillReport {
+    /// The JSON document's version: a field is only ever added within one.
+    pub schema_version: u32,
     pub drill: String,
     pub file: String,
     pub project: String,
@@ -304,6 +306,7 @@ impl DrillReport {
             .map(|c| format!("steady state before the drill: {}: {}", c.name, c.detail))
             .collect();
         DrillReport {
+            schema_version: 1,
             drill: drill.into(),
             file: file.into(),
             project: project.into(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::load::EngineError;
 use crate::load::executor::{Executor, Observer, Seen};
 use crate::load::open::{self, ScheduleReport};
 use crate::load::schedule::{RateSchedule, Stage};
@@ -116,8 +117,13 @@ pub struct Delta {
 impl Traffic {
     /// Starts `rate` scenario transactions per second against `base` until stopped (capped at
     /// `max_run`).
-    pub fn start(base: &str, spec: &super::file::Traffic, run_id: &str, max_run: Duration) -> Result<Traffic, String> {
-        let scenario = crate::load::scenario::load(&spec.scenario).map_err(|e| e.to_string())?;
+    pub fn start(
+        base: &str,
+        spec: &super::file::Traffic,
+        run_id: &str,
+        max_run: Duration,
+    ) -> Result<Traffic, EngineError> {
+        let scenario = crate::load::scenario::load(&spec.scenario).map_err(|e| EngineError::Setup(e.to_string()))?;
         let ledger = Arc::new(Ledger::default());
         let observer_ledger = ledger.clone();
         let observer: Observer = Arc::new(move |seen: &Seen<'_>| observer_ledger.observe(seen));

@@ -8,6 +8,24 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Why a journey stopped before its end: the step that failed and what it got. It becomes the
+/// journey's `detail`, data in the report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> StepError {
+        StepError(message.to_string())
+    }
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> StepError {
+        StepError(message)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
     pub name: String,
@@ -75,14 +93,14 @@ impl Journey<'_> {
             processing_ms: None,
         };
         let outcome = self.purchase(&trace_id, &mut result).await;
-        if let Err(detail) = outcome {
+        if let Err(StepError(detail)) = outcome {
             result.detail = Some(detail);
         }
         result.end_to_end_ms = started.elapsed().as_secs_f64() * 1000.0;
         result
     }
 
-    async fn purchase(&self, trace_id: &str, r: &mut JourneyResult) -> Result<(), String> {
+    async fn purchase(&self, trace_id: &str, r: &mut JourneyResult) -> Result<(), StepError> {
         let list = self
             .step(trace_id, r, "list products", "GET", "/products", None)
             .await?;
@@ -142,7 +160,8 @@ impl Journey<'_> {
                             "order {order_id} still {} after {:?}: is the worker running?",
                             other.unwrap_or("?"),
                             self.wait
-                        ));
+                        )
+                        .into());
                     }
                 }
             }
@@ -161,7 +180,7 @@ impl Journey<'_> {
         method: &str,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, StepError> {
         let span_id = format!("{:016x}", rand::rng().random::<u64>() | 1);
         let url = format!("{}{path}", self.base);
         let mut request = self
@@ -212,7 +231,7 @@ impl Journey<'_> {
         });
         match (value, error) {
             (Some(value), _) => Ok(value),
-            (None, error) => Err(error.unwrap_or_default()),
+            (None, error) => Err(StepError(error.unwrap_or_default())),
         }
     }
 }

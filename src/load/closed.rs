@@ -24,7 +24,7 @@ pub async fn run(
     model: ClosedModel,
     executor: Arc<Executor>,
     recorder: Arc<Recorder>,
-) -> Result<(), String> {
+) -> Result<(), super::EngineError> {
     let mut config = GooseConfiguration::default();
     config.host = Some(base.to_string());
     config.users = Some(model.users);
@@ -72,10 +72,10 @@ pub async fn run(
     });
     let scenario = Scenario::new(&name).register_transaction(Transaction::new(body).set_name(&name));
     GooseAttack::initialize_with_config(config)
-        .map_err(|e| format!("cannot set up goose: {e}"))?
+        .map_err(|e| super::EngineError::Closed(format!("cannot set up goose: {e}")))?
         .register_scenario(scenario)
         .execute()
         .await
-        .map_err(|e| format!("goose run failed: {e:?}"))?;
+        .map_err(|e| super::EngineError::Closed(format!("goose run failed: {e:?}")))?;
     Ok(())
 }

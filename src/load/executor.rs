@@ -63,13 +63,13 @@ impl Executor {
         max_connections: usize,
         run_id: &str,
         started: Instant,
-    ) -> Result<Executor, String> {
+    ) -> Result<Executor, super::EngineError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| super::EngineError::Setup(format!("cannot build the HTTP client: {e}")))?;
         let mut total = 0;
         let cumulative_weights = scenario
             .transactions

@@ -26,8 +26,21 @@ fn decode_tag(tag: &str) -> String {
     tag.replace("%20", " ").replace("%2C", ",").replace("%25", "%")
 }
 
+/// Why an interval log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum HdrError {
+    /// The histogram library refused to encode a histogram.
+    #[error("{0}")]
+    Encode(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// A file that is not an interval log, or one whose histograms do not decode or merge.
+    #[error("{path}: {reason}")]
+    Decode { path: String, reason: String },
+}
+
 /// The interval log of a run: one histogram per request name, and `ALL`.
-pub fn encode(stats: &Stats, started: SystemTime, elapsed: Duration, run_id: &str) -> Result<Vec<u8>, String> {
+pub fn encode(stats: &Stats, started: SystemTime, elapsed: Duration, run_id: &str) -> Result<Vec<u8>, HdrError> {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
@@ -36,27 +49,34 @@ pub fn encode(stats: &Stats, started: SystemTime, elapsed: Duration, run_id: &st
         builder.with_start_time(started);
         let mut log = builder
             .begin_log_with(&mut out, &mut serializer)
-            .map_err(|e| format!("cannot start the log: {e}"))?;
+            .map_err(|e| HdrError::Encode(format!("cannot start the log: {e}")))?;
         let mut entries: Vec<(String, &Histogram<u64>)> = vec![(ALL.to_string(), &stats.latency)];
         entries.extend(stats.per_name.iter().map(|(name, n)| (name.clone(), &n.latency)));
         for (name, h) in entries {
             let tag = encode_tag(&name);
             log.write_histogram(h, Duration::ZERO, elapsed, Tag::new(&tag))
-                .map_err(|e| format!("cannot write the histogram of {name}: {e:?}"))?;
+                .map_err(|e| HdrError::Encode(format!("cannot write the histogram of {name}: {e:?}")))?;
         }
     }
     Ok(out)
 }
 
 /// Reads interval logs and merges their histograms by tag (request name).
-pub fn read_and_merge(paths: &[String]) -> Result<BTreeMap<String, Histogram<u64>>, String> {
+pub fn read_and_merge(paths: &[String]) -> Result<BTreeMap<String, Histogram<u64>>, HdrError> {
     let mut merged: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut deserializer = Deserializer::new();
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let bytes = std::fs::read(path).map_err(|source| HdrError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let bad = |reason: String| HdrError::Decode {
+            path: path.clone(),
+            reason,
+        };
         let mut found = 0;
         for entry in IntervalLogIterator::new(&bytes) {
-            let entry = entry.map_err(|e| format!("{path}: not an HdrHistogram interval log ({e:?})"))?;
+            let entry = entry.map_err(|e| bad(format!("not an HdrHistogram interval log ({e:?})")))?;
             let LogEntry::Interval(interval) = entry else { continue };
             let name = interval
                 .tag()
@@ -64,19 +84,19 @@ pub fn read_and_merge(paths: &[String]) -> Result<BTreeMap<String, Histogram<u64
                 .unwrap_or_else(|| ALL.to_string());
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(interval.encoded_histogram())
-                .map_err(|e| format!("{path}: bad base64 in the histogram of {name}: {e}"))?;
+                .map_err(|e| bad(format!("bad base64 in the histogram of {name}: {e}")))?;
             let h: Histogram<u64> = deserializer
                 .deserialize(&mut raw.as_slice())
-                .map_err(|e| format!("{path}: cannot decode the histogram of {name}: {e:?}"))?;
+                .map_err(|e| bad(format!("cannot decode the histogram of {name}: {e:?}")))?;
             merged
                 .entry(name)
                 .or_insert_with(histogram)
                 .add(&h)
-                .map_err(|e| format!("{path}: {e:?}"))?;
+                .map_err(|e| bad(format!("{e:?}")))?;
             found += 1;
         }
         if found == 0 {
-            return Err(format!("{path}: no histograms found (was it written by --hdr-out?)"));
+            return Err(bad("no histograms found (was it written by --hdr-out?)".into()));
         }
     }
     Ok(merged)

@@ -22,7 +22,7 @@ pub struct MergedHistogram {
 }
 
 pub fn run(files: &[String], json: Option<&str>) -> CommandResult {
-    let merged = hdr::read_and_merge(files).map_err(CommandError::Usage)?;
+    let merged = hdr::read_and_merge(files).map_err(|e| CommandError::Usage(e.to_string()))?;
     let report = MergedReport {
         schema_version: 1,
         files: files.to_vec(),

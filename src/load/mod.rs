@@ -34,6 +34,18 @@ use plan::{LoadPlan, Model, Target};
 use report::{LoadReport, ReportContext};
 use stats::{Live, Recorder};
 
+/// Why a load run could not start or run to its end; the report is not written.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The target or the scenario cannot be run as given (a bad URL, a client that cannot be
+    /// built).
+    #[error("{0}")]
+    Setup(String),
+    /// The closed model's engine stopped with an error.
+    #[error("{0}")]
+    Closed(String),
+}
+
 /// What the engines hand over.
 pub struct RunOutcome {
     pub stats: stats::Stats,
@@ -68,10 +80,10 @@ pub async fn run(args: LoadTestArgs, interrupt: CancellationToken) -> CommandRes
 
 /// Checks the target, runs the plan against it and delivers the report.
 async fn measure(plan: &LoadPlan, target_url: &str, embedded: bool, interrupt: &CancellationToken) -> CommandResult {
-    preflight(target_url).await.map_err(CommandError::Unreachable)?;
+    preflight(target_url).await?;
     let outcome = execute(plan, target_url, interrupt)
         .await
-        .map_err(CommandError::Usage)?;
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
     let report = report::build(
         &ReportContext {
             run_id: &plan.run_id,
@@ -90,20 +102,28 @@ async fn measure(plan: &LoadPlan, target_url: &str, embedded: bool, interrupt: &
 }
 
 /// Checks the target answers TCP before the clock starts.
-async fn preflight(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad target URL {url}: {e}"))?;
+async fn preflight(url: &str) -> Result<(), CommandError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| CommandError::Usage(format!("bad target URL {url}: {e}")))?;
     let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
     let port = uri
         .port_u16()
         .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
     match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, port))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::backends::target_unreachable(url, &e.to_string())),
-        Err(_) => Err(crate::backends::target_unreachable(url, "no TCP answer within 3s")),
+        Ok(Err(e)) => Err(CommandError::Unreachable(crate::backends::target_unreachable(
+            url,
+            &e.to_string(),
+        ))),
+        Err(_) => Err(CommandError::Unreachable(crate::backends::target_unreachable(
+            url,
+            "no TCP answer within 3s",
+        ))),
     }
 }
 
-async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -> Result<RunOutcome, String> {
+async fn execute(plan: &LoadPlan, target: &str, interrupt: &CancellationToken) -> Result<RunOutcome, EngineError> {
     let start = Instant::now();
     let live = Arc::new(Live::default());
     let recorder = Arc::new(Recorder::default());
@@ -170,7 +190,7 @@ async fn run_model(
     live: Arc<Live>,
     recorder: Arc<Recorder>,
     interrupt: &CancellationToken,
-) -> Result<(stats::Stats, Option<open::ScheduleReport>), String> {
+) -> Result<(stats::Stats, Option<open::ScheduleReport>), EngineError> {
     Ok(match &plan.model {
         Model::Plain { connections } => {
             let target = plain::PlainTarget::parse(target)?;
@@ -227,8 +247,8 @@ fn executor(
     target: &str,
     connections: usize,
     start: Instant,
-) -> Result<Arc<executor::Executor>, String> {
-    let scenario = plan.scenario.clone().ok_or("this model needs a scenario")?;
+) -> Result<Arc<executor::Executor>, EngineError> {
+    let scenario = (plan.scenario.clone()).ok_or_else(|| EngineError::Setup("this model needs a scenario".into()))?;
     executor::Executor::new(
         target,
         scenario,
@@ -305,7 +325,7 @@ async fn deliver(plan: &LoadPlan, report: &LoadReport, outcome: &RunOutcome) -> 
             .send(&remote_write::final_points(report), recordstore::clock::now_ms())
             .await
         {
-            delivery.failed_to_send(e);
+            delivery.failed_to_send(e.to_string());
         } else if *failed_pushes > 0 {
             eprintln!(
                 "recordctl load-test: remote write: {failed_pushes} of the per-second pushes to {} failed (first: {}); the final totals arrived",

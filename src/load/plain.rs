@@ -22,9 +22,13 @@ pub struct PlainTarget {
 }
 
 impl PlainTarget {
-    pub fn parse(url: &str) -> Result<PlainTarget, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    pub fn parse(url: &str) -> Result<PlainTarget, super::EngineError> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| super::EngineError::Setup(format!("{url}: {e}")))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| super::EngineError::Setup(format!("{url}: no host")))?;
         let port = uri.port_u16().unwrap_or(80);
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let host_header = uri

@@ -75,8 +75,8 @@ pub struct LoadPlan {
     pub progress: bool,
 }
 
-fn duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
-    parse_duration(raw).map_err(|e| format!("--{flag}: {e}"))
+fn duration_flag(flag: &str, raw: &str) -> Result<Duration, UsageError> {
+    parse_duration(raw).map_err(|e| UsageError(format!("--{flag}: {e}")))
 }
 
 impl LoadPlan {
@@ -145,7 +145,7 @@ impl LoadPlan {
 }
 
 /// The flags that pick a model exclude each other.
-fn exclusive_flags(args: &LoadTestArgs) -> Result<(), String> {
+fn exclusive_flags(args: &LoadTestArgs) -> Result<(), UsageError> {
     let plain = args.connections.is_some();
     if plain && args.scenario.is_some() {
         return Err("--connections (plain mode) loads one URL and takes no --scenario; drop one of them".into());
@@ -168,7 +168,7 @@ fn model(
     defaults: &scenario::Defaults,
     duration: Duration,
     shard: Option<Shard>,
-) -> Result<Model, String> {
+) -> Result<Model, UsageError> {
     let rate = args.rate.clone().or(if args.users.is_some() {
         None
     } else {
@@ -215,7 +215,7 @@ fn model(
 }
 
 /// `--run-id`, or a random one; a shard's carries its number.
-fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, String> {
+fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, UsageError> {
     let run_id = given
         .map(str::to_string)
         .unwrap_or_else(|| format!("lt-{:08x}", rand::random::<u32>()));
@@ -232,7 +232,7 @@ fn run_id(given: Option<&str>, shard: Option<Shard>) -> Result<String, String> {
 }
 
 /// `--out prometheus-rw=URL` (at most one): the URL, an http(s) one.
-fn remote_write(outs: &[String]) -> Result<Option<String>, String> {
+fn remote_write(outs: &[String]) -> Result<Option<String>, UsageError> {
     let mut url = None;
     for out in outs {
         let Some(("prometheus-rw", value)) = out.split_once('=') else {
@@ -253,7 +253,7 @@ fn remote_write(outs: &[String]) -> Result<Option<String>, String> {
 }
 
 /// A shard's share of `total` users or connections; every shard needs at least one.
-fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, String> {
+fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, UsageError> {
     match shard.share(total) {
         0 => Err(format!(
             "--shard {}/{}: {total} {what} cannot be split between {} shards",
@@ -266,7 +266,7 @@ fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, String
     }
 }
 
-fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result<RateSchedule, String> {
+fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result<RateSchedule, UsageError> {
     let base = rate.map(parse_rate).transpose().map_err(|e| format!("--rate: {e}"))?;
     let mut out = Vec::new();
     let mut current = base.unwrap_or(0.0);
@@ -299,7 +299,7 @@ fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result
     Ok(RateSchedule { stages: out })
 }
 
-fn validate_url(raw: &str, plain: bool) -> Result<String, String> {
+fn validate_url(raw: &str, plain: bool) -> Result<String, UsageError> {
     let uri: hyper::Uri = raw.parse().map_err(|e| format!("--target {raw:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}

@@ -152,7 +152,7 @@ impl RemoteWriter {
     }
 
     /// One remote-write request with `points` at `timestamp_ms`.
-    pub async fn send(&self, points: &[Point], timestamp_ms: i64) -> Result<(), String> {
+    pub async fn send(&self, points: &[Point], timestamp_ms: i64) -> Result<(), RemoteWriteError> {
         let body = snappy_literals(&write_request(points, &self.run_labels, timestamp_ms));
         let response = self
             .http
@@ -163,23 +163,41 @@ impl RemoteWriter {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("remote write to {}: {}", self.url, crate::backends::error_chain(&e)))?;
+            .map_err(|e| RemoteWriteError::Unreachable {
+                url: self.url.clone(),
+                reason: crate::backends::error_chain(&e),
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let text = response.text().await.unwrap_or_default();
         let text: String = text.trim().chars().take(300).collect();
-        Err(format!(
-            "remote write to {} answered {status}: {text}{}",
-            self.url,
-            if status == reqwest::StatusCode::NOT_FOUND {
+        Err(RemoteWriteError::Refused {
+            url: self.url.clone(),
+            status: status.as_u16(),
+            body: text,
+            hint: if status == reqwest::StatusCode::NOT_FOUND {
                 " (is it a Prometheus started with --web.enable-remote-write-receiver? the path is /api/v1/write)"
             } else {
                 ""
-            }
-        ))
+            },
+        })
     }
+}
+
+/// A remote-write request that did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteWriteError {
+    #[error("remote write to {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("remote write to {url} answered {status}: {body}{hint}")]
+    Refused {
+        url: String,
+        status: u16,
+        body: String,
+        hint: &'static str,
+    },
 }
 
 /// Pushes a snapshot every second until `stop` is cancelled; returns how many pushes failed
@@ -203,7 +221,7 @@ pub async fn stream(
             failed += 1;
             if first.is_none() {
                 eprintln!("recordctl: {e} (the run goes on; the report is unaffected)");
-                first = Some(e);
+                first = Some(e.to_string());
             }
         }
         next += Duration::from_secs(1);

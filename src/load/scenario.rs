@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::units::UnitError;
 
-use crate::tomlfile::{from_toml, located};
+use crate::tomlfile::{Invalid, from_toml};
 use crate::units::{HumanDuration, parse_duration};
 
 /// Scenarios shipped in the binary, usable by name from anywhere.
@@ -223,38 +223,42 @@ pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
 /// Parses and validates scenario text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = from_toml(text, file)?;
-    validate(&scenario).map_err(|(needle, message)| located(text, file, needle.as_deref(), message))?;
+    validate(&scenario).map_err(|invalid| invalid.located(text, file))?;
     Ok(scenario)
 }
 
 /// Checks what serde cannot: names, weights, variables used before they are extracted.
 /// Errors carry a snippet to locate in the text.
-fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
+fn validate(s: &Scenario) -> Result<(), Invalid> {
     if s.transactions.is_empty() {
-        return Err((None, "a scenario needs at least one [[transaction]]".into()));
+        return Err(Invalid::new(
+            None,
+            "a scenario needs at least one [[transaction]]".into(),
+        ));
     }
     if let Some(rate) = &s.defaults.rate {
-        crate::units::parse_rate(rate).map_err(|e| (Some(format!("rate = \"{rate}\"")), e.to_string()))?;
+        crate::units::parse_rate(rate).map_err(|e| Invalid::new(Some(format!("rate = \"{rate}\"")), e.to_string()))?;
     }
     for check in &s.thresholds.checks {
-        crate::load::threshold::Threshold::parse(check).map_err(|e| (Some(format!("\"{check}\"")), e))?;
+        crate::load::threshold::Threshold::parse(check)
+            .map_err(|e| Invalid::new(Some(format!("\"{check}\"")), e.to_string()))?;
     }
     for tx in &s.transactions {
         if tx.requests.is_empty() {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("name = \"{}\"", tx.name)),
                 format!("transaction {:?} has no [[transaction.request]]", tx.name),
             ));
         }
         if tx.weight == 0 {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("name = \"{}\"", tx.name)),
                 format!("transaction {:?}: weight must be at least 1", tx.name),
             ));
         }
         for (name, choices) in &tx.pick {
             if !is_var_name(name) || choices.is_empty() {
-                return Err((
+                return Err(Invalid::new(
                     Some(format!("{name} = [")),
                     format!(
                         "transaction {:?}: pick.{name} needs a name of letters, digits and _ and at least one value",
@@ -267,7 +271,7 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
         for req in &tx.requests {
             let located = Some(format!("name = \"{}\"", req.name));
             if !req.path.starts_with('/') {
-                return Err((
+                return Err(Invalid::new(
                     Some(format!("path = \"{}\"", req.path)),
                     format!("request {:?}: path must start with '/'", req.name),
                 ));
@@ -278,7 +282,7 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
                 used.extend(variables(&body.to_string()));
             }
             if let Some(missing) = used.iter().find(|v| !known.contains(v.as_str())) {
-                return Err((
+                return Err(Invalid::new(
                     located,
                     format!(
                         "request {:?} uses {{{missing}}} but no earlier request of transaction {:?} extracts it",
@@ -287,7 +291,7 @@ fn validate(s: &Scenario) -> Result<(), (Option<String>, String)> {
                 ));
             }
             if req.poll.as_ref().is_some_and(|p| p.until.is_empty()) {
-                return Err((
+                return Err(Invalid::new(
                     located,
                     format!("request {:?}: poll.until needs at least one value", req.name),
                 ));

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::exit::UsageError;
+
 /// Piecewise-linear arrival rate: each stage moves from `from` to `to` per second.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateSchedule {
@@ -89,8 +91,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn parse(raw: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {raw:?}: expected K/N with 1 <= K <= N <= 1000, e.g. 2/3");
+    pub fn parse(raw: &str) -> Result<Shard, UsageError> {
+        let bad = || {
+            UsageError(format!(
+                "--shard {raw:?}: expected K/N with 1 <= K <= N <= 1000, e.g. 2/3"
+            ))
+        };
         let (k, n) = raw.split_once('/').ok_or_else(bad)?;
         let (k, n): (usize, usize) = (
             k.trim().parse().map_err(|_| bad())?,

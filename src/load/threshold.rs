@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::exit::UsageError;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Metric {
     Percentile(f64),
@@ -55,11 +57,13 @@ pub struct Verdict {
 }
 
 impl Threshold {
-    pub fn parse(text: &str) -> Result<Threshold, String> {
+    pub fn parse(text: &str) -> Result<Threshold, UsageError> {
         let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let pos = compact
-            .find(['<', '>'])
-            .ok_or_else(|| format!("threshold {text:?}: expected METRIC<VALUE or METRIC>VALUE, e.g. p95<300ms"))?;
+        let pos = compact.find(['<', '>']).ok_or_else(|| {
+            UsageError(format!(
+                "threshold {text:?}: expected METRIC<VALUE or METRIC>VALUE, e.g. p95<300ms"
+            ))
+        })?;
         let (name, rest) = compact.split_at(pos);
         let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
             (Op::Le, v)
@@ -81,26 +85,28 @@ impl Threshold {
             p if p.starts_with('p') => {
                 let q: f64 = p[1..]
                     .parse()
-                    .map_err(|_| format!("threshold {text:?}: unknown metric {name:?}"))?;
+                    .map_err(|_| UsageError(format!("threshold {text:?}: unknown metric {name:?}")))?;
                 if !(0.0..=100.0).contains(&q) {
-                    return Err(format!("threshold {text:?}: percentile must be between p0 and p100"));
+                    return Err(format!("threshold {text:?}: percentile must be between p0 and p100").into());
                 }
                 Metric::Percentile(q)
             }
             _ => {
                 return Err(format!(
                     "threshold {text:?}: unknown metric {name:?}, expected pNN, min, max, mean, error_rate, rps, requests or errors"
-                ));
+                ).into());
             }
         };
         let value = match metric {
             Metric::Percentile(_) | Metric::Min | Metric::Max | Metric::Mean => crate::units::parse_duration(value)
                 .map(|d| d.as_secs_f64() * 1e6)
-                .map_err(|e| format!("threshold {text:?}: {e}"))?,
+                .map_err(|e| UsageError(format!("threshold {text:?}: {e}")))?,
             Metric::ErrorRate => {
-                let number = value
-                    .strip_suffix('%')
-                    .ok_or_else(|| format!("threshold {text:?}: error_rate takes a percentage, e.g. error_rate<1%"))?;
+                let number = value.strip_suffix('%').ok_or_else(|| {
+                    UsageError(format!(
+                        "threshold {text:?}: error_rate takes a percentage, e.g. error_rate<1%"
+                    ))
+                })?;
                 number
                     .parse::<f64>()
                     .map_err(|_| format!("threshold {text:?}: bad percentage {value:?}"))?

@@ -24,7 +24,7 @@ pub use conn::{Phases, ProbeResult};
 use spec::{HttpSpec, ProbeSpec, TcpSpec};
 
 /// Builds the probe list from the command line: a file, or one URL with flags.
-pub fn specs_from_args(args: &ProbeArgs) -> Result<Vec<ProbeSpec>, String> {
+pub fn specs_from_args(args: &ProbeArgs) -> Result<Vec<ProbeSpec>, UsageError> {
     let timeout = parse_duration(&args.timeout).map_err(|e| format!("--timeout: {e}"))?;
     if let Some(file) = &args.file {
         if args.url.is_some() {
@@ -35,7 +35,7 @@ pub fn specs_from_args(args: &ProbeArgs) -> Result<Vec<ProbeSpec>, String> {
         } else {
             std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
         };
-        return spec::parse(&text, file, args.target.as_deref()).map_err(|e| e.to_string());
+        return spec::parse(&text, file, args.target.as_deref()).map_err(|e| UsageError(e.to_string()));
     }
     let Some(url) = &args.url else {
         return Err("give a URL to probe (http://…, https://…, tcp://host:port) or --file probes.toml".into());
@@ -56,10 +56,10 @@ pub fn specs_from_args(args: &ProbeArgs) -> Result<Vec<ProbeSpec>, String> {
         })]);
     }
     let url = spec::resolve_url(url, args.target.as_deref())?;
-    let regexes = |patterns: &[String], flag: &str| -> Result<Vec<Regex>, String> {
+    let regexes = |patterns: &[String], flag: &str| -> Result<Vec<Regex>, UsageError> {
         patterns
             .iter()
-            .map(|p| Regex::new(p).map_err(|e| format!("{flag} {p:?}: {e}")))
+            .map(|p| Regex::new(p).map_err(|e| UsageError(format!("{flag} {p:?}: {e}"))))
             .collect()
     };
     let header_regex = args
@@ -134,6 +134,8 @@ pub struct WindowSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
+    /// The JSON document's version: a field is only ever added within one.
+    pub schema_version: u32,
     /// One-shot results, or the last round of a continuous run.
     pub results: Vec<ProbeResult>,
     /// Continuous runs only.
@@ -189,6 +191,7 @@ pub async fn run(args: ProbeArgs, interrupt: CancellationToken) -> CommandResult
             let results = run_all(&plan.specs).await;
             let passed = results.iter().all(|r| r.success);
             ProbeReport {
+                schema_version: 1,
                 results,
                 window: None,
                 passed,
@@ -291,6 +294,7 @@ async fn continuous(
         .iter()
         .all(|s| s.checks > 0 && s.availability >= min_availability);
     ProbeReport {
+        schema_version: 1,
         results: last,
         window: Some(summaries),
         passed,

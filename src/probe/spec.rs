@@ -5,6 +5,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::exit::UsageError;
 use crate::tomlfile::{FileError, from_toml, located};
 use crate::units::HumanDuration;
 
@@ -169,16 +170,18 @@ pub fn parse(text: &str, file: &str, target: Option<&str>) -> Result<Vec<ProbeSp
 }
 
 /// Joins a path to the target; absolute URLs pass through.
-pub fn resolve_url(url: &str, target: Option<&str>) -> Result<String, String> {
+pub fn resolve_url(url: &str, target: Option<&str>) -> Result<String, UsageError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         return reqwest::Url::parse(url)
             .map(|_| url.to_string())
-            .map_err(|e| format!("bad URL {url}: {e}"));
+            .map_err(|e| UsageError(format!("bad URL {url}: {e}")));
     }
     if !url.starts_with('/') {
-        return Err(format!("{url:?} is neither an http(s) URL nor a path starting with /"));
+        return Err(UsageError(format!(
+            "{url:?} is neither an http(s) URL nor a path starting with /"
+        )));
     }
-    let target = target.ok_or_else(|| format!("{url} is a path: give --target to resolve it against"))?;
+    let target = target.ok_or_else(|| UsageError(format!("{url} is a path: give --target to resolve it against")))?;
     Ok(format!("{}{url}", target.trim_end_matches('/')))
 }
 

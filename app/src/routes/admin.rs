@@ -54,7 +54,7 @@ pub async fn set(
 ) -> ApiResult<Json<Faults>> {
     authorize(&state, &headers)?;
     let JsonBody(faults) = body?;
-    faults.validate().map_err(ApiError::Unprocessable)?;
+    faults.validate().map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     faults.save(&state.store).await?;
     state.payments.invalidate_faults();
     tracing::warn!(

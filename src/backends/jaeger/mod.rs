@@ -141,8 +141,8 @@ pub fn short_trace_id(id: &str) -> String {
 
 /// Every span of a `GET /api/traces…` answer (Jaeger's JSON envelope), flattened: what the
 /// client does with a body, without the network (and what the fuzz target feeds).
-pub fn decode_traces(body: &[u8]) -> Result<Vec<TraceSpan>, String> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn decode_traces(body: &[u8]) -> Result<Vec<TraceSpan>, serde_json::Error> {
+    let envelope: Envelope = serde_json::from_slice(body)?;
     Ok(envelope.data.unwrap_or_default().iter().flat_map(flatten).collect())
 }
 
@@ -221,13 +221,11 @@ impl JaegerClient {
         let answer = match (status, gateway_error) {
             (404, Some(e)) if e.error.http_code == 404 || e.error.http_code == 0 => V3Answer::None,
             (404 | 405 | 501, None) => V3Answer::NoRoute,
-            (200, _) => V3Answer::Spans(
-                decode_v3_traces(body.as_bytes()).map_err(|reason| BackendError::Decode {
-                    backend: BACKEND,
-                    url: url.clone(),
-                    reason,
-                })?,
-            ),
+            (200, _) => V3Answer::Spans(decode_v3_traces(body.as_bytes()).map_err(|e| BackendError::Decode {
+                backend: BACKEND,
+                url: url.clone(),
+                reason: e.to_string(),
+            })?),
             (_, Some(e)) => {
                 return Err(BackendError::Api {
                     backend: BACKEND,

@@ -161,8 +161,8 @@ fn otlp_kind(kind: &Value) -> Option<&'static str> {
 /// Every span of an API v3 answer (`{"result": {"resourceSpans": …}}`), flattened like the
 /// v1 API's: what the client does with a body, without the network (and what the fuzz
 /// target feeds). Untrusted: no field is required, no number may overflow.
-pub fn decode_v3_traces(body: &[u8]) -> Result<Vec<TraceSpan>, String> {
-    let envelope: V3Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn decode_v3_traces(body: &[u8]) -> Result<Vec<TraceSpan>, serde_json::Error> {
+    let envelope: V3Envelope = serde_json::from_slice(body)?;
     let mut out = Vec::new();
     for resource in envelope.result.map(|r| r.resource_spans).unwrap_or_default() {
         let service = resource

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::tomlfile::{FileError, from_toml, located};
+use crate::tomlfile::{FileError, from_toml};
 use crate::units::HumanDuration;
 
 mod validate;
@@ -341,7 +341,7 @@ pub fn load(spec: &str) -> Result<(Drill, String), DrillError> {
 
 pub fn parse(text: &str, file: &str) -> Result<Drill, DrillError> {
     let drill: Drill = from_toml(text, file)?;
-    validate(&drill).map_err(|(needle, message)| located(text, file, needle.as_deref(), message))?;
+    validate(&drill).map_err(|invalid| invalid.located(text, file))?;
     Ok(drill)
 }
 

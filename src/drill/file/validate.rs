@@ -4,22 +4,23 @@
 use std::time::Duration;
 
 use super::{Action, Drill, ENDING_SIGNALS, Fault, HARD_MAX_FAULT, MAX_STOP_GRACE_SECONDS};
+use crate::tomlfile::Invalid;
 
 /// What serde cannot check; errors carry a snippet to locate in the text.
-pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
+pub(super) fn validate(d: &Drill) -> Result<(), Invalid> {
     if d.services.is_empty() {
-        return Err((
+        return Err(Invalid::new(
             Some("services".into()),
             "`services` must name at least one compose service".into(),
         ));
     }
     if d.faults.is_empty() {
-        return Err((None, "a drill needs at least one [[fault]]".into()));
+        return Err(Invalid::new(None, "a drill needs at least one [[fault]]".into()));
     }
     let cap = d.safety.max_fault_duration.0.min(HARD_MAX_FAULT);
     for fault in &d.faults {
         if !d.services.contains(&fault.service) {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("service = \"{}\"", fault.service)),
                 format!(
                     "fault acts on service {:?}, which is not in this drill's `services` ({:?})",
@@ -28,7 +29,7 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
             ));
         }
         if fault.duration.0 > cap {
-            return Err((
+            return Err(Invalid::new(
                 Some("duration".into()),
                 format!(
                     "fault duration {:?} exceeds the safety cap {:?} (safety.max_fault_duration, at most 30m)",
@@ -47,10 +48,10 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
             } else {
                 format!("signal {signal:?} should be a name like SIGKILL or SIGTERM")
             };
-            return Err((Some(format!("signal = \"{signal}\"")), why));
+            return Err(Invalid::new(Some(format!("signal = \"{signal}\"")), why));
         }
         if fault.action == Action::PaymentFault && fault.latency_ms.is_none() && fault.error_rate.is_none() {
-            return Err((
+            return Err(Invalid::new(
                 Some("payment-fault".into()),
                 "a payment-fault needs latency_ms and/or error_rate".into(),
             ));
@@ -59,14 +60,14 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
         if let Some(rate) = fault.error_rate
             && !(0.0..=1.0).contains(&rate)
         {
-            return Err((
+            return Err(Invalid::new(
                 Some("error_rate".into()),
                 format!("error_rate {rate} must be within 0..=1"),
             ));
         }
     }
     if !(0..=MAX_STOP_GRACE_SECONDS).contains(&d.safety.stop_grace_seconds) {
-        return Err((
+        return Err(Invalid::new(
             Some("stop_grace_seconds".into()),
             format!(
                 "stop_grace_seconds {} must be within 0..={MAX_STOP_GRACE_SECONDS}",
@@ -77,14 +78,14 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
     if let Some(traffic) = &d.traffic
         && !(traffic.rate > 0.0 && traffic.rate <= 1000.0)
     {
-        return Err((
+        return Err(Invalid::new(
             Some("rate".into()),
             format!("traffic rate {} must be within (0, 1000] per second", traffic.rate),
         ));
     }
     for query in &d.steady_state.queries {
         if query.min.is_none() && query.max.is_none() {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("name = \"{}\"", query.name)),
                 format!("query {:?} needs min and/or max", query.name),
             ));
@@ -92,7 +93,7 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
     }
     for probe in &d.steady_state.probes {
         if !probe.path.starts_with('/') {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("path = \"{}\"", probe.path)),
                 format!("probe path {:?} must start with /", probe.path),
             ));
@@ -102,7 +103,7 @@ pub(super) fn validate(d: &Drill) -> Result<(), (Option<String>, String)> {
 }
 
 /// The network fields belong to their own actions, and each network action has its own.
-fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
+fn validate_network(fault: &Fault) -> Result<(), Invalid> {
     let owned = [
         ("delay", fault.delay.is_some(), Action::NetworkDelay),
         ("jitter", fault.jitter.is_some(), Action::NetworkDelay),
@@ -115,7 +116,7 @@ fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
     ];
     for (field, given, action) in owned {
         if given && fault.action != action {
-            return Err((
+            return Err(Invalid::new(
                 Some(format!("{field} =")),
                 format!(
                     "{field} belongs to action = \"{}\", not {:?}",
@@ -128,13 +129,13 @@ fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
     match fault.action {
         Action::NetworkDelay => {
             let Some(delay) = fault.delay else {
-                return Err((
+                return Err(Invalid::new(
                     Some("network-delay".into()),
                     "a network-delay needs delay (for example delay = \"300ms\")".into(),
                 ));
             };
             if delay.0 < Duration::from_millis(1) || delay.0 > Duration::from_secs(60) {
-                return Err((
+                return Err(Invalid::new(
                     Some("delay =".into()),
                     format!("delay {:?} must be within 1ms..=60s", delay.0),
                 ));
@@ -142,7 +143,7 @@ fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
             if let Some(jitter) = fault.jitter
                 && jitter.0 > delay.0
             {
-                return Err((
+                return Err(Invalid::new(
                     Some("jitter =".into()),
                     format!("jitter {:?} must not exceed the delay {:?}", jitter.0, delay.0),
                 ));
@@ -150,13 +151,13 @@ fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
         }
         Action::NetworkLoss => match fault.loss_percent {
             None => {
-                return Err((
+                return Err(Invalid::new(
                     Some("network-loss".into()),
                     "a network-loss needs loss_percent (for example loss_percent = 20)".into(),
                 ));
             }
             Some(p) if !(p > 0.0 && p <= 100.0) => {
-                return Err((
+                return Err(Invalid::new(
                     Some("loss_percent =".into()),
                     format!("loss_percent {p} must be within (0, 100]"),
                 ));
@@ -165,13 +166,13 @@ fn validate_network(fault: &Fault) -> Result<(), (Option<String>, String)> {
         },
         Action::NetworkBandwidth => match fault.bandwidth_kbit {
             None => {
-                return Err((
+                return Err(Invalid::new(
                     Some("network-bandwidth".into()),
                     "a network-bandwidth needs bandwidth_kbit (for example bandwidth_kbit = 1000)".into(),
                 ));
             }
             Some(k) if !(8..=10_000_000).contains(&k) => {
-                return Err((
+                return Err(Invalid::new(
                     Some("bandwidth_kbit =".into()),
                     format!("bandwidth_kbit {k} must be within 8..=10000000"),
                 ));
