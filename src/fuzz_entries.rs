@@ -47,7 +47,7 @@ pub fn http_response(data: &[u8]) {
 /// A scenario, a drill and a probe file, each parsed from the same text.
 pub fn toml_files(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = crate::load::scenario::parse(text, "fuzz.toml");
+    let _ = crate::traffic::scenario::parse(text, "fuzz.toml");
     let _ = crate::drill::file::parse(text, "fuzz.toml");
     let _ = crate::probe::spec::parse(text, "fuzz.toml", Some("http://127.0.0.1:1"));
 }
@@ -58,8 +58,8 @@ pub fn units(data: &[u8]) {
     for line in text.lines() {
         let _ = crate::units::parse_duration(line);
         let _ = crate::units::parse_rate(line);
-        let _ = crate::load::threshold::Threshold::parse(line);
-        let _ = crate::load::scenario::ThinkTime::parse(line);
+        let _ = crate::traffic::threshold::Threshold::parse(line);
+        let _ = crate::traffic::scenario::ThinkTime::parse(line);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod smoke;
 mod store_cmd;
 pub mod tomlfile;
+pub mod traffic;
 pub mod units;
 
 use tokio_util::sync::CancellationToken;

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::file::AlertState;
 use super::traffic::Ack;
-use crate::load::open::ScheduleReport;
-use crate::load::stats::Stats;
+use crate::traffic::open::ScheduleReport;
+use crate::traffic::stats::Stats;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Check {
@@ -131,7 +131,7 @@ impl TrafficSummary {
         let first_failed = stats
             .failed
             .iter()
-            .filter(|f| f.name != crate::load::open::UNSENT)
+            .filter(|f| f.name != crate::traffic::open::UNSENT)
             .min_by_key(|f| f.at_ms)
             .map(|f| {
                 let t_s = started_t_s + f.at_ms as f64 / 1000.0;

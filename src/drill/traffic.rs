@@ -11,11 +11,11 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::EngineError;
-use crate::load::executor::{Executor, Observer, Seen};
-use crate::load::open::{self, ScheduleReport};
-use crate::load::schedule::{RateSchedule, Stage};
-use crate::load::stats::Recorder;
+use crate::traffic::EngineError;
+use crate::traffic::executor::{Executor, Observer, Seen};
+use crate::traffic::open::{self, ScheduleReport};
+use crate::traffic::schedule::{RateSchedule, Stage};
+use crate::traffic::stats::Recorder;
 
 /// A checkout the store answered 202 to: a promise that the order will be processed.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -123,7 +123,7 @@ impl Traffic {
         run_id: &str,
         max_run: Duration,
     ) -> Result<Traffic, EngineError> {
-        let scenario = crate::load::scenario::load(&spec.scenario).map_err(|e| EngineError::Setup(e.to_string()))?;
+        let scenario = crate::traffic::scenario::load(&spec.scenario).map_err(|e| EngineError::Setup(e.to_string()))?;
         let ledger = Arc::new(Ledger::default());
         let observer_ledger = ledger.clone();
         let observer: Observer = Arc::new(move |seen: &Seen<'_>| observer_ledger.observe(seen));

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::html::{Chart, Series, escape, page_head};
 use crate::load::report::LoadReport;
-use crate::load::threshold::format_us;
+use crate::traffic::threshold::format_us;
 
 pub fn render(r: &LoadReport) -> String {
     let mut page = page_head(&format!("recordctl load-test {}", r.run_id));

@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{CommandError, CommandResult, Outcome};
-use crate::load::hdr;
 use crate::load::report::LatencySummary;
-use crate::load::threshold::format_us;
 use crate::output::Delivery;
+use crate::traffic::hdr;
+use crate::traffic::threshold::format_us;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct MergedReport {

@@ -2,22 +2,12 @@
 //! open or closed) → report (table, JSON, HTML, Pushgateway, HdrHistogram log) → exit code.
 
 pub mod args;
-pub mod closed;
-pub mod executor;
-pub mod hdr;
 pub mod html;
 pub mod merge;
-pub mod open;
-pub mod plain;
 pub mod plan;
 pub mod push;
-pub mod raw_http;
 pub mod remote_write;
 pub mod report;
-pub mod scenario;
-pub mod schedule;
-pub mod stats;
-pub mod threshold;
 
 pub use args::LoadTestArgs;
 
@@ -30,21 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::embedded::EmbeddedTarget;
 use crate::exit::{CommandError, CommandResult};
 use crate::output::Delivery;
+use crate::traffic::stats::{Live, Recorder};
+use crate::traffic::{EngineError, closed, executor, hdr, open, plain, stats, threshold};
 use plan::{LoadPlan, Model, Target};
 use report::{LoadReport, ReportContext};
-use stats::{Live, Recorder};
-
-/// Why a load run could not start or run to its end; the report is not written.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The target or the scenario cannot be run as given (a bad URL, a client that cannot be
-    /// built).
-    #[error("{0}")]
-    Setup(String),
-    /// The closed model's engine stopped with an error.
-    #[error("{0}")]
-    Closed(String),
-}
 
 /// What the engines hand over.
 pub struct RunOutcome {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::exit::UsageError;
 use crate::load::args::LoadTestArgs;
-use crate::load::scenario::{self, Scenario, ThinkTime};
-use crate::load::schedule::{RateSchedule, Shard, Stage};
-use crate::load::threshold::Threshold;
+use crate::traffic::scenario::{self, Scenario, ThinkTime};
+use crate::traffic::schedule::{RateSchedule, Shard, Stage};
+use crate::traffic::threshold::Threshold;
 use crate::units::parse_duration;
 pub use crate::units::parse_rate;
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::report::LoadReport;
-use super::stats::{ErrorKind, Live, Recorder};
+use crate::traffic::stats::{ErrorKind, Live, Recorder};
 
 /// Every metric name the generator sends.
 pub const SERIES: &[&str] = &[

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::Outcome;
 use crate::load::RunOutcome;
-use crate::load::open::ScheduleReport;
-use crate::load::stats::RequestRecord;
-use crate::load::threshold::{Measured, Threshold, Verdict, format_us};
+use crate::traffic::open::ScheduleReport;
+use crate::traffic::stats::RequestRecord;
+use crate::traffic::threshold::{Measured, Threshold, Verdict, format_us};
 
 /// 2: `schedule.target_rate_rps` became `target_rate_tps` (transactions, not requests);
 /// unsent arrivals are errors, not requests.

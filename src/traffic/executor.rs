@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::load::scenario::{RequestSpec, Scenario, ThinkTime, Vars, extract, render, render_body};
-use crate::load::stats::{ErrorKind, Recorder, Sample};
+use crate::traffic::scenario::{RequestSpec, Scenario, ThinkTime, Vars, extract, render, render_body};
+use crate::traffic::stats::{ErrorKind, Recorder, Sample};
 
 pub struct Executor {
     client: reqwest::Client,

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag};
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
-use crate::load::stats::{Stats, histogram};
+use crate::traffic::stats::{Stats, histogram};
 
 pub const ALL: &str = "all";
 
@@ -105,7 +105,7 @@ pub fn read_and_merge(paths: &[String]) -> Result<BTreeMap<String, Histogram<u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::stats::Sample;
+    use crate::traffic::stats::Sample;
 
     fn stats(ms: u64, n: usize) -> Stats {
         let mut s = Stats::default();

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::executor::{Executor, Pace};
-use crate::load::schedule::{RateSchedule, Shard};
-use crate::load::stats::{ErrorKind, Recorder, Sample};
+use crate::traffic::executor::{Executor, Pace};
+use crate::traffic::schedule::{RateSchedule, Shard};
+use crate::traffic::stats::{ErrorKind, Recorder, Sample};
 
 /// An arrival counts as late when it starts this much after it was due.
 pub const LATE_AFTER: Duration = Duration::from_millis(2);

@@ -240,7 +240,7 @@ fn validate(s: &Scenario) -> Result<(), Invalid> {
         crate::units::parse_rate(rate).map_err(|e| Invalid::new(Some(format!("rate = \"{rate}\"")), e.to_string()))?;
     }
     for check in &s.thresholds.checks {
-        crate::load::threshold::Threshold::parse(check)
+        crate::traffic::threshold::Threshold::parse(check)
             .map_err(|e| Invalid::new(Some(format!("\"{check}\"")), e.to_string()))?;
     }
     for tx in &s.transactions {

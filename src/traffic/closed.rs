@@ -9,8 +9,8 @@ use std::time::Duration;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
-use crate::load::executor::{Executor, Pace};
-use crate::load::stats::Recorder;
+use crate::traffic::executor::{Executor, Pace};
+use crate::traffic::stats::Recorder;
 
 pub struct ClosedModel {
     pub users: usize,

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::http1::{Dechunker, Framing, framing, has_token, is_interim};
-use crate::load::stats::ErrorKind;
+use crate::traffic::stats::ErrorKind;
 
 pub type Failure = (ErrorKind, String);
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::load::raw_http::RawConn;
-use crate::load::stats::{ErrorKind, Live, Sample, Stats};
+use crate::traffic::raw_http::RawConn;
+use crate::traffic::stats::{ErrorKind, Live, Sample, Stats};
 
 #[derive(Debug, Clone)]
 pub struct PlainTarget {
