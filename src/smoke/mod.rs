@@ -2,43 +2,21 @@
 //! log lines and metrics when they can be read), then the sample probes; one JUnit test case
 //! per check, each failure saying what was expected and what came.
 
+pub mod args;
+
+pub use args::SmokeArgs;
+
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::StackArgs;
 use crate::correlate::source::TraceSource;
 use crate::exit::{CommandResult, Outcome, UsageError};
 use crate::journey::steps::Journey;
 use crate::output::Delivery;
 use crate::units::parse_duration;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct SmokeArgs {
-    /// The store's base URL; default the embedded recordstore.
-    #[arg(long, env = "RECORDCTL_TARGET")]
-    pub target: Option<String>,
-    /// Also check the journey's trace, log lines and metrics (on by default for the embedded
-    /// store; for a deployed one it needs the stack's backends).
-    #[arg(long)]
-    pub trace: bool,
-    /// How long the journey may wait for its order (and telemetry).
-    #[arg(long, default_value = "30s")]
-    pub wait: String,
-    /// Probes to run [default: the built-in probes.toml].
-    #[arg(long)]
-    pub probes: Option<String>,
-    /// Write a JUnit XML report (one test case per check) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<String>,
-    /// Write the report as JSON to FILE, or - for stdout.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<String>,
-    #[command(flatten)]
-    pub stack: StackArgs,
-}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SmokeCheck {

@@ -4,6 +4,10 @@
 //! failure. Grafana is only linked to (reports open traces and log lines in it), so a Grafana
 //! that does not answer is a warning, not a failure.
 
+pub mod args;
+
+pub use args::DoctorArgs;
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,28 +16,8 @@ use crate::backends::docker::DockerClient;
 use crate::backends::jaeger::JaegerClient;
 use crate::backends::loki::LokiClient;
 use crate::backends::prometheus::PrometheusClient;
-use crate::config::StackArgs;
 use crate::exit::{CommandResult, Outcome, UsageError};
 use crate::output::Delivery;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DoctorArgs {
-    /// The store's base URL.
-    #[arg(long, env = "RECORDCTL_TARGET", default_value = "http://localhost:8000")]
-    pub target: String,
-    /// Compose project to inspect [default: the one with recordstore's services].
-    #[arg(long, env = "COMPOSE_PROJECT_NAME")]
-    pub project: Option<String>,
-    /// Leave out checks: target, prometheus, loki, jaeger, alertmanager, grafana, docker (repeatable
-    /// or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub skip: Vec<String>,
-    /// Write the report as JSON to FILE, or - for stdout.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<String>,
-    #[command(flatten)]
-    pub stack: StackArgs,
-}
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -1,21 +1,15 @@
 //! `recordctl store`: the embedded recordstore in the foreground, for practising against.
 
+pub mod args;
+
+pub use args::StoreArgs;
+
 use std::time::Duration;
 
 use recordstore::{Application, Config, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::exit::{CommandError, CommandResult, Outcome};
-
-#[derive(Debug, clap::Args)]
-pub struct StoreArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub listen: std::net::SocketAddr,
-    /// Database URL (sqlite://… or postgres://…); default a fresh SQLite file in a temp dir.
-    #[arg(long)]
-    pub database: Option<String>,
-}
 
 pub async fn run(args: StoreArgs, interrupt: CancellationToken) -> CommandResult {
     let dir = std::env::temp_dir().join(format!("recordctl-store-{}", std::process::id()));
