@@ -149,6 +149,7 @@ const LOAD_TEST_EXAMPLES: &str = "Models:
   closed   --users N [--ramp-up 10s] [--iterations N]   users loop through the scenario (goose)
   open     --rate 500/s [--stage 30s:1000/s ...]         arrivals on schedule; latency from the intended send time
   plain    --connections N                               back-to-back GETs of one URL, for raw throughput
+  plain    --connections N --rate 20000/s                GETs of one URL on schedule over N connections
 
 Without --target the embedded recordstore is started and loaded.
 Exit codes: 0 thresholds passed; 1 a threshold failed; 2 bad flag or scenario; 3 target unreachable; 130 interrupted.
@@ -158,6 +159,7 @@ Examples:
   recordctl load-test --scenario purchase --users 20 --duration 1m --threshold 'p95<300ms'
   recordctl load-test --target http://localhost:8000 --scenario browse --rate 200/s --duration 30s
   recordctl load-test --target http://localhost:8000/products --connections 50 --duration 10s --json -
+  recordctl load-test --target http://localhost:8000/products --connections 64 --rate 5000/s --duration 10s
   recordctl load-test --scenario scenarios/my.toml --threshold 'error_rate<1%' --html report.html";
 
 #[derive(Debug, Subcommand)]

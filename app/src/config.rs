@@ -29,6 +29,9 @@ pub struct Config {
 pub struct WorkerConfig {
     /// Jobs processed at once by this process.
     pub concurrency: usize,
+    /// Jobs one claim takes (one transaction claims them and reserves their stock); the
+    /// worker runs `concurrency / claim_batch` claiming loops.
+    pub claim_batch: usize,
     /// How long a claimed job stays leased; a job whose lease runs out is picked up again.
     pub lease: Duration,
     /// How often an idle worker looks for jobs written by other processes.
@@ -47,6 +50,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 8,
+            claim_batch: 8,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
             max_attempts: 5,
@@ -104,14 +108,15 @@ impl Config {
         )?;
         let worker = WorkerConfig {
             concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "8", "a number of jobs, e.g. 4")?,
+            claim_batch: parse(&get, "RECORDSTORE_WORKER_CLAIM_BATCH", "8", "a number of jobs, e.g. 8")?,
             lease: Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?),
             poll_interval: Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?),
             max_attempts: parse(&get, "RECORDSTORE_JOB_MAX_ATTEMPTS", "5", "a number of attempts")?,
             ..WorkerConfig::default()
         };
-        if worker.concurrency == 0 || worker.max_attempts < 1 {
+        if worker.concurrency == 0 || worker.claim_batch == 0 || worker.max_attempts < 1 {
             return Err(ConfigError::new(
-                "RECORDSTORE_WORKER_CONCURRENCY/RECORDSTORE_JOB_MAX_ATTEMPTS",
+                "RECORDSTORE_WORKER_CONCURRENCY/RECORDSTORE_WORKER_CLAIM_BATCH/RECORDSTORE_JOB_MAX_ATTEMPTS",
                 "0",
                 "at least 1",
             ));

@@ -75,31 +75,46 @@ impl Worker {
         &self.name
     }
 
-    /// Runs `concurrency` job loops until `cancel`; the jobs in hand are finished first.
+    /// Runs job loops until `cancel`, `concurrency` jobs in hand at most: each loop claims a
+    /// batch of up to `claim_batch` jobs in one transaction and runs them side by side. The
+    /// jobs in hand are finished first.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let loops: Vec<_> = (0..self.config.concurrency)
+        let batch = self.config.claim_batch.clamp(1, self.config.concurrency.max(1));
+        let loops = self.config.concurrency.max(1).div_ceil(batch);
+        let handles: Vec<_> = (0..loops)
             .map(|slot| {
                 let worker = self.clone();
                 let cancel = cancel.clone();
-                tokio::spawn(async move { worker.job_loop(slot, cancel).await }.with_subscriber(self.dispatch.clone()))
+                tokio::spawn(
+                    worker
+                        .job_loop(slot, batch, cancel)
+                        .with_subscriber(self.dispatch.clone()),
+                )
             })
             .collect();
-        for handle in loops {
+        for handle in handles {
             let _ = handle.await;
         }
     }
 
-    async fn job_loop(&self, slot: usize, cancel: CancellationToken) {
+    async fn job_loop(self: Arc<Self>, slot: usize, batch: usize, cancel: CancellationToken) {
         let owner = format!("{}/{slot}", self.name);
         let mut idle_backoff = self.config.poll_interval;
         while !cancel.is_cancelled() {
-            match self.store.claim_and_reserve(&owner, self.config.lease).await {
-                Ok(Some(claimed)) => {
+            match self.store.claim_batch(&owner, self.config.lease, batch).await {
+                Ok(claimed) if !claimed.is_empty() => {
                     idle_backoff = self.config.poll_interval;
-                    self.run_claimed(claimed).await;
+                    let mut running = tokio::task::JoinSet::new();
+                    for claimed in claimed {
+                        let worker = self.clone();
+                        running.spawn(
+                            async move { worker.run_claimed(claimed).await }.with_subscriber(self.dispatch.clone()),
+                        );
+                    }
+                    while running.join_next().await.is_some() {}
                     continue;
                 }
-                Ok(None) => idle_backoff = self.config.poll_interval,
+                Ok(_) => idle_backoff = self.config.poll_interval,
                 Err(err) => {
                     tracing::warn!(error = &err as &dyn std::error::Error, "cannot claim jobs; retrying");
                     idle_backoff = (idle_backoff * 2).min(Duration::from_secs(5));

@@ -26,10 +26,12 @@ pub struct LoadTestArgs {
     /// Open model: requests in flight at most; later arrivals wait (and count as late).
     #[arg(long, default_value_t = 256)]
     pub max_in_flight: usize,
-    /// Open model: arrivals that may wait for a free slot before further ones are dropped.
+    /// Open model (and plain mode on a schedule): arrivals that may wait for a free slot
+    /// before further ones are dropped.
     #[arg(long, default_value_t = 100_000)]
     pub max_queue: usize,
-    /// Plain mode: connections sending back-to-back requests to --target.
+    /// Plain mode: connections sending requests to --target, back to back; with --rate or
+    /// --stage, on the open model's schedule (each connection takes the next due arrival).
     #[arg(long, short = 'c')]
     pub connections: Option<usize>,
     /// How long to run, e.g. 30s or 2m.

@@ -21,7 +21,7 @@ use crate::embedded::EmbeddedTarget;
 use crate::exit::{CommandError, CommandResult};
 use crate::output::Delivery;
 use crate::traffic::stats::{Live, Recorder};
-use crate::traffic::{EngineError, closed, executor, hdr, open, plain, stats, threshold};
+use crate::traffic::{EngineError, closed, executor, hdr, open, plain, plain_open, stats, threshold};
 use plan::{LoadPlan, Model, Target};
 use report::{LoadReport, ReportContext};
 
@@ -171,7 +171,28 @@ async fn run_model(
     interrupt: &CancellationToken,
 ) -> Result<(stats::Stats, Option<open::ScheduleReport>), EngineError> {
     Ok(match &plan.model {
-        Model::Plain { connections } => {
+        Model::Plain {
+            connections,
+            schedule: Some(schedule),
+            max_queue,
+        } => {
+            let target = plain::PlainTarget::parse(target)?;
+            let on_schedule = plain_open::PlainSchedule {
+                connections: *connections,
+                schedule: schedule.clone(),
+                shard: plan.shard,
+                max_queue: *max_queue,
+                timeout: plan.timeout,
+            };
+            let (stats, report) =
+                plain_open::run(target, on_schedule, plan.run_id.clone(), live, interrupt.clone()).await;
+            (stats, Some(report))
+        }
+        Model::Plain {
+            connections,
+            schedule: None,
+            ..
+        } => {
             let target = plain::PlainTarget::parse(target)?;
             let stats = plain::run(
                 target,

@@ -25,8 +25,13 @@ pub enum Model {
         max_in_flight: usize,
         max_queue: usize,
     },
-    /// Connections sending back-to-back GETs of one URL.
-    Plain { connections: usize },
+    /// Connections sending GETs of one URL: back to back, or on a schedule (`--rate` or
+    /// `--stage` with `--connections`: the open model over plain connections).
+    Plain {
+        connections: usize,
+        schedule: Option<RateSchedule>,
+        max_queue: usize,
+    },
 }
 
 impl Model {
@@ -108,7 +113,11 @@ impl LoadPlan {
         let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
         let model = model(args, &defaults, duration, shard)?;
         let duration = match &model {
-            Model::Open { schedule, .. } => schedule.duration(),
+            Model::Open { schedule, .. }
+            | Model::Plain {
+                schedule: Some(schedule),
+                ..
+            } => schedule.duration(),
             _ => duration,
         };
         let target = match &args.target {
@@ -150,8 +159,8 @@ fn exclusive_flags(args: &LoadTestArgs) -> Result<(), UsageError> {
     if plain && args.scenario.is_some() {
         return Err("--connections (plain mode) loads one URL and takes no --scenario; drop one of them".into());
     }
-    if plain && (args.rate.is_some() || args.users.is_some()) {
-        return Err("--connections cannot be combined with --rate or --users: pick one model".into());
+    if plain && args.users.is_some() {
+        return Err("--connections (plain mode) and --users (closed model) exclude each other: pick one".into());
     }
     if args.rate.is_some() && args.users.is_some() {
         return Err("--rate (open model) and --users (closed model) exclude each other".into());
@@ -182,7 +191,16 @@ fn model(
             Some(shard) => nonzero_share(shard, connections, "connections")?,
             None => connections,
         };
-        return Ok(Model::Plain { connections });
+        // With --rate or --stage, the open model's arrivals over the plain connections.
+        let schedule = match args.rate.is_some() || !args.stages.is_empty() {
+            true => Some(schedule(args.rate.as_deref(), &args.stages, duration)?),
+            false => None,
+        };
+        return Ok(Model::Plain {
+            connections,
+            schedule,
+            max_queue: args.max_queue,
+        });
     }
     if rate.is_some() || !args.stages.is_empty() {
         let schedule = schedule(rate.as_deref(), &args.stages, duration)?;
@@ -461,9 +479,41 @@ mod tests {
     #[test]
     fn plain_mode_needs_no_scenario_and_refuses_one() {
         let p = plan(&["--target", "http://127.0.0.1:8/x", "--connections", "50"]).unwrap();
-        assert_eq!(p.model, Model::Plain { connections: 50 });
+        assert_eq!(
+            p.model,
+            Model::Plain {
+                connections: 50,
+                schedule: None,
+                max_queue: 100_000,
+            }
+        );
         assert!(p.scenario.is_none());
         assert_eq!(p.duration, Duration::from_secs(10));
+        // With a rate: the open model's arrivals over the plain connections.
+        let p = plan(&[
+            "--target",
+            "http://127.0.0.1:8/x",
+            "--connections",
+            "50",
+            "--rate",
+            "5000/s",
+        ])
+        .unwrap();
+        let Model::Plain {
+            schedule: Some(schedule),
+            connections: 50,
+            ..
+        } = &p.model
+        else {
+            panic!("{:?}", p.model)
+        };
+        assert_eq!(schedule.peak(), 5000.0);
+        assert_eq!(p.duration, Duration::from_secs(10));
+        assert!(
+            plan(&["--target", "http://127.0.0.1:8/x", "--connections", "5", "--users", "5"])
+                .unwrap_err()
+                .contains("exclude each other")
+        );
         assert!(
             plan(&["--connections", "5", "--scenario", "browse"])
                 .unwrap_err()

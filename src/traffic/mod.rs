@@ -1,6 +1,6 @@
 //! The traffic engine: what `load-test` and a drill's background traffic run. Scenarios and
 //! their thresholds, the executor that runs a scenario's transactions, the open model (arrival
-//! schedule, shards), the closed model (goose users), the plain model (the raw HTTP/1.1 client),
+//! schedule, shards), the closed model (goose users), the plain model (the raw HTTP/1.1 client, back to back or on a schedule),
 //! the stats they record and the HDR logs they write. It knows nothing of clap or of reports.
 
 pub mod closed;
@@ -8,6 +8,7 @@ pub mod executor;
 pub mod hdr;
 pub mod open;
 pub mod plain;
+pub mod plain_open;
 pub mod raw_http;
 pub mod scenario;
 pub mod schedule;

@@ -174,7 +174,22 @@ fn arrival_clock(
     cancel: CancellationToken,
 ) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::Builder::new()
+    arrivals(schedule, shard, start, cancel, move |due| tx.send(due).is_ok());
+    rx
+}
+
+/// Calls `emit` with each arrival's due time, on time, from a thread of its own (see
+/// [`arrival_clock`]), until the schedule ends, `cancel`, or `emit` answers `false`. A shard
+/// gets every N-th arrival of the whole schedule: together the shards send exactly what one
+/// run would.
+pub(crate) fn arrivals(
+    schedule: RateSchedule,
+    shard: Option<Shard>,
+    start: Instant,
+    cancel: CancellationToken,
+    mut emit: impl FnMut(Instant) -> bool + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
         .name("recordctl-arrivals".into())
         .spawn(move || {
             let end = schedule.duration();
@@ -186,8 +201,6 @@ fn arrival_clock(
                 if offset >= end {
                     break;
                 }
-                // A shard sends every N-th arrival of the whole schedule: together the shards
-                // send exactly what one run would.
                 if shard.is_some_and(|s| !s.owns(k)) {
                     k += 1;
                     continue;
@@ -203,12 +216,14 @@ fn arrival_clock(
                         continue;
                     }
                 }
-                if tx.send(due).is_err() {
+                if !emit(due) {
                     break;
                 }
                 k += 1;
             }
-        })
-        .expect("spawn the arrival clock thread");
-    rx
+        });
+    // Without the thread no arrival is emitted: the run sends nothing and its report says so.
+    if let Err(err) = spawned {
+        eprintln!("recordctl: cannot start the arrival clock thread: {err}");
+    }
 }

@@ -57,12 +57,7 @@ pub async fn run(
     let deadline = start + duration;
     let target = Arc::new(target);
     let run_id: Arc<str> = Arc::from(run_id);
-    // One single-threaded runtime per core, each driving its share of the connections (as
-    // wrk does): no work stealing, no cross-thread wake-ups on the hot path.
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, connections);
+    let threads = load_threads(connections);
     let mut results = Vec::new();
     for thread in 0..threads {
         let share: Vec<usize> = (0..connections).filter(|c| c % threads == thread).collect();
@@ -112,6 +107,15 @@ pub async fn run(
         }
     }
     stats
+}
+
+/// One single-threaded runtime per core, each driving its share of the connections (as wrk
+/// does): no work stealing, no cross-thread wake-ups on the hot path.
+pub(super) fn load_threads(connections: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, connections.max(1))
 }
 
 async fn connection_loop(
@@ -177,7 +181,7 @@ async fn connection_loop(
     live.add(local_requests, local_errors);
 }
 
-async fn exchange(
+pub(super) async fn exchange(
     conn: &mut Option<RawConn>,
     target: &PlainTarget,
     correlation_id: &str,

@@ -225,6 +225,84 @@ async fn dropped_arrivals_are_errors_without_latency_and_the_queue_bound_is_exac
     );
 }
 
+/// Plain mode on a schedule: the open model's arrivals over the raw connections, exactly
+/// as many as the schedule holds, counted by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mode_on_a_schedule_sends_exactly_the_arrivals_of_its_rate() {
+    let _turn = support::alone();
+    let server = TestServer::start(Server::Counting).await;
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "4",
+        "--rate",
+        "500/s",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    assert_eq!(report.model, "plain");
+    let schedule = report.schedule.clone().expect("a schedule report");
+    assert_eq!(schedule.intended, 1000, "{schedule:?}");
+    assert_eq!((schedule.started, schedule.dropped), (1000, 0), "{schedule:?}");
+    assert_eq!(schedule.max_in_flight, 4);
+    let served = server.hits.load(Ordering::SeqCst);
+    assert_eq!((report.requests, served), (1000, 1000), "reported = served = scheduled");
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.service_time.count, 1000, "service time measured from the send");
+    assert!(report.latency.p50_us >= report.service_time.p50_us, "{report:?}");
+    assert!(report.throughput_rps <= 501.0, "rate {}", report.throughput_rps);
+    let per_second = server.per_second();
+    assert!(per_second.iter().take(2).all(|n| *n > 0), "{per_second:?}");
+    let ids = server.correlation_ids.lock().unwrap();
+    assert_eq!(ids.len(), 1000, "every request carries a distinct correlation id");
+    assert!(run.stdout.contains("schedule:"), "{}", run.stdout);
+}
+
+/// Plain mode on a schedule, one connection to a 20 ms server at 500/s: arrivals wait for the
+/// connection (late, in corrected latency, not in service time) and past the queue bound are
+/// dropped, as errors without a latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mode_on_a_schedule_bounds_its_queue_and_charges_waiting_to_corrected_latency() {
+    let _turn = support::alone();
+    let server = TestServer::start(Server::Fixed20ms).await;
+    let run = recordctl(&[
+        "--target",
+        &server.url("/hit"),
+        "--connections",
+        "1",
+        "--rate",
+        "500/s",
+        "--duration",
+        "1s",
+        "--max-queue",
+        "3",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report.unwrap();
+    let schedule = report.schedule.clone().unwrap();
+    assert_eq!(schedule.intended, 500, "{schedule:?}");
+    assert!(schedule.dropped > 400, "{schedule:?}");
+    assert!(schedule.peak_queue <= 3, "{schedule:?}");
+    assert_eq!(schedule.started + schedule.dropped, schedule.intended, "{schedule:?}");
+    assert!(schedule.late > 0, "{schedule:?}");
+    let served = server.hits.load(Ordering::SeqCst);
+    assert_eq!(report.requests, served, "only what was sent counts as a request");
+    assert_eq!(report.error_kinds.get("dropped"), Some(&schedule.dropped));
+    assert_eq!(report.latency.count, served);
+    assert!(report.service_time.min_us >= 20_000, "{:?}", report.service_time);
+    assert!(
+        report.latency.p99_us >= 40_000 && report.service_time.p99_us < report.latency.p99_us,
+        "waiting shows in corrected latency only: {:?} vs {:?}",
+        report.latency,
+        report.service_time
+    );
+}
+
 /// A run that measured nothing proves nothing: its thresholds fail and say why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_measured_no_requests_fails_its_thresholds() {

@@ -64,88 +64,160 @@ impl Store {
         .await
     }
 
-    /// [`Store::claim_job`] and, for an order that still needs it, the stock reservation, in
-    /// one transaction (one commit instead of three on the hot path). The order is as it
-    /// stands after the reservation.
+    /// [`Store::claim_batch`] of one job.
     pub async fn claim_and_reserve(&self, owner: &str, lease: Duration) -> StoreResult<Option<Claimed>> {
+        Ok(self.claim_batch(owner, lease, 1).await?.into_iter().next())
+    }
+
+    /// Claims up to `limit` jobs as [`Store::claim_job`] would one by one (expired leases
+    /// first, then the due jobs in order), reads their orders and reserves the stock of every
+    /// order that still needs it, all in one transaction: one commit for the batch on the hot
+    /// path. Products are locked in id order (no deadlock between two batches); each product's
+    /// orders take their stock in job order, so when stock runs out the earlier orders have
+    /// it. Every order is as it stands after the reservation.
+    pub async fn claim_batch(&self, owner: &str, lease: Duration, limit: usize) -> StoreResult<Vec<Claimed>> {
         untraced(async move {
             let mut tx = self.begin_write().await?;
             let now = self.now_ms();
-            let Some(row) = sqlx::query(&self.claim_sql())
+            let rows = sqlx::query(&self.claim_batch_sql())
                 .bind(owner)
                 .bind(now.saturating_add(lease_ms(lease)))
                 .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
+                .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            if rows.is_empty() {
                 tx.rollback().await?;
-                return Ok(None);
-            };
-            let job = job_from_row(&row);
-            let sql = format!("SELECT {} FROM orders WHERE id = $1", super::ORDER_COLUMNS);
-            let order = sqlx::query(&sql)
-                .bind(job.order_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(super::order_from_row);
-            let mut reservation = None;
-            if let Some(order) = &order
-                && job.attempts <= job.max_attempts
-                && !order.stock_reserved
-                && (order.status == order_status::PENDING || order.status == order_status::PROCESSING)
-            {
-                // Stock first: when there is not enough, nothing else changes.
-                let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
-                    .bind(order.quantity)
-                    .bind(order.product_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                reservation = Some(if taken == 1 {
-                    sqlx::query("UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 WHERE id = $3")
-                        .bind(order_status::PROCESSING)
-                        .bind(now)
-                        .bind(order.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    Reservation::Reserved
-                } else {
-                    Reservation::OutOfStock
-                });
+                return Ok(Vec::new());
             }
+            let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect();
+            jobs.sort_by_key(|job| job.id);
+            let orders = self.orders_by_id(&mut tx, jobs.iter().map(|job| job.order_id)).await?;
+            let mut claimed: Vec<Claimed> = jobs
+                .into_iter()
+                .map(|job| {
+                    let order = orders.iter().find(|order| order.id == job.order_id).cloned();
+                    Claimed {
+                        job,
+                        order,
+                        reservation: None,
+                    }
+                })
+                .collect();
+            self.reserve_claimed(&mut tx, &mut claimed, now).await?;
             tx.commit().await?;
-            let order = order.map(|mut order| {
-                if reservation == Some(Reservation::Reserved) {
-                    order.stock_reserved = true;
-                    order.status = order_status::PROCESSING.to_string();
-                }
-                order
-            });
-            Ok(Some(Claimed {
-                job,
-                order,
-                reservation,
-            }))
+            Ok(claimed)
         })
         .await
     }
 
+    async fn orders_by_id(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ids: impl Iterator<Item = i64>,
+    ) -> StoreResult<Vec<Order>> {
+        let ids: Vec<i64> = ids.collect();
+        let sql = format!(
+            "SELECT {} FROM orders WHERE id IN ({})",
+            super::ORDER_COLUMNS,
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut **tx).await?;
+        Ok(rows.iter().map(super::order_from_row).collect())
+    }
+
+    /// Takes the stock of every claimed order that still needs it (stock first: an order
+    /// that cannot have it changes nothing), then flags the orders that got it, in one
+    /// statement. A product's orders are tried together first, one by one when that fails.
+    async fn reserve_claimed(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        claimed: &mut [Claimed],
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut wanting: Vec<Wanting> = claimed
+            .iter()
+            .enumerate()
+            .filter_map(|(index, Claimed { job, order, .. })| {
+                let order = order.as_ref()?;
+                let needs = job.attempts <= job.max_attempts
+                    && !order.stock_reserved
+                    && (order.status == order_status::PENDING || order.status == order_status::PROCESSING);
+                needs.then_some(Wanting {
+                    index,
+                    order_id: order.id,
+                    product_id: order.product_id,
+                    quantity: order.quantity,
+                })
+            })
+            .collect();
+        // Claimed is in job order already; a stable sort keeps it within a product.
+        wanting.sort_by_key(|want| want.product_id);
+        let mut reserved: Vec<&Wanting> = Vec::new();
+        for group in wanting.chunk_by(|a, b| a.product_id == b.product_id) {
+            let total: i64 = group.iter().map(|want| want.quantity).sum();
+            if take_stock(tx, group[0].product_id, total).await? {
+                reserved.extend(group);
+                continue;
+            }
+            for want in group {
+                if take_stock(tx, want.product_id, want.quantity).await? {
+                    reserved.push(want);
+                } else {
+                    claimed[want.index].reservation = Some(Reservation::OutOfStock);
+                }
+            }
+        }
+        if reserved.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE orders SET stock_reserved = 1, status = $1, updated_at = $2 WHERE id IN ({})",
+            placeholders(3, reserved.len())
+        );
+        let mut query = sqlx::query(&sql).bind(order_status::PROCESSING).bind(now);
+        for want in &reserved {
+            query = query.bind(want.order_id);
+        }
+        query.execute(&mut **tx).await?;
+        for want in reserved {
+            let claimed = &mut claimed[want.index];
+            claimed.reservation = Some(Reservation::Reserved);
+            if let Some(order) = claimed.order.as_mut() {
+                order.stock_reserved = true;
+                order.status = order_status::PROCESSING.to_string();
+                order.updated_at_ms = now;
+            }
+        }
+        Ok(())
+    }
+
     fn claim_sql(&self) -> String {
+        self.claim_batch_sql().replace("$4", "1")
+    }
+
+    fn claim_batch_sql(&self) -> String {
         let lock = match self.backend {
             super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             super::Backend::Sqlite => "",
         };
-        // A job whose lease ran out first (few rows: only running jobs), else the next due
-        // one; each lookup walks a partial index, so a deep queue costs no sort per claim.
+        // Jobs whose lease ran out first (few rows: only running jobs), then the due ones;
+        // each lookup walks a partial index, so a deep queue costs no sort per claim, and the
+        // outer limit stops the second lookup once the first has filled the batch.
         format!(
             "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
              attempts = attempts + 1, updated_at = $3 \
-             WHERE id = COALESCE( \
-                 (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 \
-                     ORDER BY lease_expires_at, id LIMIT 1{lock}), \
-                 (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
-                     ORDER BY run_at, id LIMIT 1{lock})) \
+             WHERE id IN ( \
+                 SELECT id FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 \
+                     ORDER BY lease_expires_at, id LIMIT $4{lock}) AS expired \
+                 UNION ALL \
+                 SELECT id FROM (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
+                     ORDER BY run_at, id LIMIT $4{lock}) AS due \
+                 LIMIT $4) \
              RETURNING id, order_id, kind, attempts, max_attempts, correlation_id, traceparent, \
                  lease_owner, created_at"
         )
@@ -397,6 +469,33 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// A claimed order that still needs its stock.
+struct Wanting {
+    index: usize,
+    order_id: i64,
+    product_id: i64,
+    quantity: i64,
+}
+
+/// Takes `quantity` of a product's stock if it has that much; `false` (nothing taken) if not.
+async fn take_stock(tx: &mut Transaction<'static, Any>, product_id: i64, quantity: i64) -> StoreResult<bool> {
+    let taken = sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
+        .bind(quantity)
+        .bind(product_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(taken == 1)
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn lease_ms(lease: Duration) -> i64 {

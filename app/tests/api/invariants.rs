@@ -210,6 +210,88 @@ async fn a_job_past_its_attempts_fails_once_and_holds_no_net_charge(db: Db) {
 }
 on_both_databases!(a_job_past_its_attempts_fails_once_and_holds_no_net_charge);
 
+/// One claim takes a batch: expired leases first, then the due jobs in order; the stock of
+/// each product goes to its earlier orders first when there is not enough for all, and an
+/// order that cannot have it changes nothing.
+async fn a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_order(db: Db) {
+    let (url, _dir) = fresh_database(db).await;
+    let clock = Clock::manual(now_ms());
+    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
+    store.migrate().await.unwrap();
+    let mut products = Vec::new();
+    for (title, stock) in [("Scarce Pressing", 3), ("Plenty Pressing", 100)] {
+        let product = store
+            .create_product(&recordstore::store::NewProduct {
+                title: title.into(),
+                artist: "Test".into(),
+                genre: "test".into(),
+                price_cents: 1000,
+                stock,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        products.push(product.id);
+    }
+    // Scarce: 2, 2, 1 units (3 in stock); plenty: 1 unit; then one more scarce order.
+    let mut orders = Vec::new();
+    for (i, (product, quantity)) in [(0, 2), (1, 1), (0, 2), (0, 1), (0, 1)].into_iter().enumerate() {
+        let order = store
+            .create_order_with_job(&NewOrder {
+                product_id: products[product],
+                quantity,
+                amount_cents: 1000 * quantity,
+                correlation_id: format!("batch-{i}"),
+                trace_id: None,
+                traceparent: None,
+                max_attempts: 3,
+            })
+            .await
+            .unwrap();
+        orders.push(order.id);
+    }
+    let first = store.claim_job("stalled", LEASE).await.unwrap().expect("a job");
+    assert_eq!(first.order_id, orders[0]);
+    clock.advance(LEASE.as_millis() as i64 + 1);
+
+    let batch = store.claim_batch("batch", LEASE, 4).await.unwrap();
+    let got: Vec<(i64, i64, Option<Reservation>)> = batch
+        .iter()
+        .map(|c| (c.job.order_id, c.job.attempts, c.reservation))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (orders[0], 2, Some(Reservation::Reserved)),
+            (orders[1], 1, Some(Reservation::Reserved)),
+            (orders[2], 1, Some(Reservation::OutOfStock)),
+            (orders[3], 1, Some(Reservation::Reserved)),
+        ],
+        "the expired job first, then the due ones in order; 2 + 1 of the 3 scarce units"
+    );
+    for claimed in &batch {
+        let order = claimed.order.as_ref().expect("the order read with the claim");
+        let stored = store.get_order(order.id).await.unwrap().unwrap();
+        assert_eq!(order.stock_reserved, stored.stock_reserved, "{stored:?}");
+        assert_eq!(order.status, stored.status, "{stored:?}");
+        assert_eq!(
+            stored.stock_reserved,
+            claimed.reservation == Some(Reservation::Reserved)
+        );
+    }
+    let stock = |id: i64| {
+        let store = store.clone();
+        async move { store.get_product(id).await.unwrap().unwrap().stock }
+    };
+    assert_eq!((stock(products[0]).await, stock(products[1]).await), (0, 99));
+    let rest = store.claim_batch("batch", LEASE, 4).await.unwrap();
+    assert_eq!(rest.len(), 1, "the one due job left");
+    assert_eq!(rest[0].job.order_id, orders[4]);
+    assert_eq!(rest[0].reservation, Some(Reservation::OutOfStock));
+    assert!(store.claim_batch("batch", LEASE, 4).await.unwrap().is_empty());
+}
+on_both_databases!(a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_order);
+
 /// Where one simulated worker is in the worker's sequence of steps. Each variant carries what
 /// the worker believes; a worker that lost its lease goes on acting on that belief.
 #[derive(Debug, Clone)]
@@ -234,9 +316,16 @@ const MAX_ATTEMPTS: i64 = 2;
 async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phase {
     let next = async {
         Ok::<Phase, StoreError>(match phase.clone() {
-            // The worker's loop claims and reserves in one transaction; `process` claims
-            // alone. Both paths race here.
-            Phase::Idle if rng.random_bool(0.5) => match store.claim_and_reserve(name, LEASE).await? {
+            // The worker's loop claims a batch and reserves its stock in one transaction;
+            // `process` claims alone. Both paths race here.
+            // A batch claim of up to three: this worker goes on with the first job; the
+            // others wait for their leases to run out, as a crashed batch's would.
+            Phase::Idle if rng.random_bool(0.5) => match store
+                .claim_batch(name, LEASE, rng.random_range(1..=3))
+                .await?
+                .into_iter()
+                .next()
+            {
                 Some(claimed) => {
                     let order = claimed.order.expect("order");
                     match claimed.reservation {
