@@ -6,6 +6,7 @@
 #
 #   bench/app-wrk.sh                # defaults: 50 connections, 10 s
 #   CONNECTIONS=100 DURATION=20s bench/app-wrk.sh
+#   PG_STATS=1 bench/app-wrk.sh     # then the statements that took PostgreSQL the most time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -39,8 +40,12 @@ fi
 echo "== starting PostgreSQL on 127.0.0.1:$PGPORT"
 "${RUNAS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust --no-sync >/dev/null
 "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \
-  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_OPTIONS:-}" start >/dev/null
+  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_OPTIONS:-} \
+  ${PG_STATS:+-c shared_preload_libraries=pg_stat_statements}" start >/dev/null
 "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres store
+if [ -n "${PG_STATS:-}" ]; then
+  "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres store -c 'CREATE EXTENSION pg_stat_statements' >/dev/null
+fi
 
 echo "== starting recordstore on 127.0.0.1:$APPPORT (API + worker, logs to $WORK/app.log)"
 RECORDSTORE_WRITE_RATE_LIMIT=0 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/store" RECORDSTORE_LISTEN="127.0.0.1:$APPPORT" \
@@ -77,11 +82,19 @@ accepted=$(curl -fs "$BASE/metrics" | awk '/^recordstore_checkouts_total\{result
 done_at_end=$(final_orders)
 depth=$(queue_depth)
 echo "checkouts accepted: $accepted; final when wrk stopped: $done_at_end; still queued: $depth"
+# CPU seconds of the app and of every PostgreSQL process, to say which one the drain waits on.
+cpu_seconds() { # pid...
+  for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null; done |
+    awk -v hz="$(getconf CLK_TCK)" '{n += $1} END {printf "%.1f", n / hz}'
+}
+PG_PIDS() { local pm; pm=$(head -n1 "$WORK/data/postmaster.pid"); echo "$pm" $(pgrep -P "$pm"); }
+app_cpu_before=$(cpu_seconds "$APP_PID"); pg_cpu_before=$(cpu_seconds $(PG_PIDS))
 for _ in $(seq 1 600); do
   [ "$(queue_depth)" = 0 ] && break
   sleep 0.5
 done
 drained=$(date +%s.%N)
+app_cpu_after=$(cpu_seconds "$APP_PID"); pg_cpu_after=$(cpu_seconds $(PG_PIDS))
 final=$(final_orders)
 python3 - "$started" "$accepted_end" "$drained" "$accepted" "$final" <<'PY'
 import sys
@@ -92,3 +105,10 @@ print(f"accept rate      {accepted / run:10.0f} orders/s over {run:.1f} s")
 print(f"completion rate  {final / total:10.0f} orders/s until the queue was empty ({final:.0f} orders in {total:.1f} s)")
 print(f"time to drain    {drained - accepted_end:10.1f} s after the last checkout")
 PY
+python3 -c "print(f'CPU while draining: recordstore {$app_cpu_after - $app_cpu_before:.1f} s, PostgreSQL {$pg_cpu_after - $pg_cpu_before:.1f} s')"
+if [ -n "${PG_STATS:-}" ]; then
+  echo "== PostgreSQL: the statements that took the most time"
+  "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres store -c "SELECT calls, round(total_exec_time) AS total_ms, \
+    round(mean_exec_time::numeric, 3) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query \
+    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
+fi

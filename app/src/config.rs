@@ -49,7 +49,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 8,
+            concurrency: 32,
             claim_batch: 8,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
@@ -107,7 +107,7 @@ impl Config {
             "an address like 0.0.0.0:8000",
         )?;
         let worker = WorkerConfig {
-            concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "8", "a number of jobs, e.g. 4")?,
+            concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "32", "a number of jobs, e.g. 4")?,
             claim_batch: parse(&get, "RECORDSTORE_WORKER_CLAIM_BATCH", "8", "a number of jobs, e.g. 8")?,
             lease: Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?),
             poll_interval: Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?),

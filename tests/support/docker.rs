@@ -98,7 +98,12 @@ fn workspace_binary(name: &str, sources: &str) -> PathBuf {
     if built.is_some_and(|b| newest_source.is_some_and(|s| b >= s)) {
         return binary;
     }
-    let out = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // The same profile settings as the build running the tests (scripts/test sets them).
+    if let Some(config) = std::env::var_os("RECORDCTL_TEST_CARGO_CONFIG") {
+        cargo.arg("--config").arg(config);
+    }
+    let out = cargo
         .args(["build", "-q", "-p", name, "--bin", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()

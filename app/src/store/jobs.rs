@@ -2,11 +2,11 @@
 //! the job's lease.
 //!
 //! A claim bumps the job's `attempts`; the pair (job id, attempts) is the holder's fencing
-//! token. Each fenced write runs in one transaction whose first statement touches the job
+//! token. Each fenced write runs in one transaction whose first statement reads the job
 //! row only if the token still matches, the job is still running and its lease has not run
 //! out. A holder that lost its lease (another worker re-claimed the job, or it was too slow
 //! to renew) gets [`StoreError::LeaseLost`] and its write is not made. On PostgreSQL that
-//! first statement also locks the job row, so a concurrent claim (`FOR UPDATE SKIP LOCKED`)
+//! first statement also locks the job row (`FOR UPDATE`), so a concurrent claim (`FOR UPDATE SKIP LOCKED`)
 //! passes the job by until the write commits; SQLite serialises writers with `BEGIN
 //! IMMEDIATE`.
 
@@ -332,20 +332,14 @@ impl Store {
         self.traced("UPDATE", "orders", async move {
             let mut tx = self.begin_write().await?;
             self.fence(&mut tx, job).await?;
-            if let Some(payment_ref) = payment_ref {
-                sqlx::query(
-                    "UPDATE orders SET payment_ref = $1, updated_at = $2 WHERE id = $3 AND payment_ref IS NULL",
-                )
-                .bind(payment_ref)
-                .bind(self.now_ms())
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            // The payment (when given and none is recorded yet) and the completion in one
+            // statement: an order without stock or without any payment does not complete.
             let changed = sqlx::query(
-                "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 \
-                 AND status IN ('pending', 'processing') AND stock_reserved = 1 AND payment_ref IS NOT NULL",
+                "UPDATE orders SET payment_ref = COALESCE(payment_ref, $1), status = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('pending', 'processing') AND stock_reserved = 1 \
+                 AND COALESCE(payment_ref, $1) IS NOT NULL",
             )
+            .bind(payment_ref)
             .bind(order_status::COMPLETED)
             .bind(self.now_ms())
             .bind(order_id)
@@ -430,20 +424,30 @@ impl Store {
         .await
     }
 
-    /// The fence: touches the job row only while `job` still holds it with a live lease.
+    /// The fence: reads the job row only while `job` still holds it with a live lease. On
+    /// PostgreSQL the read locks the row (`FOR UPDATE`: no new row version, no index entry),
+    /// so a concurrent claim passes it by and a re-claim waits for this write to commit;
+    /// SQLite's `BEGIN IMMEDIATE` already serialises writers.
     async fn fence(&self, tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResult<()> {
-        let now = self.now_ms();
-        let held = sqlx::query(
-            "UPDATE jobs SET updated_at = $1 \
-             WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_expires_at >= $1",
-        )
-        .bind(now)
-        .bind(job.id)
-        .bind(job.attempts)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if held == 1 { Ok(()) } else { Err(StoreError::LeaseLost) }
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT id FROM jobs \
+             WHERE id = $2 AND attempts = $3 AND status = 'running' AND lease_expires_at >= $1{lock}"
+        );
+        let held = sqlx::query(&sql)
+            .bind(self.now_ms())
+            .bind(job.id)
+            .bind(job.attempts)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if held.is_some() {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost)
+        }
     }
 
     async fn end_lease(
