@@ -84,7 +84,7 @@ for round in $(seq 1 "$ROUNDS"); do
       --rate "$rate/s" --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
       --json "$WORK/recordctl-scenario.json" | tee -a "$results"
     if [ -n "$K6" ]; then
-      measure k6 "$rate" "$K6" run -q --no-summary --summary-export "$WORK/k6.json" -e "URL=$url" -e "RATE=$rate" \
+      measure k6 "$rate" "$K6" run -q --summary-export "$WORK/k6.json" -e "URL=$url" -e "RATE=$rate" \
         -e "DURATION=$DURATION" -e "VUS=$CONNECTIONS" bench/k6-open.js | tee -a "$results"
     fi
   done

@@ -20,6 +20,9 @@ use crate::traffic::raw_http::RawConn;
 use crate::traffic::schedule::{RateSchedule, Shard};
 use crate::traffic::stats::{ErrorKind, Live, Sample, Stats};
 
+/// Arrivals the clock hands out this close together came in one of its wakes.
+const SAME_WAKE: Duration = Duration::from_micros(20);
+
 /// What a plain open run is asked to do.
 #[derive(Debug, Clone)]
 pub struct PlainSchedule {
@@ -121,7 +124,7 @@ fn hand_out(
     feeds: Vec<UnboundedSender<Instant>>,
 ) {
     let max_queue = plan.max_queue;
-    let mut next = 0;
+    let (mut next, mut last_emit) = (0, start);
     arrivals(plan.schedule.clone(), plan.shard, start, cancel, move |due| {
         shared.intended.fetch_add(1, Ordering::Relaxed);
         if Instant::now().saturating_duration_since(due) > LATE_AFTER {
@@ -134,7 +137,13 @@ fn hand_out(
         }
         shared.queued.fetch_add(1, Ordering::Relaxed);
         shared.peak_queue.fetch_max(queued + 1, Ordering::Relaxed);
-        next = (next + 1) % feeds.len();
+        // Arrivals handed out in one wake of the clock go to one thread: one wake-up of it,
+        // not one per arrival; the next wake's go to the next thread.
+        let now = Instant::now();
+        if now.saturating_duration_since(last_emit) > SAME_WAKE {
+            next = (next + 1) % feeds.len();
+        }
+        last_emit = now;
         if feeds[next].send(due).is_err() {
             // That thread is gone (interrupted): nobody will take the arrival.
             shared.queued.fetch_sub(1, Ordering::Relaxed);
