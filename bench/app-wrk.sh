@@ -7,6 +7,7 @@
 #   bench/app-wrk.sh                # defaults: 50 connections, 10 s
 #   CONNECTIONS=100 DURATION=20s bench/app-wrk.sh
 #   PG_STATS=1 bench/app-wrk.sh     # then the statements that took PostgreSQL the most time
+#   KEEP_LOG=/tmp/app.log bench/app-wrk.sh   # keep the app's log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -25,6 +26,7 @@ RUNAS=()
 if [ "$(id -u)" = 0 ]; then chown postgres: "$WORK"; RUNAS=(runuser -u postgres --); fi
 cleanup() {
   [ -n "${APP_PID:-}" ] && kill "$APP_PID" 2>/dev/null && wait "$APP_PID" 2>/dev/null || true
+  [ -n "${KEEP_LOG:-}" ] && cp "$WORK/app.log" "$KEEP_LOG"
   "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }

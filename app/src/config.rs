@@ -49,8 +49,8 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 32,
-            claim_batch: 8,
+            concurrency: 64,
+            claim_batch: 16,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
             max_attempts: 5,
@@ -107,8 +107,8 @@ impl Config {
             "an address like 0.0.0.0:8000",
         )?;
         let worker = WorkerConfig {
-            concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "32", "a number of jobs, e.g. 4")?,
-            claim_batch: parse(&get, "RECORDSTORE_WORKER_CLAIM_BATCH", "8", "a number of jobs, e.g. 8")?,
+            concurrency: parse(&get, "RECORDSTORE_WORKER_CONCURRENCY", "64", "a number of jobs, e.g. 4")?,
+            claim_batch: parse(&get, "RECORDSTORE_WORKER_CLAIM_BATCH", "16", "a number of jobs, e.g. 8")?,
             lease: Duration::from_millis(parse(&get, "RECORDSTORE_JOB_LEASE_MS", "30000", "milliseconds")?),
             poll_interval: Duration::from_millis(parse(&get, "RECORDSTORE_WORKER_POLL_MS", "250", "milliseconds")?),
             max_attempts: parse(&get, "RECORDSTORE_JOB_MAX_ATTEMPTS", "5", "a number of attempts")?,

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
@@ -14,7 +16,7 @@ use tracing::{Dispatch, Instrument};
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
 use crate::payment::{PaymentError, PaymentGateway};
-use crate::store::{Claimed, Job, Order, Reservation, Store, StoreError, order_status};
+use crate::store::{Claimed, Completed, Completion, Job, Order, Reservation, Store, StoreError, order_status};
 use crate::telemetry::{TraceParent, link_span};
 
 /// What one run of a job ended in.
@@ -47,7 +49,18 @@ pub struct Worker {
     dispatch: Dispatch,
     notify: Arc<Notify>,
     name: String,
+    /// While [`Worker::run`] runs: where jobs hand their completions to be written together.
+    completions: std::sync::Mutex<Option<UnboundedSender<CompletionRequest>>>,
 }
+
+/// One job's completion waiting to be written with others, and where its answer goes.
+struct CompletionRequest {
+    completion: Completion,
+    answer: oneshot::Sender<Result<Completed, StoreError>>,
+}
+
+/// Completions written in one transaction at most.
+const COMPLETIONS_PER_WRITE: usize = 64;
 
 impl Worker {
     pub fn new(
@@ -68,6 +81,7 @@ impl Worker {
             dispatch,
             notify,
             name,
+            completions: std::sync::Mutex::new(None),
         }
     }
 
@@ -81,6 +95,13 @@ impl Worker {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let batch = self.config.claim_batch.clamp(1, self.config.concurrency.max(1));
         let loops = self.config.concurrency.max(1).div_ceil(batch);
+        let (sender, requests) = unbounded_channel();
+        *self.completions.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+        let writer = tokio::spawn(
+            self.clone()
+                .write_completions(requests)
+                .with_subscriber(self.dispatch.clone()),
+        );
         let handles: Vec<_> = (0..loops)
             .map(|slot| {
                 let worker = self.clone();
@@ -95,6 +116,84 @@ impl Worker {
         for handle in handles {
             let _ = handle.await;
         }
+        // Every job has its answer: the writer ends once its channel closes.
+        self.completions.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = writer.await;
+    }
+
+    /// Writes the completions jobs hand in, together: whatever arrived while the last write
+    /// ran goes in the next one (a group commit), so a busy worker writes one transaction for
+    /// many orders and an idle one writes each at once.
+    async fn write_completions(self: Arc<Self>, mut requests: UnboundedReceiver<CompletionRequest>) {
+        while let Some(first) = requests.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < COMPLETIONS_PER_WRITE
+                && let Ok(request) = requests.try_recv()
+            {
+                batch.push(request);
+            }
+            let completions: Vec<Completion> = batch.iter().map(|r| r.completion.clone()).collect();
+            match self.store.complete_orders(&completions).await {
+                Ok(answers) => {
+                    for (request, answer) in batch.into_iter().zip(answers) {
+                        let _ = request.answer.send(Ok(answer));
+                    }
+                }
+                // The write failed as a whole: each job writes its own, for its own answer.
+                Err(err) => {
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        jobs = batch.len(),
+                        "cannot write the completions together; writing each alone"
+                    );
+                    for request in batch {
+                        let c = &request.completion;
+                        let answer = (self.store)
+                            .complete_order_untraced(&c.job, c.order_id, c.payment_ref.as_deref())
+                            .await;
+                        let _ = request.answer.send(answer.map(|done| match done {
+                            true => Completed::Completed,
+                            false => Completed::NotCompletable,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the order `completed` and its job `done` with the payment just captured: through
+    /// the completion writer while [`Worker::run`] runs, else on its own.
+    async fn write_completion(&self, job: &Job, order_id: i64, payment_ref: Option<&str>) -> Result<bool, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let request = CompletionRequest {
+            completion: Completion {
+                job: job.clone(),
+                order_id,
+                payment_ref: payment_ref.map(str::to_string),
+            },
+            answer,
+        };
+        let handed = match self.completions.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(writer) => writer.send(request).is_ok(),
+            None => false,
+        };
+        if !handed {
+            return self.store.complete_order(job, order_id, payment_ref).await;
+        }
+        // The job's database span covers its wait for the shared write.
+        let written = self.store.traced("UPDATE", "orders", async move {
+            match answered.await {
+                Ok(Ok(Completed::Completed)) => Ok(true),
+                Ok(Ok(Completed::NotCompletable)) => Ok(false),
+                Ok(Ok(Completed::LeaseLost)) => Err(StoreError::LeaseLost),
+                Ok(Err(err)) => Err(err),
+                // The writer went away without an answer (it does not, while run() waits for
+                // every job): whether the write landed is unknown, so the job stops without
+                // effect and the next holder of its lease finds out.
+                Err(_) => Err(StoreError::LeaseLost),
+            }
+        });
+        written.await
     }
 
     async fn job_loop(self: Arc<Self>, slot: usize, batch: usize, cancel: CancellationToken) {
@@ -294,7 +393,8 @@ impl Worker {
     /// with it, in one fenced write.
     async fn complete(&self, job: &Job, order: &Order, payment_ref: Option<&str>) -> Result<JobOutcome, StoreError> {
         tracing::info!("order confirmation sent");
-        if !self.store.complete_order(job, order.id, payment_ref).await? {
+        let completed = self.write_completion(job, order.id, payment_ref).await?;
+        if !completed {
             return self
                 .fail(job, order, "could not complete: the order holds no stock or no payment")
                 .await;

@@ -39,6 +39,26 @@ fn job_from_row(row: &sqlx::any::AnyRow) -> Job {
     }
 }
 
+/// One job's completion for [`Store::complete_orders`]: its order, and the payment just
+/// captured for it (if any).
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub job: Job,
+    pub order_id: i64,
+    pub payment_ref: Option<String>,
+}
+
+/// What [`Store::complete_orders`] did for one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// The order is `completed` and the job `done`.
+    Completed,
+    /// Nothing written for it: the order holds no stock or no payment, or is final already.
+    NotCompletable,
+    /// The job is no longer held (see [`StoreError::LeaseLost`]): nothing written for it.
+    LeaseLost,
+}
+
 /// What [`Store::fail_order`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailedOrder {
@@ -329,7 +349,22 @@ impl Store {
     /// when given (one commit for both). The order completes only if it holds its stock and a
     /// payment; `false` (and nothing written) when it does not.
     pub async fn complete_order(&self, job: &Job, order_id: i64, payment_ref: Option<&str>) -> StoreResult<bool> {
-        self.traced("UPDATE", "orders", async move {
+        self.traced(
+            "UPDATE",
+            "orders",
+            self.complete_order_untraced(job, order_id, payment_ref),
+        )
+        .await
+    }
+
+    /// [`Store::complete_order`] without its span: for a caller whose own span covers it.
+    pub async fn complete_order_untraced(
+        &self,
+        job: &Job,
+        order_id: i64,
+        payment_ref: Option<&str>,
+    ) -> StoreResult<bool> {
+        untraced(async move {
             let mut tx = self.begin_write().await?;
             self.fence(&mut tx, job).await?;
             // The payment (when given and none is recorded yet) and the completion in one
@@ -355,6 +390,97 @@ impl Store {
             Ok(true)
         })
         .await
+    }
+
+    /// [`Store::complete_order`] for many jobs at once, in one transaction of four statements
+    /// whatever their number: the jobs still held are fenced (locked) together, their orders
+    /// that hold stock and a payment complete together, and those orders' jobs end `done`.
+    /// Each answer says what happened to its job: completed, not completable (nothing written
+    /// for it: the order holds no stock or no payment), or its lease was lost.
+    /// Runs under no span: each job's own span covers its wait for the write.
+    pub async fn complete_orders(&self, completions: &[Completion]) -> StoreResult<Vec<Completed>> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        untraced(async move {
+            let mut tx = self.begin_write().await?;
+            let now = self.now_ms();
+            let held = self.fence_many(&mut tx, completions, now).await?;
+            let holding: Vec<&Completion> = completions.iter().filter(|c| held.contains(&c.job.id)).collect();
+            let mut completed: Vec<i64> = Vec::new();
+            if !holding.is_empty() {
+                let n = holding.len();
+                // $1 status, $2 now, then (order id, payment ref) pairs, then the order ids.
+                let case: String = (0..n)
+                    .map(|i| format!(" WHEN ${} THEN ${}", 3 + 2 * i, 4 + 2 * i))
+                    .collect();
+                let sql = format!(
+                    "UPDATE orders SET payment_ref = COALESCE(payment_ref, CASE id{case} END), status = $1, \
+                     updated_at = $2 WHERE id IN ({}) AND status IN ('pending', 'processing') \
+                     AND stock_reserved = 1 AND COALESCE(payment_ref, CASE id{case} END) IS NOT NULL RETURNING id",
+                    placeholders(3 + 2 * n, n)
+                );
+                let mut query = sqlx::query(&sql).bind(order_status::COMPLETED).bind(now);
+                for c in &holding {
+                    query = query.bind(c.order_id).bind(c.payment_ref.as_deref());
+                }
+                for c in &holding {
+                    query = query.bind(c.order_id);
+                }
+                completed = query.fetch_all(&mut *tx).await?.iter().map(|row| row.get(0)).collect();
+            }
+            let done: Vec<&Completion> = holding
+                .into_iter()
+                .filter(|c| completed.contains(&c.order_id))
+                .collect();
+            if !done.is_empty() {
+                let sql = format!(
+                    "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+                     WHERE id IN ({})",
+                    placeholders(2, done.len())
+                );
+                let mut query = sqlx::query(&sql).bind(now);
+                for c in &done {
+                    query = query.bind(c.job.id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(completions
+                .iter()
+                .map(|c| match (held.contains(&c.job.id), completed.contains(&c.order_id)) {
+                    (false, _) => Completed::LeaseLost,
+                    (true, true) => Completed::Completed,
+                    (true, false) => Completed::NotCompletable,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// [`Store::fence`] for many jobs in one statement: the ids of those still held, locked.
+    async fn fence_many(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        completions: &[Completion],
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let tokens: Vec<String> = (0..completions.len())
+            .map(|i| format!("(id = ${} AND attempts = ${})", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        let sql = format!(
+            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at >= $1 AND ({}) ORDER BY id{lock}",
+            tokens.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for c in completions {
+            query = query.bind(c.job.id).bind(c.job.attempts);
+        }
+        Ok(query.fetch_all(&mut **tx).await?.iter().map(|row| row.get(0)).collect())
     }
 
     /// Ends the order `failed` and gives its reserved stock back, in one transaction. The job

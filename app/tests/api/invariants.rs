@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 use recordstore::Role;
 use recordstore::clock::{Clock, now_ms};
 use recordstore::store::{
-    AuditReport, GatewayCharge, GatewayRefund, Job, NewOrder, Order, Reservation, Store, StoreError,
+    AuditReport, Completed, Completion, GatewayCharge, GatewayRefund, Job, NewOrder, Order, Reservation, Store,
+    StoreError,
 };
 use recordstore::worker::JobOutcome;
 use serde_json::{Value, json};
@@ -292,6 +293,96 @@ async fn a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_order(db: Db)
 }
 on_both_databases!(a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_order);
 
+/// Completions written together answer per job: the held job whose order holds stock and a
+/// payment completes, a held one whose order does not is left as it was, and one whose lease
+/// ran out writes nothing — all in one transaction.
+async fn completions_written_together_answer_for_each_job(db: Db) {
+    let (url, _dir) = fresh_database(db).await;
+    let clock = Clock::manual(now_ms());
+    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
+    store.migrate().await.unwrap();
+    let product = store
+        .create_product(&recordstore::store::NewProduct {
+            title: "Together Pressing".into(),
+            artist: "Test".into(),
+            genre: "test".into(),
+            price_cents: 1000,
+            stock: 10,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..3 {
+        store
+            .create_order_with_job(&NewOrder {
+                product_id: product.id,
+                quantity: 1,
+                amount_cents: 1000,
+                correlation_id: format!("together-{i}"),
+                trace_id: None,
+                traceparent: None,
+                max_attempts: 3,
+            })
+            .await
+            .unwrap();
+    }
+    // The first claim (short lease) takes job 0; then job 1 and 2 under a long one.
+    let stale = store.claim_batch("stale", Duration::from_millis(10), 1).await.unwrap();
+    let held = store.claim_batch("held", LEASE, 2).await.unwrap();
+    clock.advance(11);
+    let (stale, paid, unpaid) = (&stale[0], &held[0], &held[1]);
+    assert_eq!(paid.reservation, Some(Reservation::Reserved));
+    let charge = |id: i64| store.gateway_charge(id, 1000);
+    let GatewayCharge::Charged { reference, .. } = charge(paid.job.order_id).await.unwrap() else {
+        panic!("charged")
+    };
+    let completion = |c: &recordstore::store::Claimed, payment_ref: Option<String>| Completion {
+        job: c.job.clone(),
+        order_id: c.job.order_id,
+        payment_ref,
+    };
+    let answers = store
+        .complete_orders(&[
+            completion(stale, Some("pay_stale".into())),
+            completion(paid, Some(reference.clone())),
+            completion(unpaid, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![Completed::LeaseLost, Completed::Completed, Completed::NotCompletable]
+    );
+    let order = |id: i64| {
+        let store = store.clone();
+        async move { store.get_order(id).await.unwrap().unwrap() }
+    };
+    let (o_stale, o_paid, o_unpaid) = (
+        order(stale.job.order_id).await,
+        order(paid.job.order_id).await,
+        order(unpaid.job.order_id).await,
+    );
+    assert_eq!((o_stale.status.as_str(), o_stale.payment_ref), ("processing", None));
+    assert_eq!(
+        (o_paid.status.as_str(), o_paid.payment_ref),
+        ("completed", Some(reference))
+    );
+    assert_eq!((o_unpaid.status.as_str(), o_unpaid.payment_ref), ("processing", None));
+    // The completed order's job is done; the others are still running, held as they were.
+    let queue = store.queue_stats().await.unwrap();
+    assert_eq!(queue.depth, 2, "two jobs still running");
+    assert!(
+        !store.complete_order(&unpaid.job, unpaid.job.order_id, None).await.unwrap(),
+        "the unpaid order still cannot complete"
+    );
+    assert!(matches!(
+        store.complete_order(&stale.job, stale.job.order_id, None).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(store.complete_orders(&[]).await.unwrap().is_empty());
+}
+on_both_databases!(completions_written_together_answer_for_each_job);
+
 /// Where one simulated worker is in the worker's sequence of steps. Each variant carries what
 /// the worker believes; a worker that lost its lease goes on acting on that belief.
 #[derive(Debug, Clone)]
@@ -382,10 +473,27 @@ async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phas
                 if rng.random_bool(0.5) {
                     store.record_payment(&job, order.id, &reference).await?;
                     Phase::Complete(job, order)
-                } else if store.complete_order(&job, order.id, Some(&reference)).await? {
-                    Phase::Idle
                 } else {
-                    Phase::Fail(job, order)
+                    // Written alone, or through the batched path (one job's batch).
+                    let completed = if rng.random_bool(0.5) {
+                        store.complete_order(&job, order.id, Some(&reference)).await?
+                    } else {
+                        let completion = Completion {
+                            job: job.clone(),
+                            order_id: order.id,
+                            payment_ref: Some(reference),
+                        };
+                        match store.complete_orders(&[completion]).await?[..] {
+                            [Completed::Completed] => true,
+                            [Completed::LeaseLost] => return Err(StoreError::LeaseLost),
+                            _ => false,
+                        }
+                    };
+                    if completed {
+                        Phase::Idle
+                    } else {
+                        Phase::Fail(job, order)
+                    }
                 }
             }
             Phase::Complete(job, order) => {
