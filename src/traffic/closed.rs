@@ -28,8 +28,10 @@ pub async fn run(
     let mut config = GooseConfiguration::default();
     config.host = Some(base.to_string());
     config.users = Some(model.users);
+    // No ramp-up: every user at once (goose launches them at this rate; `users` per second
+    // would spend the first second of the run ramping).
     let hatch_per_second = if model.ramp_up.is_zero() {
-        model.users as f64
+        model.users as f64 * 1000.0
     } else {
         model.users as f64 / model.ramp_up.as_secs_f64()
     };
@@ -51,9 +53,10 @@ pub async fn run(
     config.no_status_codes = true;
 
     let name = executor.scenario().name.clone();
-    let body: TransactionFunction = Arc::new(move |_user: &mut GooseUser| {
+    let body: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
         let executor = executor.clone();
         let recorder = recorder.clone();
+        let lane = user.weighted_users_index;
         Box::pin(async move {
             let index = executor.pick_transaction();
             executor
@@ -62,6 +65,7 @@ pub async fn run(
                     Pace {
                         intended: None,
                         think: true,
+                        lane,
                     },
                     &recorder,
                 )

@@ -12,7 +12,9 @@ use crate::traffic::scenario::{RequestSpec, Scenario, ThinkTime, Vars, extract, 
 use crate::traffic::stats::{ErrorKind, Recorder, Sample};
 
 pub struct Executor {
-    client: reqwest::Client,
+    /// A few clients, each with its own connection pool (and its own lock on it): a
+    /// transaction uses its lane's, so users on different threads seldom meet on one lock.
+    clients: Vec<reqwest::Client>,
     base: String,
     scenario: Scenario,
     think_override: Option<ThinkTime>,
@@ -46,7 +48,12 @@ pub struct Pace {
     pub intended: Option<Instant>,
     /// Pause between requests (closed model); the open model paces by arrivals instead.
     pub think: bool,
+    /// Which of the executor's clients to use (a closed-model user keeps its own).
+    pub lane: usize,
 }
+
+/// Clients (connection pools) an executor keeps at most.
+const LANES: usize = 8;
 
 /// What went wrong with one request, and whether the transaction can go on.
 struct Failure {
@@ -64,12 +71,17 @@ impl Executor {
         run_id: &str,
         started: Instant,
     ) -> Result<Executor, super::EngineError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(max_connections)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| super::EngineError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let lanes = max_connections.clamp(1, LANES);
+        let clients = (0..lanes)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .timeout(timeout)
+                    .pool_max_idle_per_host(max_connections.div_ceil(lanes))
+                    .tcp_nodelay(true)
+                    .build()
+                    .map_err(|e| super::EngineError::Setup(format!("cannot build the HTTP client: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut total = 0;
         let cumulative_weights = scenario
             .transactions
@@ -80,7 +92,7 @@ impl Executor {
             })
             .collect();
         Ok(Executor {
-            client,
+            clients,
             base: base.trim_end_matches('/').to_string(),
             scenario,
             think_override,
@@ -134,6 +146,7 @@ impl Executor {
     /// Runs transaction `index` once; a failed request ends it (later ones depend on it).
     pub async fn run_transaction(&self, index: usize, pace: Pace, recorder: &Recorder) {
         let tx = &self.scenario.transactions[index];
+        let client = &self.clients[pace.lane % self.clients.len()];
         let mut vars = tx.picked();
         let mut intended = pace.intended;
         for (i, spec) in tx.requests.iter().enumerate() {
@@ -141,8 +154,8 @@ impl Executor {
                 self.think(Some(spec)).await;
             }
             let ok = match &spec.poll {
-                None => self.request(spec, &mut vars, intended.take(), recorder).await.is_some(),
-                Some(_) => self.poll(spec, &mut vars, intended.take(), recorder).await,
+                None => (self.request(client, spec, &mut vars, intended.take(), recorder).await).is_some(),
+                Some(_) => self.poll(client, spec, &mut vars, intended.take(), recorder).await,
             };
             if !ok {
                 return;
@@ -151,12 +164,19 @@ impl Executor {
     }
 
     /// Repeats the request until its field takes a wanted value, or the poll times out.
-    async fn poll(&self, spec: &RequestSpec, vars: &mut Vars, intended: Option<Instant>, recorder: &Recorder) -> bool {
+    async fn poll(
+        &self,
+        client: &reqwest::Client,
+        spec: &RequestSpec,
+        vars: &mut Vars,
+        intended: Option<Instant>,
+        recorder: &Recorder,
+    ) -> bool {
         let poll = spec.poll.as_ref().expect("a poll spec");
         let deadline = Instant::now() + poll.timeout.0;
         let mut intended = intended;
         loop {
-            let Some(body) = self.request(spec, vars, intended.take(), recorder).await else {
+            let Some(body) = self.request(client, spec, vars, intended.take(), recorder).await else {
                 return false;
             };
             let value =
@@ -191,6 +211,7 @@ impl Executor {
     /// Sends one request and records it; returns its JSON body (or null) when it succeeded.
     async fn request(
         &self,
+        client: &reqwest::Client,
         spec: &RequestSpec,
         vars: &mut Vars,
         intended: Option<Instant>,
@@ -199,7 +220,7 @@ impl Executor {
         let correlation_id = self.next_correlation_id();
         let sent = Instant::now();
         let due = intended.unwrap_or(sent).min(sent);
-        let result = self.exchange(spec, vars, &correlation_id).await;
+        let result = self.exchange(client, spec, vars, &correlation_id).await;
         let done = Instant::now();
         if let Some(observer) = &self.observer {
             let (status, body) = match &result {
@@ -234,6 +255,7 @@ impl Executor {
     /// The request's status and, when the transaction can go on, its JSON body (or null).
     async fn exchange(
         &self,
+        client: &reqwest::Client,
         spec: &RequestSpec,
         vars: &mut Vars,
         correlation_id: &str,
@@ -242,8 +264,7 @@ impl Executor {
         let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes()).expect("known method");
         let trace: u128 = rand::rng().random::<u128>() | 1;
         let span: u64 = rand::rng().random::<u64>() | 1;
-        let mut request = self
-            .client
+        let mut request = client
             .request(method, &url)
             .header("x-correlation-id", correlation_id)
             .header("traceparent", format!("00-{trace:032x}-{span:016x}-01"));

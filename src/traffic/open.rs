@@ -92,6 +92,8 @@ pub async fn run(
             );
         } else {
             waiting.fetch_add(1, Ordering::SeqCst);
+            // Arrivals take the executor's clients in turn.
+            let lane = report.intended as usize;
             report.peak_queue = report.peak_queue.max(queued + 1);
             let (executor, recorder, slots, waiting, late, started_count, cancel) = (
                 executor.clone(),
@@ -128,6 +130,7 @@ pub async fn run(
                         Pace {
                             intended: Some(due),
                             think: false,
+                            lane,
                         },
                         &recorder,
                     )

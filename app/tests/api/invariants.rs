@@ -372,7 +372,10 @@ async fn completions_written_together_answer_for_each_job(db: Db) {
     let queue = store.queue_stats().await.unwrap();
     assert_eq!(queue.depth, 2, "two jobs still running");
     assert!(
-        !store.complete_order(&unpaid.job, unpaid.job.order_id, None).await.unwrap(),
+        !store
+            .complete_order(&unpaid.job, unpaid.job.order_id, None)
+            .await
+            .unwrap(),
         "the unpaid order still cannot complete"
     );
     assert!(matches!(
