@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of long runs against nginx (one worker) on 127.0.0.1: a plain run of 10 million
-# requests and an open-model run of 1 million arrivals. Prints requests, seconds and peak RSS.
+# requests, an open-model run of 1 million arrivals (the scenario engine) and plain mode on the
+# same schedule. Prints requests, seconds and peak RSS.
 #
 #   bench/memory.sh
 #   PLAIN_REQUESTS=20000000 OPEN_RATE=20000 bench/memory.sh
@@ -33,12 +34,16 @@ open_seconds=$(python3 -c "print(round($OPEN_ARRIVALS / $OPEN_RATE))")
 /usr/bin/time -f "%M" -o "$WORK/open.rss" "$RECORDCTL" load-test --target "${URL%/}" --scenario bench/one-request.toml \
   --rate "$OPEN_RATE/s" --duration "${open_seconds}s" --no-progress --json "$WORK/open.json" >/dev/null || true
 
+echo "== plain on a schedule, $OPEN_ARRIVALS arrivals at $OPEN_RATE/s"
+/usr/bin/time -f "%M" -o "$WORK/plain-rate.rss" "$RECORDCTL" load-test --target "$URL" --connections "$CONNECTIONS" \
+  --rate "$OPEN_RATE/s" --duration "${open_seconds}s" --no-progress --json "$WORK/plain-rate.json" >/dev/null || true
+
 python3 - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
-print(f"\n{'run':<8}{'requests':>12}{'seconds':>10}{'req/s':>10}{'peak RSS MB':>14}")
-for run in ("plain", "open"):
+print(f"\n{'run':<12}{'requests':>12}{'seconds':>10}{'req/s':>10}{'peak RSS MB':>14}")
+for run in ("plain", "open", "plain-rate"):
     r = json.load(open(f"{work}/{run}.json"))
     rss = int(open(f"{work}/{run}.rss").read().split()[-1]) / 1024
-    print(f"{run:<8}{r['requests']:>12}{r['duration_s']:>10.1f}{r['throughput_rps']:>10.0f}{rss:>14.1f}")
+    print(f"{run:<12}{r['requests']:>12}{r['duration_s']:>10.1f}{r['throughput_rps']:>10.0f}{rss:>14.1f}")
 PY
