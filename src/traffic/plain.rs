@@ -139,21 +139,8 @@ async fn connection_loop(
         let sent = Instant::now();
         // Ctrl-C is noticed between requests (the loop condition); a request in flight ends
         // within its timeout. Waiting on the token here would take its lock every request.
-        let outcome = tokio::time::timeout(timeout, exchange(&mut conn, target, &correlation_id))
-            .await
-            .unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))));
+        let (status, error) = timed_exchange(&mut conn, target, &correlation_id, timeout).await;
         let done = Instant::now();
-        let (status, error) = match outcome {
-            Ok(status) if (200..400).contains(&status) => (Some(status), None),
-            Ok(status) => (
-                Some(status),
-                Some((ErrorKind::for_status(status), format!("answered {status}"))),
-            ),
-            Err(error) => {
-                conn = None;
-                (None, Some(error))
-            }
-        };
         local_requests += 1;
         local_errors += u64::from(error.is_some());
         if seq % 16 == 1 {
@@ -181,7 +168,32 @@ async fn connection_loop(
     live.add(local_requests, local_errors);
 }
 
-pub(super) async fn exchange(
+/// One GET within `timeout`: the answer's status, and what went wrong if anything did (a
+/// status of 400 or more, or no answer). A connection that failed is dropped; the next
+/// request opens another.
+pub(super) async fn timed_exchange(
+    conn: &mut Option<RawConn>,
+    target: &PlainTarget,
+    correlation_id: &str,
+    timeout: Duration,
+) -> (Option<u16>, Option<(ErrorKind, String)>) {
+    let outcome = tokio::time::timeout(timeout, exchange(conn, target, correlation_id))
+        .await
+        .unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))));
+    match outcome {
+        Ok(status) if (200..400).contains(&status) => (Some(status), None),
+        Ok(status) => (
+            Some(status),
+            Some((ErrorKind::for_status(status), format!("answered {status}"))),
+        ),
+        Err(error) => {
+            *conn = None;
+            (None, Some(error))
+        }
+    }
+}
+
+async fn exchange(
     conn: &mut Option<RawConn>,
     target: &PlainTarget,
     correlation_id: &str,

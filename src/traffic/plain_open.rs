@@ -15,7 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
 use crate::traffic::open::{LATE_AFTER, ScheduleReport, UNSENT, arrivals};
-use crate::traffic::plain::{PlainTarget, exchange, load_threads};
+use crate::traffic::plain::{PlainTarget, load_threads, timed_exchange};
 use crate::traffic::raw_http::RawConn;
 use crate::traffic::schedule::{RateSchedule, Shard};
 use crate::traffic::stats::{ErrorKind, Live, Sample, Stats};
@@ -244,22 +244,8 @@ impl Conns {
                 self.shared.late.fetch_add(1, Ordering::Relaxed);
                 self.live.late.fetch_add(1, Ordering::Relaxed);
             }
-            let timeout = self.timeout;
-            let outcome = tokio::time::timeout(timeout, exchange(&mut conn, &self.target, &correlation_id))
-                .await
-                .unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))));
+            let (status, error) = timed_exchange(&mut conn, &self.target, &correlation_id, self.timeout).await;
             let done = Instant::now();
-            let (status, error) = match outcome {
-                Ok(status) if (200..400).contains(&status) => (Some(status), None),
-                Ok(status) => (
-                    Some(status),
-                    Some((ErrorKind::for_status(status), format!("answered {status}"))),
-                ),
-                Err(error) => {
-                    conn = None;
-                    (None, Some(error))
-                }
-            };
             self.live.add(1, u64::from(error.is_some()));
             if seq % 16 == 1 {
                 self.live.sample(done - sent);

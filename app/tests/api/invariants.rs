@@ -15,7 +15,7 @@ use recordstore::store::{
 use recordstore::worker::JobOutcome;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, eventually, fresh_database, spawn_app, spawn_with, test_config, worker_on};
+use crate::helpers::{Db, TempDir, TestApp, eventually, fresh_database, spawn_app, spawn_with, test_config, worker_on};
 use crate::on_both_databases;
 
 async fn set_faults(t: &TestApp, faults: Value) {
@@ -211,45 +211,54 @@ async fn a_job_past_its_attempts_fails_once_and_holds_no_net_charge(db: Db) {
 }
 on_both_databases!(a_job_past_its_attempts_fails_once_and_holds_no_net_charge);
 
+/// A migrated store on a fresh database, on a clock the test moves (and the temp dir that
+/// holds a SQLite database).
+async fn store_on_manual_clock(db: Db) -> (Store, Clock, Option<TempDir>) {
+    let (url, dir) = fresh_database(db).await;
+    let clock = Clock::manual(now_ms());
+    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
+    store.migrate().await.unwrap();
+    (store, clock, dir)
+}
+
+/// A product at 10.00 with `stock` on the shelf; its id.
+async fn new_product(store: &Store, title: &str, stock: i64) -> i64 {
+    let product = recordstore::store::NewProduct {
+        title: title.into(),
+        artist: "Test".into(),
+        genre: "test".into(),
+        price_cents: 1000,
+        stock,
+    };
+    store.create_product(&product).await.unwrap().unwrap().id
+}
+
+fn new_order(product_id: i64, quantity: i64, amount_cents: i64, correlation_id: String, max_attempts: i64) -> NewOrder {
+    NewOrder {
+        product_id,
+        quantity,
+        amount_cents,
+        correlation_id,
+        trace_id: None,
+        traceparent: None,
+        max_attempts,
+    }
+}
+
 /// One claim takes a batch: expired leases first, then the due jobs in order; the stock of
 /// each product goes to its earlier orders first when there is not enough for all, and an
 /// order that cannot have it changes nothing.
 async fn a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_order(db: Db) {
-    let (url, _dir) = fresh_database(db).await;
-    let clock = Clock::manual(now_ms());
-    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
-    store.migrate().await.unwrap();
-    let mut products = Vec::new();
-    for (title, stock) in [("Scarce Pressing", 3), ("Plenty Pressing", 100)] {
-        let product = store
-            .create_product(&recordstore::store::NewProduct {
-                title: title.into(),
-                artist: "Test".into(),
-                genre: "test".into(),
-                price_cents: 1000,
-                stock,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        products.push(product.id);
-    }
+    let (store, clock, _dir) = store_on_manual_clock(db).await;
+    let products = [
+        new_product(&store, "Scarce Pressing", 3).await,
+        new_product(&store, "Plenty Pressing", 100).await,
+    ];
     // Scarce: 2, 2, 1 units (3 in stock); plenty: 1 unit; then one more scarce order.
     let mut orders = Vec::new();
     for (i, (product, quantity)) in [(0, 2), (1, 1), (0, 2), (0, 1), (0, 1)].into_iter().enumerate() {
-        let order = store
-            .create_order_with_job(&NewOrder {
-                product_id: products[product],
-                quantity,
-                amount_cents: 1000 * quantity,
-                correlation_id: format!("batch-{i}"),
-                trace_id: None,
-                traceparent: None,
-                max_attempts: 3,
-            })
-            .await
-            .unwrap();
-        orders.push(order.id);
+        let order = new_order(products[product], quantity, 1000 * quantity, format!("batch-{i}"), 3);
+        orders.push(store.create_order_with_job(&order).await.unwrap().id);
     }
     let first = store.claim_job("stalled", LEASE).await.unwrap().expect("a job");
     assert_eq!(first.order_id, orders[0]);
@@ -297,34 +306,11 @@ on_both_databases!(a_batch_claim_takes_expired_jobs_first_and_gives_stock_in_ord
 /// payment completes, a held one whose order does not is left as it was, and one whose lease
 /// ran out writes nothing — all in one transaction.
 async fn completions_written_together_answer_for_each_job(db: Db) {
-    let (url, _dir) = fresh_database(db).await;
-    let clock = Clock::manual(now_ms());
-    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
-    store.migrate().await.unwrap();
-    let product = store
-        .create_product(&recordstore::store::NewProduct {
-            title: "Together Pressing".into(),
-            artist: "Test".into(),
-            genre: "test".into(),
-            price_cents: 1000,
-            stock: 10,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let (store, clock, _dir) = store_on_manual_clock(db).await;
+    let product = new_product(&store, "Together Pressing", 10).await;
     for i in 0..3 {
-        store
-            .create_order_with_job(&NewOrder {
-                product_id: product.id,
-                quantity: 1,
-                amount_cents: 1000,
-                correlation_id: format!("together-{i}"),
-                trace_id: None,
-                traceparent: None,
-                max_attempts: 3,
-            })
-            .await
-            .unwrap();
+        let order = new_order(product, 1, 1000, format!("together-{i}"), 3);
+        store.create_order_with_job(&order).await.unwrap();
     }
     // The first claim (short lease) takes job 0; then job 1 and 2 under a long one.
     let stale = store.claim_batch("stale", Duration::from_millis(10), 1).await.unwrap();
@@ -539,37 +525,14 @@ async fn step(store: &Store, name: &str, phase: Phase, rng: &mut StdRng) -> Phas
 /// leases mid-job, workers crash (forget their job) and stale ones keep acting. After each
 /// round, every order is final and the audit is clean.
 async fn racing_workers_with_expiring_leases_keep_every_invariant(db: Db) {
-    let (url, _dir) = fresh_database(db).await;
-    let clock = Clock::manual(now_ms());
-    let store = Store::connect_lazy(&url, 4).unwrap().with_clock(clock.clone());
-    store.migrate().await.unwrap();
+    let (store, clock, _dir) = store_on_manual_clock(db).await;
     let rounds = if db == Db::Sqlite { 60 } else { 25 };
     for seed in 0..rounds {
         let mut rng = StdRng::seed_from_u64(seed);
-        let product = store
-            .create_product(&recordstore::store::NewProduct {
-                title: format!("Race {seed}"),
-                artist: "Test".into(),
-                genre: "test".into(),
-                price_cents: 1000,
-                stock: 3,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let product = new_product(&store, &format!("Race {seed}"), 3).await;
         for i in 0..3 {
-            store
-                .create_order_with_job(&NewOrder {
-                    product_id: product.id,
-                    quantity: 1 + i % 2,
-                    amount_cents: 1000,
-                    correlation_id: format!("race-{seed}-{i}"),
-                    trace_id: None,
-                    traceparent: None,
-                    max_attempts: MAX_ATTEMPTS,
-                })
-                .await
-                .unwrap();
+            let order = new_order(product, 1 + i % 2, 1000, format!("race-{seed}-{i}"), MAX_ATTEMPTS);
+            store.create_order_with_job(&order).await.unwrap();
         }
         let mut workers = vec![Phase::Idle, Phase::Idle, Phase::Idle];
         let mut steps = 0;
