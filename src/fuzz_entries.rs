@@ -5,13 +5,25 @@
 
 use crate::http1::{Dechunker, framing, is_interim};
 
-/// An HTTP/1.1 response as the probe and the load engine read it: heads (1xx skipped),
-/// framing, and a chunked body fed in pieces of every size the first byte chooses.
+/// An HTTP/1.1 response as the probe and the load engines read it: heads (1xx skipped),
+/// framing, and a body fed in pieces of every size the first byte chooses.
 pub fn http_response(data: &[u8]) {
     let Some((&piece, mut rest)) = data.split_first() else {
         return;
     };
     let piece = usize::from(piece).max(1);
+    // The load engines' reader, fed as a socket would: piece by piece until whole or failed,
+    // then the end of the stream.
+    let mut reader = crate::traffic::raw_http::ResponseReader::default();
+    let mut read = bytes::BytesMut::new();
+    for part in rest.chunks(piece) {
+        read.extend_from_slice(part);
+        match reader.advance(&mut read) {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => break,
+        }
+    }
+    let _ = reader.at_end();
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);

@@ -135,6 +135,7 @@ impl Traffic {
                 from: spec.rate,
                 to: spec.rate,
             }],
+            tick: None,
         };
         let recorder = Arc::new(Recorder::default());
         let cancel = CancellationToken::new();

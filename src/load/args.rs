@@ -26,6 +26,12 @@ pub struct LoadTestArgs {
     /// Open model: requests in flight at most; later arrivals wait (and count as late).
     #[arg(long, default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Open model (and plain mode on a schedule): send the arrivals in groups, one per TICK
+    /// (e.g. 1ms): each is due at the start of the tick it falls in, and latency counts from
+    /// there. Fewer wake-ups (about half oha's CPU per request at 20,000/s), at the price of
+    /// bursts the target sees; by default each arrival is sent at its own instant.
+    #[arg(long, value_name = "TICK")]
+    pub tick: Option<String>,
     /// Open model (and plain mode on a schedule): arrivals that may wait for a free slot
     /// before further ones are dropped.
     #[arg(long, default_value_t = 100_000)]

@@ -84,6 +84,15 @@ fn duration_flag(flag: &str, raw: &str) -> Result<Duration, UsageError> {
     parse_duration(raw).map_err(|e| UsageError(format!("--{flag}: {e}")))
 }
 
+/// `--tick`: above zero, at most a second.
+fn tick_flag(raw: &str) -> Result<Duration, UsageError> {
+    let tick = duration_flag("tick", raw)?;
+    if tick.is_zero() || tick > Duration::from_secs(1) {
+        return Err(format!("--tick {raw}: between 1us and 1s, e.g. 1ms").into());
+    }
+    Ok(tick)
+}
+
 impl LoadPlan {
     /// `Err` is the message for a usage error (exit 2).
     pub fn from_args(args: &LoadTestArgs) -> Result<LoadPlan, UsageError> {
@@ -178,6 +187,7 @@ fn model(
     duration: Duration,
     shard: Option<Shard>,
 ) -> Result<Model, UsageError> {
+    let tick = args.tick.as_deref().map(tick_flag).transpose()?;
     let rate = args.rate.clone().or(if args.users.is_some() {
         None
     } else {
@@ -193,7 +203,12 @@ fn model(
         };
         // With --rate or --stage, the open model's arrivals over the plain connections.
         let schedule = match args.rate.is_some() || !args.stages.is_empty() {
-            true => Some(schedule(args.rate.as_deref(), &args.stages, duration)?),
+            true => Some(schedule(args.rate.as_deref(), &args.stages, duration, tick)?),
+            false if tick.is_some() => {
+                return Err(
+                    "--tick groups the arrivals of a schedule: plain mode takes it with --rate or --stage".into(),
+                );
+            }
             false => None,
         };
         return Ok(Model::Plain {
@@ -203,7 +218,7 @@ fn model(
         });
     }
     if rate.is_some() || !args.stages.is_empty() {
-        let schedule = schedule(rate.as_deref(), &args.stages, duration)?;
+        let schedule = schedule(rate.as_deref(), &args.stages, duration, tick)?;
         if args.max_in_flight == 0 {
             return Err("--max-in-flight must be at least 1".into());
         }
@@ -212,6 +227,9 @@ fn model(
             max_in_flight: args.max_in_flight,
             max_queue: args.max_queue,
         });
+    }
+    if tick.is_some() {
+        return Err("--tick groups the open model's arrivals: it needs --rate or --stage".into());
     }
     let users = args.users.or(defaults.users).unwrap_or(10);
     if users == 0 {
@@ -284,7 +302,12 @@ fn nonzero_share(shard: Shard, total: usize, what: &str) -> Result<usize, UsageE
     }
 }
 
-fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result<RateSchedule, UsageError> {
+fn schedule(
+    rate: Option<&str>,
+    stages: &[String],
+    duration: Duration,
+    tick: Option<Duration>,
+) -> Result<RateSchedule, UsageError> {
     let base = rate.map(parse_rate).transpose().map_err(|e| format!("--rate: {e}"))?;
     let mut out = Vec::new();
     let mut current = base.unwrap_or(0.0);
@@ -314,7 +337,7 @@ fn schedule(rate: Option<&str>, stages: &[String], duration: Duration) -> Result
             to: rate,
         });
     }
-    Ok(RateSchedule { stages: out })
+    Ok(RateSchedule { stages: out, tick })
 }
 
 fn validate_url(raw: &str, plain: bool) -> Result<String, UsageError> {
@@ -394,6 +417,7 @@ mod tests {
                     to,
                 })
                 .collect(),
+            tick: None,
         }
     }
 
@@ -474,6 +498,46 @@ mod tests {
         assert_eq!(schedule.rate_at(Duration::from_secs(5)), 200.0);
         assert_eq!(schedule.rate_at(Duration::from_secs(12)), 300.0);
         assert_eq!(p.duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn tick_groups_a_schedule_and_is_refused_without_one() {
+        let p = plan(&["--rate", "200/s", "--tick", "1ms"]).unwrap();
+        let Model::Open { schedule, .. } = &p.model else {
+            panic!("{:?}", p.model)
+        };
+        assert_eq!(schedule.tick, Some(Duration::from_millis(1)));
+        let p = plan(&[
+            "--target",
+            "http://127.0.0.1:8/",
+            "--connections",
+            "4",
+            "--rate",
+            "9/s",
+            "--tick",
+            "250us",
+        ]);
+        let Model::Plain {
+            schedule: Some(schedule),
+            ..
+        } = &p.unwrap().model
+        else {
+            panic!()
+        };
+        assert_eq!(schedule.tick_us(), Some(250));
+        for (args, want) in [
+            (&["--users", "3", "--tick", "1ms"][..], "needs --rate or --stage"),
+            (
+                &["--target", "http://127.0.0.1:8/", "--connections", "4", "--tick", "1ms"][..],
+                "plain mode takes it with --rate",
+            ),
+            (&["--rate", "9/s", "--tick", "0ms"][..], "between 1us and 1s"),
+            (&["--rate", "9/s", "--tick", "2s"][..], "between 1us and 1s"),
+            (&["--rate", "9/s", "--tick", "soon"][..], "--tick"),
+        ] {
+            let err = plan(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
     }
 
     #[test]

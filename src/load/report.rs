@@ -244,8 +244,12 @@ fn ms(us: u64) -> String {
 fn schedule_lines(s: &ScheduleReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "schedule: target {:.1} transactions/s · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
+        "schedule: target {:.1} transactions/s{} · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
         s.target_rate_tps,
+        match s.tick_us {
+            Some(us) => format!(" in groups every {}", format_us(us as f64)),
+            None => String::new(),
+        },
         s.intended,
         s.started,
         s.late,

@@ -40,6 +40,9 @@ pub struct ScheduleReport {
     pub unsent_at_interrupt: u64,
     pub max_in_flight: usize,
     pub peak_queue: usize,
+    /// Arrivals were sent in groups, one per this many microseconds (`--tick`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_us: Option<u64>,
 }
 
 impl ScheduleReport {
@@ -67,6 +70,7 @@ pub async fn run(
     let mut report = ScheduleReport {
         target_rate_tps: schedule.peak() / shard.map_or(1, |s| s.count) as f64,
         max_in_flight,
+        tick_us: schedule.tick_us(),
         ..ScheduleReport::default()
     };
     let start = Instant::now();
@@ -195,38 +199,127 @@ pub(crate) fn arrivals(
     let spawned = std::thread::Builder::new()
         .name("recordctl-arrivals".into())
         .spawn(move || {
-            let end = schedule.duration();
-            let mut k: u64 = 0;
-            while !cancel.is_cancelled() {
-                let Some(offset) = schedule.time_of_count(k as f64) else {
-                    break;
-                };
-                if offset >= end {
-                    break;
-                }
-                if shard.is_some_and(|s| !s.owns(k)) {
-                    k += 1;
-                    continue;
-                }
+            for offset in DueOffsets::new(schedule, shard) {
                 let Some(due) = start.checked_add(offset) else {
                     break;
                 };
-                let now = Instant::now();
-                if due > now {
+                loop {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if due <= now {
+                        break;
+                    }
                     // Sleep in slices so a cancel is noticed within 50 ms.
                     std::thread::sleep((due - now).min(Duration::from_millis(50)));
-                    if Instant::now() < due {
-                        continue;
-                    }
                 }
                 if !emit(due) {
                     break;
                 }
-                k += 1;
             }
         });
     // Without the thread no arrival is emitted: the run sends nothing and its report says so.
     if let Err(err) = spawned {
         eprintln!("recordctl: cannot start the arrival clock thread: {err}");
+    }
+}
+
+/// The due offsets of a schedule's arrivals, in order: arrival `k` is due when the integral
+/// of the rate reaches `k` — with a tick, at the start of the tick that instant falls in.
+/// A shard gets every N-th arrival of the whole schedule.
+pub(crate) struct DueOffsets {
+    schedule: RateSchedule,
+    shard: Option<Shard>,
+    end: Duration,
+    k: u64,
+    tick: Option<Duration>,
+}
+
+impl DueOffsets {
+    pub(crate) fn new(schedule: RateSchedule, shard: Option<Shard>) -> DueOffsets {
+        let end = schedule.duration();
+        DueOffsets {
+            tick: schedule.tick.filter(|t| !t.is_zero()),
+            schedule,
+            shard,
+            end,
+            k: 0,
+        }
+    }
+}
+
+impl Iterator for DueOffsets {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        loop {
+            let offset = self.schedule.time_of_count(self.k as f64)?;
+            if offset >= self.end {
+                return None;
+            }
+            let k = self.k;
+            self.k += 1;
+            if self.shard.is_none_or(|s| s.owns(k)) {
+                return Some(match self.tick {
+                    Some(tick) => start_of_tick(offset, tick),
+                    None => offset,
+                });
+            }
+        }
+    }
+}
+
+/// The start of the tick `offset` falls in.
+fn start_of_tick(offset: Duration, tick: Duration) -> Duration {
+    let ticks = offset.as_nanos() / tick.as_nanos();
+    u64::try_from(ticks * tick.as_nanos()).map_or(offset, Duration::from_nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::schedule::Stage;
+
+    fn ramp(tick: Option<Duration>) -> RateSchedule {
+        RateSchedule {
+            stages: vec![
+                Stage {
+                    duration: Duration::from_secs(2),
+                    from: 0.0,
+                    to: 3000.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(1),
+                    from: 3000.0,
+                    to: 3000.0,
+                },
+            ],
+            tick,
+        }
+    }
+
+    #[test]
+    fn a_tick_moves_each_arrival_to_the_start_of_its_tick_and_keeps_every_one() {
+        let tick = Duration::from_millis(1);
+        let exact: Vec<Duration> = DueOffsets::new(ramp(None), None).collect();
+        let grouped: Vec<Duration> = DueOffsets::new(ramp(Some(tick)), None).collect();
+        assert_eq!(exact.len(), 6000);
+        assert_eq!(grouped.len(), exact.len(), "the same arrivals, only grouped");
+        for (e, g) in exact.iter().zip(&grouped) {
+            assert_eq!(g.as_nanos() % tick.as_nanos(), 0, "{g:?} starts a tick");
+            assert!(*g <= *e && *e - *g < tick, "{e:?} grouped at {g:?}");
+        }
+        // At 3,000/s a 1 ms tick holds three arrivals: groups, not one by one.
+        let last_second: Vec<&Duration> = grouped.iter().filter(|g| **g >= Duration::from_secs(2)).collect();
+        let mut groups = last_second.clone();
+        groups.dedup();
+        assert_eq!(last_second.len(), 3000);
+        assert_eq!(groups.len(), 1000, "one group per millisecond");
+        // Shards of a grouped schedule share it out exactly.
+        let shards: usize = (0..3)
+            .map(|index| DueOffsets::new(ramp(Some(tick)), Some(Shard { index, count: 3 })).count())
+            .sum();
+        assert_eq!(shards, 6000);
     }
 }

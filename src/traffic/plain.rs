@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::traffic::raw_http::RawConn;
+use crate::traffic::raw_http::{RawConn, write_get};
 use crate::traffic::stats::{ErrorKind, Live, Sample, Stats};
 
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ async fn connection_loop(
         let sent = Instant::now();
         // Ctrl-C is noticed between requests (the loop condition); a request in flight ends
         // within its timeout. Waiting on the token here would take its lock every request.
-        let (status, error) = timed_exchange(&mut conn, target, &correlation_id, timeout).await;
+        let (status, error) = judged(timed_exchange(&mut conn, target, &correlation_id, timeout).await);
         let done = Instant::now();
         local_requests += 1;
         local_errors += u64::from(error.is_some());
@@ -168,28 +168,40 @@ async fn connection_loop(
     live.add(local_requests, local_errors);
 }
 
-/// One GET within `timeout`: the answer's status, and what went wrong if anything did (a
-/// status of 400 or more, or no answer). A connection that failed is dropped; the next
-/// request opens another.
+/// One GET within `timeout`: the answer's status, or why there was none. A connection that
+/// failed is dropped; the next request opens another.
 pub(super) async fn timed_exchange(
     conn: &mut Option<RawConn>,
     target: &PlainTarget,
     correlation_id: &str,
     timeout: Duration,
-) -> (Option<u16>, Option<(ErrorKind, String)>) {
+) -> Result<u16, (ErrorKind, String)> {
     let outcome = tokio::time::timeout(timeout, exchange(conn, target, correlation_id))
         .await
         .unwrap_or_else(|_| Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))));
+    if outcome.is_err() {
+        *conn = None;
+    }
+    outcome
+}
+
+/// Writes the GET of `target` with its correlation id and a fresh traceparent into `buf`.
+pub(super) fn write_request(buf: &mut Vec<u8>, target: &PlainTarget, correlation_id: &str) {
+    let tp = traceparent();
+    let headers: [(&str, &[u8]); 2] = [("X-Correlation-ID", correlation_id.as_bytes()), ("traceparent", &tp)];
+    write_get(buf, &target.path, &target.host_header, &headers);
+}
+
+/// An exchange's status, and what went wrong if anything did: a status of 400 or more, or
+/// no answer.
+pub(super) fn judged(outcome: Result<u16, (ErrorKind, String)>) -> (Option<u16>, Option<(ErrorKind, String)>) {
     match outcome {
         Ok(status) if (200..400).contains(&status) => (Some(status), None),
         Ok(status) => (
             Some(status),
             Some((ErrorKind::for_status(status), format!("answered {status}"))),
         ),
-        Err(error) => {
-            *conn = None;
-            (None, Some(error))
-        }
+        Err(error) => (None, Some(error)),
     }
 }
 
@@ -198,16 +210,12 @@ async fn exchange(
     target: &PlainTarget,
     correlation_id: &str,
 ) -> Result<u16, (ErrorKind, String)> {
-    if conn.is_none() {
-        *conn = Some(RawConn::connect(&target.authority).await?);
-    }
-    let tp = traceparent();
-    let headers: [(&str, &[u8]); 2] = [("X-Correlation-ID", correlation_id.as_bytes()), ("traceparent", &tp)];
-    let (status, reusable) = conn
-        .as_mut()
-        .expect("connected")
-        .get(&target.path, &target.host_header, &headers)
-        .await?;
+    let open = match conn {
+        Some(open) => open,
+        None => conn.insert(RawConn::connect(&target.authority).await?),
+    };
+    write_request(open.request(), target, correlation_id);
+    let (status, reusable) = open.exchange().await?;
     if !reusable {
         *conn = None;
     }

@@ -39,115 +39,176 @@ impl RawConn {
         host: &str,
         extra_headers: &[(&str, &[u8])],
     ) -> Result<(u16, bool), Failure> {
-        self.write.clear();
-        self.write.extend_from_slice(b"GET ");
-        self.write.extend_from_slice(path.as_bytes());
-        self.write.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        self.write.extend_from_slice(host.as_bytes());
-        for (name, value) in extra_headers {
-            self.write.extend_from_slice(b"\r\n");
-            self.write.extend_from_slice(name.as_bytes());
-            self.write.extend_from_slice(b": ");
-            self.write.extend_from_slice(value);
-        }
-        self.write.extend_from_slice(b"\r\n\r\n");
+        write_get(&mut self.write, path, host, extra_headers);
+        self.exchange().await
+    }
+
+    /// The buffer the next request is written into before [`RawConn::exchange`].
+    pub fn request(&mut self) -> &mut Vec<u8> {
+        &mut self.write
+    }
+
+    /// Sends the request in [`RawConn::request`] and reads its response: the status and
+    /// whether the connection can be reused.
+    pub async fn exchange(&mut self) -> Result<(u16, bool), Failure> {
         self.stream
             .write_all(&self.write)
             .await
             .map_err(|e| io_failure(&e, "write"))?;
-        let (status, head_len, framing, keep_alive) = self.read_head().await?;
-        self.read.advance(head_len);
-        match framing {
-            Framing::Empty => {}
-            Framing::Length(n) => self.skip(n).await?,
-            Framing::Chunked => self.skip_chunked().await?,
-            Framing::Close => {
-                while self.fill().await? > 0 {
-                    self.read.clear();
-                }
-                return Ok((status, false));
-            }
-        }
-        Ok((status, keep_alive))
-    }
-
-    /// Reads more bytes; 0 at end of stream.
-    async fn fill(&mut self) -> Result<usize, Failure> {
-        if self.read.capacity() - self.read.len() < 4096 {
-            self.read.reserve(16 * 1024);
-        }
-        self.stream
-            .read_buf(&mut self.read)
-            .await
-            .map_err(|e| io_failure(&e, "read"))
-    }
-
-    /// The final response's status, head length, framing and whether the connection stays
-    /// open; 1xx interim answers before it are skipped.
-    async fn read_head(&mut self) -> Result<(u16, usize, Framing, bool), Failure> {
+        let mut reader = ResponseReader::default();
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.read) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = response.code.unwrap_or(0);
-                    if is_interim(status) {
-                        self.read.advance(len);
-                        continue;
-                    }
-                    let framing = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value)))
-                        .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
-                    let mut keep_alive = response.version == Some(1);
-                    for h in response.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("connection") {
-                            keep_alive =
-                                !has_token(h.value, b"close") && (keep_alive || has_token(h.value, b"keep-alive"));
-                        }
-                    }
-                    return Ok((status, len, framing, keep_alive && !matches!(framing, Framing::Close)));
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.read.len() > 1 << 20 {
-                        return Err((ErrorKind::BadResponse, "response head larger than 1 MiB".into()));
-                    }
-                }
-                Err(e) => return Err((ErrorKind::BadResponse, format!("malformed response: {e}"))),
+            if let Some(done) = reader.advance(&mut self.read)? {
+                return Ok(done);
             }
-            if self.fill().await? == 0 {
-                return Err((ErrorKind::Reset, "connection closed before a response".into()));
+            if self.read.capacity() - self.read.len() < 4096 {
+                self.read.reserve(16 * 1024);
             }
-        }
-    }
-
-    async fn skip(&mut self, mut n: u64) -> Result<(), Failure> {
-        loop {
-            let take = usize::try_from(n).unwrap_or(usize::MAX).min(self.read.len());
-            self.read.advance(take);
-            n -= take as u64;
+            let n = self
+                .stream
+                .read_buf(&mut self.read)
+                .await
+                .map_err(|e| io_failure(&e, "read"))?;
             if n == 0 {
-                return Ok(());
-            }
-            if self.fill().await? == 0 {
-                return Err((ErrorKind::Reset, "connection closed mid-body".into()));
+                return reader.at_end();
             }
         }
     }
+}
 
-    /// Reads past a chunked body, trailers included, keeping none of it.
-    async fn skip_chunked(&mut self) -> Result<(), Failure> {
-        let mut dechunker = Dechunker::default();
-        let mut nothing = Vec::new();
-        loop {
-            let used = dechunker
-                .feed(&self.read, &mut nothing, 0)
-                .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
-            self.read.advance(used);
-            if dechunker.is_done() {
-                return Ok(());
+/// Writes the request head of `GET path` into `buf` (cleared first).
+pub fn write_get(buf: &mut Vec<u8>, path: &str, host: &str, extra_headers: &[(&str, &[u8])]) {
+    buf.clear();
+    buf.extend_from_slice(b"GET ");
+    buf.extend_from_slice(path.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    buf.extend_from_slice(host.as_bytes());
+    for (name, value) in extra_headers {
+        buf.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value);
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Reads one response to a GET from bytes as they arrive, whatever does the reading: the
+/// final head (1xx interim answers skipped), then past the body by its framing
+/// (Content-Length, chunked, or until the connection closes), keeping none of it.
+#[derive(Default)]
+pub struct ResponseReader {
+    body: Option<Body>,
+}
+
+struct Body {
+    status: u16,
+    keep_alive: bool,
+    rest: Rest,
+}
+
+enum Rest {
+    Length(u64),
+    Chunked(Dechunker),
+    UntilClose,
+}
+
+impl ResponseReader {
+    /// Consumes what it can of `read`; once the response is whole, its status and whether
+    /// the connection can be reused.
+    pub fn advance(&mut self, read: &mut BytesMut) -> Result<Option<(u16, bool)>, Failure> {
+        let body = match &mut self.body {
+            Some(body) => body,
+            None => {
+                let Some((status, head_len, framing, keep_alive)) = read_head(read)? else {
+                    return Ok(None);
+                };
+                read.advance(head_len);
+                let rest = match framing {
+                    Framing::Empty => return Ok(Some((status, keep_alive))),
+                    Framing::Length(n) => Rest::Length(n),
+                    Framing::Chunked => Rest::Chunked(Dechunker::default()),
+                    Framing::Close => Rest::UntilClose,
+                };
+                self.body.insert(Body {
+                    status,
+                    keep_alive,
+                    rest,
+                })
             }
-            if self.fill().await? == 0 {
-                return Err((ErrorKind::Reset, "connection closed mid-chunk".into()));
+        };
+        let done = match &mut body.rest {
+            Rest::Length(n) => {
+                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(read.len());
+                read.advance(take);
+                *n -= take as u64;
+                *n == 0
             }
+            Rest::Chunked(dechunker) => {
+                let used = dechunker
+                    .feed(read, &mut Vec::new(), 0)
+                    .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
+                read.advance(used);
+                dechunker.is_done()
+            }
+            Rest::UntilClose => {
+                read.clear();
+                false
+            }
+        };
+        Ok(done.then_some((body.status, body.keep_alive)))
+    }
+
+    /// The connection ended: whole if the body ran until the close, otherwise a reset.
+    pub fn at_end(&self) -> Result<(u16, bool), Failure> {
+        match &self.body {
+            None => Err((ErrorKind::Reset, "connection closed before a response".into())),
+            Some(Body {
+                status,
+                rest: Rest::UntilClose,
+                ..
+            }) => Ok((*status, false)),
+            Some(Body {
+                rest: Rest::Length(_), ..
+            }) => Err((ErrorKind::Reset, "connection closed mid-body".into())),
+            Some(Body {
+                rest: Rest::Chunked(_), ..
+            }) => Err((ErrorKind::Reset, "connection closed mid-chunk".into())),
+        }
+    }
+}
+
+/// The final response's status, head length, framing and whether the connection stays open,
+/// once the head is whole; 1xx interim answers before it are consumed.
+fn read_head(read: &mut BytesMut) -> Result<Option<(u16, usize, Framing, bool)>, Failure> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(read) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = response.code.unwrap_or(0);
+                if is_interim(status) {
+                    read.advance(len);
+                    continue;
+                }
+                let framing = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value)))
+                    .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
+                let mut keep_alive = response.version == Some(1);
+                for h in response.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("connection") {
+                        keep_alive = !has_token(h.value, b"close") && (keep_alive || has_token(h.value, b"keep-alive"));
+                    }
+                }
+                return Ok(Some((
+                    status,
+                    len,
+                    framing,
+                    keep_alive && !matches!(framing, Framing::Close),
+                )));
+            }
+            Ok(httparse::Status::Partial) if read.len() > 1 << 20 => {
+                return Err((ErrorKind::BadResponse, "response head larger than 1 MiB".into()));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err((ErrorKind::BadResponse, format!("malformed response: {e}"))),
         }
     }
 }

@@ -9,6 +9,9 @@ use crate::exit::UsageError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateSchedule {
     pub stages: Vec<Stage>,
+    /// Arrivals in groups, one per tick: each is due at the start of the tick it falls in
+    /// (`--tick`). None: each at its own instant.
+    pub tick: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,6 +29,11 @@ impl Stage {
 }
 
 impl RateSchedule {
+    /// The tick arrivals are grouped by, in microseconds, for the report.
+    pub fn tick_us(&self) -> Option<u64> {
+        self.tick.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX))
+    }
+
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
     }

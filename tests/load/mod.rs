@@ -262,6 +262,49 @@ async fn plain_mode_on_a_schedule_sends_exactly_the_arrivals_of_its_rate() {
     assert!(run.stdout.contains("schedule:"), "{}", run.stdout);
 }
 
+/// `--tick`: the same arrivals, sent in groups, in plain mode on a schedule and in the
+/// scenario engine's open model; the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_sends_the_same_arrivals_in_groups_and_the_report_says_so() {
+    let _turn = support::alone();
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let plain = ["--connections", "4"];
+    let open = ["--scenario", scenario.path()];
+    for (model, flags) in [("plain", &plain), ("open", &open)] {
+        let before = server.hits.load(Ordering::SeqCst);
+        let url = if model == "plain" {
+            server.url("/hit")
+        } else {
+            server.url("")
+        };
+        let mut args = vec![
+            "--target",
+            &url,
+            "--rate",
+            "400/s",
+            "--duration",
+            "1s",
+            "--tick",
+            "10ms",
+        ];
+        args.extend_from_slice(flags);
+        let run = recordctl(&args).await;
+        assert_eq!(run.code, 0, "{model}: {}", run.stderr);
+        let report = run.report.unwrap();
+        assert_eq!(report.model, model);
+        let schedule = report.schedule.clone().expect("a schedule report");
+        assert_eq!(
+            (schedule.intended, schedule.started),
+            (400, 400),
+            "{model}: {schedule:?}"
+        );
+        assert_eq!(schedule.tick_us, Some(10_000), "{model}");
+        assert_eq!(server.hits.load(Ordering::SeqCst) - before, 400, "{model}: served");
+        assert!(run.stdout.contains("in groups every 10"), "{model}: {}", run.stdout);
+    }
+}
+
 /// Plain mode on a schedule, one connection to a 20 ms server at 500/s: arrivals wait for the
 /// connection (late, in corrected latency, not in service time) and past the queue bound are
 /// dropped, as errors without a latency.
