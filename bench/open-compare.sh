@@ -112,8 +112,9 @@ for (rate, name), runs in sorted(rows.items()):
     due = rate * duration
     sent = med([r[0] for r in runs])
     p50, p99 = med([r[1] for r in runs]), med([r[2] for r in runs])
-    cp99 = runs[len(runs) // 2][3]
-    late = runs[len(runs) // 2][4]
+    # recordctl's p99 from due and late starts, k6's dropped iterations; "-" for the others.
+    cp99 = runs[0][3] if runs[0][3] == "-" else f"{med([float(r[3]) for r in runs]):.3f}"
+    late = runs[0][4] if runs[0][4] == "-" else f"{med([float(r[4]) for r in runs]):.0f}"
     cpu = med([r[5] / r[0] * 10000 if r[0] else float("nan") for r in runs])
     rss = max(r[6] for r in runs) / 1024
     summary[(rate, name)] = (p50, p99, cpu)
