@@ -368,6 +368,46 @@ mod tests {
         }
     }
 
+    /// Answers one request per connection with a kept-alive response, then closes the
+    /// connection (as a server whose keep-alive timeout ran out does).
+    async fn one_answer_per_connection_server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut chunk = [0u8; 1024];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}/"), connections)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_alive_connection_the_server_closed_while_idle_is_reopened_without_an_error() {
+        let (url, connections) = one_answer_per_connection_server().await;
+        // 50 ms between arrivals on one connection: each close arrives while it is idle.
+        let plan = plan(1, 20.0, 1, Duration::from_secs(2));
+        let linux = ctx(&url, &plan, CancellationToken::new());
+        let stats = epoll::EventLoops::new(&linux, 1).unwrap().run(&plan).await;
+        assert_eq!((stats.requests, stats.failures), (20, 0), "{:?}", stats.errors);
+        assert_eq!(connections.load(Ordering::SeqCst), 20, "one connection per answer");
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_interrupted_run_stops_its_arrivals_and_counts_the_waiting_ones_unsent() {
