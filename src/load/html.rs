@@ -37,6 +37,15 @@ fn summary(page: &mut String, r: &LoadReport) {
         r.errors,
         r.error_rate * 100.0
     );
+    if let Some(schedule) = &r.schedule {
+        // The open model's schedule: due, started, late, dropped, its tick, and the warning
+        // when the generator fell behind — as the table on stdout says them.
+        let lines: Vec<String> = crate::load::report::schedule_lines(schedule)
+            .lines()
+            .map(escape)
+            .collect();
+        let _ = write!(page, "<p class=\"schedule\">{}</p>", lines.join("<br>"));
+    }
     let verdict_class = if r.thresholds.iter().all(|t| t.passed) && !r.interrupted {
         "pass"
     } else {

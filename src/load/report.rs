@@ -241,7 +241,7 @@ fn ms(us: u64) -> String {
 /// The human summary: run line, latency table, distributions, thresholds, verdict.
 /// The open model's schedule: due, started, late, dropped; a warning when the generator
 /// itself fell behind.
-fn schedule_lines(s: &ScheduleReport) -> String {
+pub(crate) fn schedule_lines(s: &ScheduleReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "schedule: target {:.1} transactions/s{} · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",

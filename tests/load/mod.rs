@@ -271,6 +271,8 @@ async fn a_tick_sends_the_same_arrivals_in_groups_and_the_report_says_so() {
     let scenario = scenario_file(ONE_REQUEST);
     let plain = ["--connections", "4"];
     let open = ["--scenario", scenario.path()];
+    let html = std::env::temp_dir().join(format!("recordctl-tick-{:016x}.html", rand::random::<u64>()));
+    let html_path = html.to_str().unwrap();
     for (model, flags) in [("plain", &plain), ("open", &open)] {
         let before = server.hits.load(Ordering::SeqCst);
         let url = if model == "plain" {
@@ -287,6 +289,8 @@ async fn a_tick_sends_the_same_arrivals_in_groups_and_the_report_says_so() {
             "1s",
             "--tick",
             "10ms",
+            "--html",
+            html_path,
         ];
         args.extend_from_slice(flags);
         let run = recordctl(&args).await;
@@ -302,7 +306,17 @@ async fn a_tick_sends_the_same_arrivals_in_groups_and_the_report_says_so() {
         assert_eq!(schedule.tick_us, Some(10_000), "{model}");
         assert_eq!(server.hits.load(Ordering::SeqCst) - before, 400, "{model}: served");
         assert!(run.stdout.contains("in groups every 10"), "{model}: {}", run.stdout);
+        let page = std::fs::read_to_string(&html).unwrap();
+        let schedule_line = page
+            .split("<p class=\"schedule\">")
+            .nth(1)
+            .expect("the schedule in the HTML report");
+        assert!(
+            schedule_line.starts_with("schedule: target 400.0 transactions/s in groups every 10"),
+            "{model}: {schedule_line}"
+        );
     }
+    let _ = std::fs::remove_file(&html);
 }
 
 /// Plain mode on a schedule, one connection to a 20 ms server at 500/s: arrivals wait for the
