@@ -16,7 +16,7 @@ use tracing::{Dispatch, Instrument};
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
 use crate::payment::{PaymentError, PaymentGateway};
-use crate::store::{Claimed, Completed, Completion, Job, Order, Reservation, Store, StoreError, order_status};
+use crate::store::{Claimed, Completed, Completion, Job, Order, Renewal, Reservation, Store, StoreError, order_status};
 use crate::telemetry::{TraceParent, link_span};
 
 /// What one run of a job ended in.
@@ -303,13 +303,17 @@ impl Worker {
         outcome
     }
 
-    /// Renews the lease every third of its length; returns only when it is lost.
+    /// Renews the lease every third of its length; returns only when it is lost. Once the
+    /// job's own steps have ended it (a renewal can wait on the row lock of the job's
+    /// completion and find it done), there is nothing left to keep and nothing was lost:
+    /// it waits for the steps, which are returning.
     async fn keep_lease(&self, job: &Job) -> StoreError {
         let every = (self.config.lease / 3).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(every).await;
             match self.store.renew_lease(job, self.config.lease).await {
-                Ok(()) => {}
+                Ok(Renewal::Renewed) => {}
+                Ok(Renewal::Ended) => std::future::pending::<()>().await,
                 Err(StoreError::LeaseLost) => return StoreError::LeaseLost,
                 Err(err) => {
                     tracing::warn!(error = &err as &dyn std::error::Error, "cannot renew the job's lease")

@@ -59,6 +59,16 @@ pub enum Completed {
     LeaseLost,
 }
 
+/// What [`Store::renew_lease`] found, when the lease was not lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease runs `lease` from now.
+    Renewed,
+    /// The holder's own attempt ended the job (done, failed or queued again) before the
+    /// renewal: nothing to renew, nothing lost.
+    Ended,
+}
+
 /// What [`Store::fail_order`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailedOrder {
@@ -243,9 +253,15 @@ impl Store {
         )
     }
 
-    /// Extends a held lease to `lease` from now; [`StoreError::LeaseLost`] when it is no
-    /// longer held.
-    pub async fn renew_lease(&self, job: &Job, lease: Duration) -> StoreResult<()> {
+    /// Extends a held lease to `lease` from now. [`Renewal::Ended`] when the holder's own
+    /// attempt has ended the job meanwhile (its completion, failure or retry committed: only
+    /// the holder can, every ending is fenced); [`StoreError::LeaseLost`] when another claim
+    /// took the job or the lease ran out.
+    ///
+    /// The two must not be confused: a renewal that waited on the row lock of the holder's own
+    /// completion (written together with others', see [`Store::complete_orders`]) finds the
+    /// job no longer running, and that job was not lost.
+    pub async fn renew_lease(&self, job: &Job, lease: Duration) -> StoreResult<Renewal> {
         untraced(async move {
             let now = self.now_ms();
             let renewed = sqlx::query(
@@ -260,7 +276,19 @@ impl Store {
             .await?
             .rows_affected();
             if renewed == 1 {
-                Ok(())
+                return Ok(Renewal::Renewed);
+            }
+            let row = sqlx::query("SELECT status, attempts FROM jobs WHERE id = $1")
+                .bind(job.id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let ended_by_holder = row.is_some_and(|row| {
+                let status: String = row.get(0);
+                let attempts: i64 = row.get(1);
+                attempts == job.attempts && status != "running"
+            });
+            if ended_by_holder {
+                Ok(Renewal::Ended)
             } else {
                 Err(StoreError::LeaseLost)
             }

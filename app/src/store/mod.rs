@@ -18,7 +18,7 @@ use sqlx::{AnyPool, Row};
 use tracing::instrument::WithSubscriber;
 
 pub use audit::{AuditReport, GatewayCharge, GatewayRefund, MoneySummary, StockSummary, Violation};
-pub use jobs::{Claimed, Completed, Completion, FailedOrder};
+pub use jobs::{Claimed, Completed, Completion, FailedOrder, Renewal};
 pub use schema::CATALOGUE;
 
 use crate::clock::Clock;

@@ -9,8 +9,8 @@ use rand::{Rng, SeedableRng};
 use recordstore::Role;
 use recordstore::clock::{Clock, now_ms};
 use recordstore::store::{
-    AuditReport, Completed, Completion, GatewayCharge, GatewayRefund, Job, NewOrder, Order, Reservation, Store,
-    StoreError,
+    AuditReport, Completed, Completion, GatewayCharge, GatewayRefund, Job, NewOrder, Order, Renewal, Reservation,
+    Store, StoreError,
 };
 use recordstore::worker::JobOutcome;
 use serde_json::{Value, json};
@@ -371,6 +371,114 @@ async fn completions_written_together_answer_for_each_job(db: Db) {
     assert!(store.complete_orders(&[]).await.unwrap().is_empty());
 }
 on_both_databases!(completions_written_together_answer_for_each_job);
+
+/// A renewal tells a lease the holder's own attempt ended (completed, failed or queued
+/// again) from one that was lost (run out, or taken by another claim): only the second is
+/// counted as a lost lease.
+async fn a_renewal_tells_a_job_its_holder_ended_from_a_lost_lease(db: Db) {
+    let (store, clock, _dir) = store_on_manual_clock(db).await;
+    let product = new_product(&store, "Renewal Pressing", 10).await;
+    for i in 0..3 {
+        let order = new_order(product, 1, 1000, format!("renewal-{i}"), 3);
+        store.create_order_with_job(&order).await.unwrap();
+    }
+    let held = store.claim_batch("holder", LEASE, 3).await.unwrap();
+    let (done, requeued, expiring) = (&held[0].job, &held[1].job, &held[2].job);
+    assert_eq!(store.renew_lease(done, LEASE).await.unwrap(), Renewal::Renewed);
+
+    let GatewayCharge::Charged { reference, .. } = store.gateway_charge(done.order_id, 1000).await.unwrap() else {
+        panic!("charged")
+    };
+    assert!(
+        store
+            .complete_order(done, done.order_id, Some(&reference))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.renew_lease(done, LEASE).await.unwrap(),
+        Renewal::Ended,
+        "completed by its holder"
+    );
+    store.requeue_job(requeued, now_ms(), Some("retry")).await.unwrap();
+    assert_eq!(
+        store.renew_lease(requeued, LEASE).await.unwrap(),
+        Renewal::Ended,
+        "queued again by its holder"
+    );
+
+    // The third lease runs out and another claim takes the job (and the queued one): both
+    // earlier holders' renewals are lost leases now.
+    clock.advance(LEASE.as_millis() as i64 + 1);
+    assert!(
+        matches!(store.renew_lease(expiring, LEASE).await, Err(StoreError::LeaseLost)),
+        "ran out"
+    );
+    let again = store.claim_batch("another", LEASE, 3).await.unwrap();
+    assert_eq!(again.len(), 2, "the expired job and the queued one");
+    for stale in [requeued, expiring] {
+        assert!(
+            matches!(store.renew_lease(stale, LEASE).await, Err(StoreError::LeaseLost)),
+            "taken by another claim: job {}",
+            stale.id
+        );
+    }
+    for new in &again {
+        assert_eq!(store.renew_lease(&new.job, LEASE).await.unwrap(), Renewal::Renewed);
+    }
+}
+on_both_databases!(a_renewal_tells_a_job_its_holder_ended_from_a_lost_lease);
+
+/// The race the batched completion writer opens on PostgreSQL: the writer's transaction holds
+/// the job's row while a renewal waits for it; after the commit the renewal finds the job
+/// done, which is its holder's own ending, not a lost lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_waiting_on_its_own_completion_is_not_a_lost_lease() {
+    if crate::postgres::shared().is_none() {
+        return;
+    }
+    let (store, _clock, _dir) = store_on_manual_clock(Db::Postgres).await;
+    let product = new_product(&store, "Row Lock Pressing", 10).await;
+    store
+        .create_order_with_job(&new_order(product, 1, 1000, "row-lock".into(), 3))
+        .await
+        .unwrap();
+    let job = store.claim_batch("holder", LEASE, 1).await.unwrap().remove(0).job;
+
+    // The writer's transaction, spelled out: the fence's row lock, then the job's end.
+    let mut writer = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(job.id)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let renewal = tokio::spawn({
+        let (store, job) = (store.clone(), job.clone());
+        async move { store.renew_lease(&job, LEASE).await }
+    });
+    // The renewal is waiting on the row lock once PostgreSQL shows it so.
+    eventually("the renewal to wait on the row lock", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs SET lease_expires_at%'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            (waiting == 1).then_some(())
+        }
+    })
+    .await;
+    sqlx::query("UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL WHERE id = $1")
+        .bind(job.id)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
+    assert_eq!(renewal.await.unwrap().unwrap(), Renewal::Ended);
+}
 
 /// Where one simulated worker is in the worker's sequence of steps. Each variant carries what
 /// the worker believes; a worker that lost its lease goes on acting on that belief.
