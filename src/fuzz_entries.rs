@@ -13,17 +13,24 @@ pub fn http_response(data: &[u8]) {
     };
     let piece = usize::from(piece).max(1);
     // The load engines' reader, fed as a socket would: piece by piece until whole or failed,
-    // then the end of the stream.
-    let mut reader = crate::traffic::raw_http::ResponseReader::default();
-    let mut read = bytes::BytesMut::new();
-    for part in rest.chunks(piece) {
-        read.extend_from_slice(part);
-        match reader.advance(&mut read) {
-            Ok(None) => {}
-            Ok(Some(_)) | Err(_) => break,
+    // then the end of the stream; as plain mode reads (the body dropped) and as the scenario
+    // engine's client does (the body kept, up to a limit the second byte chooses; a HEAD when
+    // it is odd).
+    use crate::traffic::raw_http::ResponseReader;
+    let limit = rest.first().map_or(0, |&b| usize::from(b) * 4);
+    let method = if limit % 8 == 4 { "HEAD" } else { "GET" };
+    for mut reader in [ResponseReader::default(), ResponseReader::keeping(method, limit)] {
+        let mut read = bytes::BytesMut::new();
+        for part in rest.chunks(piece) {
+            read.extend_from_slice(part);
+            match reader.advance(&mut read) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => break,
+            }
         }
+        let _ = reader.at_end();
+        assert!(reader.take_body().len() <= limit, "a kept body stays within its limit");
     }
-    let _ = reader.at_end();
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);

@@ -1,6 +1,6 @@
-//! Runs a scenario's transactions over HTTP (reqwest): fills templates, injects the
-//! correlation id and a traceparent, checks statuses, extracts values for later requests,
-//! polls until a field settles, and records every request.
+//! Runs a scenario's transactions over HTTP (our HTTP/1.1 client, `http_client`): fills
+//! templates, injects the correlation id and a traceparent, checks statuses, extracts values
+//! for later requests, polls until a field settles, and records every request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::traffic::http_client::{HttpClient, Request, Target};
 use crate::traffic::scenario::{RequestSpec, Scenario, ThinkTime, Vars, extract, render, render_body};
 use crate::traffic::stats::{ErrorKind, Recorder, Sample};
 
 pub struct Executor {
-    /// A few clients, each with its own connection pool (and its own lock on it): a
-    /// transaction uses its lane's, so users on different threads seldom meet on one lock.
-    clients: Vec<reqwest::Client>,
-    base: String,
+    /// Kept-alive connections in a few pools (each with its own lock): a transaction uses
+    /// its lane's, so users on different threads seldom meet on one lock.
+    client: HttpClient,
     scenario: Scenario,
     think_override: Option<ThinkTime>,
     run_id: String,
@@ -72,16 +72,8 @@ impl Executor {
         started: Instant,
     ) -> Result<Executor, super::EngineError> {
         let lanes = max_connections.clamp(1, LANES);
-        let clients = (0..lanes)
-            .map(|_| {
-                reqwest::Client::builder()
-                    .timeout(timeout)
-                    .pool_max_idle_per_host(max_connections.div_ceil(lanes))
-                    .tcp_nodelay(true)
-                    .build()
-                    .map_err(|e| super::EngineError::Setup(format!("cannot build the HTTP client: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let target = Target::parse(base).map_err(super::EngineError::Setup)?;
+        let client = HttpClient::new(target, lanes, max_connections.div_ceil(lanes), timeout);
         let mut total = 0;
         let cumulative_weights = scenario
             .transactions
@@ -92,8 +84,7 @@ impl Executor {
             })
             .collect();
         Ok(Executor {
-            clients,
-            base: base.trim_end_matches('/').to_string(),
+            client,
             scenario,
             think_override,
             run_id: run_id.to_string(),
@@ -146,7 +137,7 @@ impl Executor {
     /// Runs transaction `index` once; a failed request ends it (later ones depend on it).
     pub async fn run_transaction(&self, index: usize, pace: Pace, recorder: &Recorder) {
         let tx = &self.scenario.transactions[index];
-        let client = &self.clients[pace.lane % self.clients.len()];
+        let lane = pace.lane;
         let mut vars = tx.picked();
         let mut intended = pace.intended;
         for (i, spec) in tx.requests.iter().enumerate() {
@@ -154,8 +145,8 @@ impl Executor {
                 self.think(Some(spec)).await;
             }
             let ok = match &spec.poll {
-                None => (self.request(client, spec, &mut vars, intended.take(), recorder).await).is_some(),
-                Some(_) => self.poll(client, spec, &mut vars, intended.take(), recorder).await,
+                None => (self.request(lane, spec, &mut vars, intended.take(), recorder).await).is_some(),
+                Some(_) => self.poll(lane, spec, &mut vars, intended.take(), recorder).await,
             };
             if !ok {
                 return;
@@ -166,7 +157,7 @@ impl Executor {
     /// Repeats the request until its field takes a wanted value, or the poll times out.
     async fn poll(
         &self,
-        client: &reqwest::Client,
+        lane: usize,
         spec: &RequestSpec,
         vars: &mut Vars,
         intended: Option<Instant>,
@@ -176,7 +167,7 @@ impl Executor {
         let deadline = Instant::now() + poll.timeout.0;
         let mut intended = intended;
         loop {
-            let Some(body) = self.request(client, spec, vars, intended.take(), recorder).await else {
+            let Some(body) = self.request(lane, spec, vars, intended.take(), recorder).await else {
                 return false;
             };
             let value =
@@ -211,7 +202,7 @@ impl Executor {
     /// Sends one request and records it; returns its JSON body (or null) when it succeeded.
     async fn request(
         &self,
-        client: &reqwest::Client,
+        lane: usize,
         spec: &RequestSpec,
         vars: &mut Vars,
         intended: Option<Instant>,
@@ -220,7 +211,7 @@ impl Executor {
         let correlation_id = self.next_correlation_id();
         let sent = Instant::now();
         let due = intended.unwrap_or(sent).min(sent);
-        let result = self.exchange(client, spec, vars, &correlation_id).await;
+        let result = self.exchange(lane, spec, vars, &correlation_id).await;
         let done = Instant::now();
         if let Some(observer) = &self.observer {
             let (status, body) = match &result {
@@ -255,31 +246,54 @@ impl Executor {
     /// The request's status and, when the transaction can go on, its JSON body (or null).
     async fn exchange(
         &self,
-        client: &reqwest::Client,
+        lane: usize,
         spec: &RequestSpec,
         vars: &mut Vars,
         correlation_id: &str,
     ) -> Result<(u16, Option<Value>), (Option<u16>, Failure)> {
-        let url = format!("{}{}", self.base, render(&spec.path, vars));
-        let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes()).expect("known method");
+        let path = render(&spec.path, vars);
+        let url = || self.client.target().url(&path);
         let trace: u128 = rand::rng().random::<u128>() | 1;
         let span: u64 = rand::rng().random::<u64>() | 1;
-        let mut request = client
-            .request(method, &url)
-            .header("x-correlation-id", correlation_id)
-            .header("traceparent", format!("00-{trace:032x}-{span:016x}-01"));
-        for (name, value) in &spec.headers {
-            request = request.header(name, render(value, vars));
-        }
-        if let Some(body) = &spec.body {
-            request = request.json(&render_body(body, vars));
-        }
-        let response = request.send().await.map_err(|e| (None, request_failure(&e)))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| (Some(status), request_failure(&e)))?;
+        let traceparent = format!("00-{trace:032x}-{span:016x}-01");
+        let rendered: Vec<(&str, String)> = spec
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), render(v, vars)))
+            .collect();
+        let mut headers = Vec::with_capacity(2 + rendered.len());
+        headers.push(("x-correlation-id", correlation_id));
+        headers.push(("traceparent", traceparent.as_str()));
+        headers.extend(rendered.iter().map(|(n, v)| (*n, v.as_str())));
+        let json = match &spec.body {
+            Some(body) => Some(serde_json::to_vec(&render_body(body, vars)).map_err(|e| {
+                (
+                    None,
+                    Failure {
+                        kind: ErrorKind::Other,
+                        message: format!("cannot write the body of {} {}: {e}", spec.method.as_str(), url()),
+                    },
+                )
+            })?),
+            None => None,
+        };
+        let request = Request {
+            method: spec.method.as_str(),
+            path: &path,
+            headers: &headers,
+            json: json.as_deref(),
+        };
+        let answer = self.client.send(lane, &request).await.map_err(|(kind, message)| {
+            (
+                None,
+                Failure {
+                    kind,
+                    message: format!("{} {}: {message}", spec.method.as_str(), url()),
+                },
+            )
+        })?;
+        let status = answer.status;
+        let bytes = answer.body;
         let expected = if spec.expect_status.is_empty() {
             (200..300).contains(&status)
         } else {
@@ -292,7 +306,7 @@ impl Executor {
                 Some(status),
                 Failure {
                     kind,
-                    message: format!("{} {url} answered {status}: {detail}", spec.method.as_str()),
+                    message: format!("{} {} answered {status}: {detail}", spec.method.as_str(), url()),
                 },
             ));
         }
@@ -303,7 +317,7 @@ impl Executor {
                     Some(status),
                     Failure {
                         kind: ErrorKind::BadResponse,
-                        message: format!("{url} did not answer JSON: {e}"),
+                        message: format!("{} did not answer JSON: {e}", url()),
                     },
                 )
             })?
@@ -323,7 +337,7 @@ impl Executor {
                         Some(status),
                         Failure {
                             kind: ErrorKind::BadResponse,
-                            message: format!("{url}: no value at {path:?} to extract as {name}"),
+                            message: format!("{}: no value at {path:?} to extract as {name}", url()),
                         },
                     ));
                 }
@@ -331,20 +345,4 @@ impl Executor {
         }
         Ok((status, Some(body)))
     }
-}
-
-fn request_failure(err: &reqwest::Error) -> Failure {
-    let kind = if err.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::for_error(err)
-    };
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Failure { kind, message }
 }

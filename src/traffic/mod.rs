@@ -6,6 +6,7 @@
 pub mod closed;
 pub mod executor;
 pub mod hdr;
+pub mod http_client;
 pub mod open;
 pub mod plain;
 pub mod plain_open;

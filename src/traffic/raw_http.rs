@@ -75,6 +75,67 @@ impl RawConn {
     }
 }
 
+/// A whole response whose body was kept.
+pub struct Answer {
+    pub status: u16,
+    /// The connection can carry the next request.
+    pub keep_alive: bool,
+    pub body: Vec<u8>,
+}
+
+/// A failed exchange, and whether the server sent nothing at all on the connection (a
+/// kept-alive connection it had closed: an idempotent request can go again on a new one).
+pub type ExchangeFailure = (Failure, bool);
+
+impl RawConn {
+    /// Sends the request in [`RawConn::request`] (a `method` request) and reads the whole
+    /// response, keeping its body up to `limit` bytes.
+    pub async fn exchange_keeping(&mut self, method: &str, limit: usize) -> Result<Answer, ExchangeFailure> {
+        if let Err(e) = self.stream.write_all(&self.write).await {
+            return Err((io_failure(&e, "write"), true));
+        }
+        let mut reader = ResponseReader::keeping(method, limit);
+        let mut heard = false;
+        loop {
+            if let Some((status, keep_alive)) = reader.advance(&mut self.read).map_err(|f| (f, false))? {
+                let body = reader.take_body();
+                return Ok(Answer {
+                    status,
+                    keep_alive,
+                    body,
+                });
+            }
+            if self.read.capacity() - self.read.len() < 4096 {
+                self.read.reserve(16 * 1024);
+            }
+            match self.stream.read_buf(&mut self.read).await {
+                Ok(0) => {
+                    return reader
+                        .at_end()
+                        .map(|(status, _)| Answer {
+                            status,
+                            keep_alive: false,
+                            body: reader.take_body(),
+                        })
+                        .map_err(|f| (f, !heard));
+                }
+                Ok(_) => heard = true,
+                Err(e) => return Err((io_failure(&e, "read"), !heard)),
+            }
+        }
+    }
+
+    /// Whether a kept-alive connection is still fit for a request: the server has neither
+    /// closed it nor said anything unasked since its last answer.
+    pub fn is_quiet(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
 /// Writes the request head of `GET path` into `buf` (cleared first).
 pub fn write_get(buf: &mut Vec<u8>, path: &str, host: &str, extra_headers: &[(&str, &[u8])]) {
     buf.clear();
@@ -91,12 +152,22 @@ pub fn write_get(buf: &mut Vec<u8>, path: &str, host: &str, extra_headers: &[(&s
     buf.extend_from_slice(b"\r\n\r\n");
 }
 
-/// Reads one response to a GET from bytes as they arrive, whatever does the reading: the
-/// final head (1xx interim answers skipped), then past the body by its framing
-/// (Content-Length, chunked, or until the connection closes), keeping none of it.
+/// Reads one response from bytes as they arrive, whatever does the reading: the final head
+/// (1xx interim answers skipped), then past the body by its framing (Content-Length, chunked,
+/// or until the connection closes). The default reads the answer to a GET and keeps none of
+/// its body; [`ResponseReader::keeping`] keeps it, up to a limit.
 #[derive(Default)]
 pub struct ResponseReader {
     body: Option<Body>,
+    /// The request was a HEAD: the answer has no body, whatever its headers say.
+    head: bool,
+    kept: Option<Kept>,
+}
+
+/// A body kept as it is read, and the most it may hold.
+struct Kept {
+    bytes: Vec<u8>,
+    limit: usize,
 }
 
 struct Body {
@@ -112,13 +183,35 @@ enum Rest {
 }
 
 impl ResponseReader {
+    /// A reader of the answer to `method` that keeps its body (dechunked), failing a body
+    /// longer than `limit` bytes.
+    pub fn keeping(method: &str, limit: usize) -> ResponseReader {
+        ResponseReader {
+            body: None,
+            head: method.eq_ignore_ascii_case("HEAD"),
+            kept: Some(Kept {
+                bytes: Vec::new(),
+                limit,
+            }),
+        }
+    }
+
+    /// The body kept so far (empty unless made by [`ResponseReader::keeping`]).
+    pub fn take_body(&mut self) -> Vec<u8> {
+        self.kept
+            .as_mut()
+            .map(|k| std::mem::take(&mut k.bytes))
+            .unwrap_or_default()
+    }
+
     /// Consumes what it can of `read`; once the response is whole, its status and whether
     /// the connection can be reused.
     pub fn advance(&mut self, read: &mut BytesMut) -> Result<Option<(u16, bool)>, Failure> {
         let body = match &mut self.body {
             Some(body) => body,
             None => {
-                let Some((status, head_len, framing, keep_alive)) = read_head(read)? else {
+                let method = if self.head { "HEAD" } else { "GET" };
+                let Some((status, head_len, framing, keep_alive)) = read_head(read, method)? else {
                     return Ok(None);
                 };
                 read.advance(head_len);
@@ -135,25 +228,49 @@ impl ResponseReader {
                 })
             }
         };
+        let mut scratch = Vec::new();
+        let (out, limit) = match &mut self.kept {
+            Some(kept) => (&mut kept.bytes, Some(kept.limit)),
+            None => (&mut scratch, None),
+        };
+        let mut over = false;
+        let mut keep = |out: &mut Vec<u8>, bytes: &[u8]| {
+            if let Some(limit) = limit {
+                if bytes.len() > limit.saturating_sub(out.len()) {
+                    over = true;
+                } else {
+                    out.extend_from_slice(bytes);
+                }
+            }
+        };
         let done = match &mut body.rest {
             Rest::Length(n) => {
                 let take = usize::try_from(*n).unwrap_or(usize::MAX).min(read.len());
+                keep(out, &read[..take]);
                 read.advance(take);
                 *n -= take as u64;
                 *n == 0
             }
             Rest::Chunked(dechunker) => {
                 let used = dechunker
-                    .feed(read, &mut Vec::new(), 0)
+                    .feed(read, out, limit.unwrap_or(0))
                     .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
                 read.advance(used);
+                over |= limit.is_some() && dechunker.dropped > 0;
                 dechunker.is_done()
             }
             Rest::UntilClose => {
+                keep(out, read);
                 read.clear();
                 false
             }
         };
+        if over {
+            return Err((
+                ErrorKind::BadResponse,
+                format!("response body longer than {} bytes", limit.unwrap_or(0)),
+            ));
+        }
         Ok(done.then_some((body.status, body.keep_alive)))
     }
 
@@ -178,7 +295,7 @@ impl ResponseReader {
 
 /// The final response's status, head length, framing and whether the connection stays open,
 /// once the head is whole; 1xx interim answers before it are consumed.
-fn read_head(read: &mut BytesMut) -> Result<Option<(u16, usize, Framing, bool)>, Failure> {
+fn read_head(read: &mut BytesMut, method: &str) -> Result<Option<(u16, usize, Framing, bool)>, Failure> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut headers);
@@ -189,7 +306,7 @@ fn read_head(read: &mut BytesMut) -> Result<Option<(u16, usize, Framing, bool)>,
                     read.advance(len);
                     continue;
                 }
-                let framing = framing("GET", status, response.headers.iter().map(|h| (h.name, h.value)))
+                let framing = framing(method, status, response.headers.iter().map(|h| (h.name, h.value)))
                     .map_err(|e| (ErrorKind::BadResponse, e.to_string()))?;
                 let mut keep_alive = response.version == Some(1);
                 for h in response.headers.iter() {
