@@ -63,6 +63,37 @@ pub async fn run(
     recorder: Arc<Recorder>,
     cancel: CancellationToken,
 ) -> ScheduleReport {
+    // The arrivals are handed out from a task on the runtime's workers, not from the thread
+    // that awaits the run: the transactions it starts then queue on its own worker, and its
+    // timer wakes that worker, without a hand-off between threads for each arrival.
+    let schedule = schedule.clone();
+    let handing_out = tokio::spawn(hand_out(
+        executor,
+        schedule,
+        shard,
+        max_in_flight,
+        max_queue,
+        recorder,
+        cancel,
+    ));
+    match handing_out.await {
+        Ok(report) => report,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // The runtime is shutting down: nothing more to report.
+        Err(_) => ScheduleReport::default(),
+    }
+}
+
+async fn hand_out(
+    executor: Arc<Executor>,
+    schedule: RateSchedule,
+    shard: Option<Shard>,
+    max_in_flight: usize,
+    max_queue: usize,
+    recorder: Arc<Recorder>,
+    cancel: CancellationToken,
+) -> ScheduleReport {
+    let schedule = &schedule;
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let waiting = Arc::new(AtomicUsize::new(0));
     let late = Arc::new(AtomicU64::new(0));
@@ -74,10 +105,9 @@ pub async fn run(
         ..ScheduleReport::default()
     };
     let start = Instant::now();
-    let arrivals = arrival_clock(schedule.clone(), shard, start, cancel.clone());
-    let mut arrivals = arrivals;
+    let mut arrivals = Arrivals::new(schedule.clone(), shard, start, cancel.clone());
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(due) = arrivals.recv().await {
+    while let Some(due) = arrivals.next().await {
         let offset = due - start;
         report.intended += 1;
         if Instant::now().saturating_duration_since(due) > LATE_AFTER {
@@ -168,6 +198,130 @@ fn record_unsent(executor: &Executor, recorder: &Recorder, at: Duration, why: St
         error: Some((ErrorKind::Dropped, why)),
         at,
     });
+}
+
+/// Each arrival's due time, on time. On Linux the task that hands out the arrivals sleeps on
+/// a timer of its own (a `timerfd` in the runtime's event loop: nanoseconds, where tokio's
+/// timers round up to whole milliseconds), so an arrival costs one wake-up of the thread that
+/// starts it. Elsewhere, or when the timer cannot be made, a thread of its own sleeps to each
+/// instant and hands the arrivals over ([`arrival_clock`]).
+enum Arrivals {
+    #[cfg(target_os = "linux")]
+    Timer {
+        timer: precise::Timer,
+        due: DueOffsets,
+        start: Instant,
+        cancel: CancellationToken,
+    },
+    Thread(tokio::sync::mpsc::UnboundedReceiver<Instant>),
+}
+
+impl Arrivals {
+    fn new(schedule: RateSchedule, shard: Option<Shard>, start: Instant, cancel: CancellationToken) -> Arrivals {
+        #[cfg(target_os = "linux")]
+        if let Ok(timer) = precise::Timer::new() {
+            return Arrivals::Timer {
+                timer,
+                due: DueOffsets::new(schedule, shard),
+                start,
+                cancel,
+            };
+        }
+        Arrivals::Thread(arrival_clock(schedule, shard, start, cancel))
+    }
+
+    /// The next arrival's due time once it is due; `None` at the schedule's end or once
+    /// cancelled.
+    async fn next(&mut self) -> Option<Instant> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Arrivals::Timer {
+                timer,
+                due,
+                start,
+                cancel,
+            } => {
+                let at = start.checked_add(due.next()?)?;
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                if at > Instant::now() {
+                    tokio::select! {
+                        slept = timer.sleep_until(at) => {
+                            // A timer that cannot be armed: tokio's (up to 1 ms late, and the
+                            // lateness is counted, in the latency from due and as the
+                            // generator's own).
+                            if slept.is_err() {
+                                tokio::time::sleep_until(at.into()).await;
+                            }
+                        }
+                        _ = cancel.cancelled() => return None,
+                    }
+                }
+                Some(at)
+            }
+            Arrivals::Thread(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// A one-shot timer with nanosecond resolution in tokio's event loop.
+#[cfg(target_os = "linux")]
+mod precise {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::time::Instant;
+
+    use tokio::io::unix::AsyncFd;
+
+    pub struct Timer {
+        fd: AsyncFd<OwnedFd>,
+    }
+
+    impl Timer {
+        /// A `timerfd` on the monotonic clock (the one `Instant` reads), registered with the
+        /// current runtime.
+        pub fn new() -> io::Result<Timer> {
+            // SAFETY: timerfd_create takes no pointers; a non-negative result is a new fd
+            // that nothing else owns.
+            let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just created and is owned here alone.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: the `AsyncFd` owns the fd: it stays open and the same until it is dropped.
+            let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
+            Ok(Timer { fd })
+        }
+
+        /// Returns at `at` (or at once if it has passed).
+        pub async fn sleep_until(&self, at: Instant) -> io::Result<()> {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: libc::timespec {
+                    tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                    // Under 10^9: fits any c_long.
+                    tv_nsec: left.subsec_nanos() as libc::c_long,
+                },
+            };
+            // SAFETY: the fd is a live timerfd; `spec` is a valid itimerspec; the old value
+            // is not asked for (null).
+            if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Re-arming resets the expiration count, so the count is never read: once the
+            // timer fires, its readiness is cleared here and the next arming waits for the
+            // next expiry (one system call per sleep besides the event loop's own).
+            let mut ready = self.fd.readable().await?;
+            ready.clear_ready();
+            Ok(())
+        }
+    }
 }
 
 /// Emits each arrival's due time from a thread of its own that sleeps to the exact instant:
@@ -321,5 +475,63 @@ mod tests {
             .map(|index| DueOffsets::new(ramp(Some(tick)), Some(Shard { index, count: 3 })).count())
             .sum();
         assert_eq!(shards, 6000);
+    }
+
+    fn steady(rate: f64, seconds: u64) -> RateSchedule {
+        RateSchedule {
+            stages: vec![Stage {
+                duration: Duration::from_secs(seconds),
+                from: rate,
+                to: rate,
+            }],
+            tick: None,
+        }
+    }
+
+    /// The arrivals come from the event loop's own timer, each at or after its due time and
+    /// every one of the schedule; a cancel ends them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn arrivals_are_handed_out_on_the_timer_no_earlier_than_due_and_stop_on_cancel() {
+        let schedule = steady(2000.0, 1);
+        let start = Instant::now();
+        let mut arrivals = Arrivals::new(schedule.clone(), None, start, CancellationToken::new());
+        #[cfg(target_os = "linux")]
+        assert!(
+            matches!(arrivals, Arrivals::Timer { .. }),
+            "Linux hands arrivals out on a timerfd"
+        );
+        let mut handed = Vec::new();
+        while let Some(due) = arrivals.next().await {
+            let now = Instant::now();
+            assert!(
+                now >= due,
+                "arrival {} handed out {:?} before it was due",
+                handed.len(),
+                due - now
+            );
+            handed.push(due - start);
+        }
+        let expected: Vec<Duration> = DueOffsets::new(schedule.clone(), None).collect();
+        assert_eq!(handed, expected, "every arrival, at its own instant");
+
+        let cancel = CancellationToken::new();
+        let mut arrivals = Arrivals::new(steady(10.0, 60), None, Instant::now(), cancel.clone());
+        assert!(arrivals.next().await.is_some(), "the first is due at once");
+        cancel.cancel();
+        assert_eq!(arrivals.next().await, None, "a cancel ends the arrivals at once");
+    }
+
+    /// The portable clock (a thread of its own) hands out the same arrivals.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_clock_thread_hands_out_the_same_arrivals() {
+        let schedule = steady(1000.0, 1);
+        let start = Instant::now();
+        let mut arrivals = Arrivals::Thread(arrival_clock(schedule.clone(), None, start, CancellationToken::new()));
+        let mut handed = Vec::new();
+        while let Some(due) = arrivals.next().await {
+            assert!(Instant::now() >= due);
+            handed.push(due - start);
+        }
+        assert_eq!(handed, DueOffsets::new(schedule, None).collect::<Vec<_>>());
     }
 }
