@@ -4,7 +4,7 @@
 # against nginx (one worker) on 127.0.0.1. recordctl runs three ways: plain mode on a schedule
 # (--connections --rate, its own HTTP/1.1 client), each arrival at its own instant and in
 # groups of one millisecond (--tick 1ms, as oha's timer sends them), and the scenario engine
-# (--rate with bench/one-request.toml, reqwest). Prints per engine and rate: requests sent of those due,
+# (--rate with bench/one-request.toml, its HTTP/1.1 client). Prints per engine and rate: requests sent of those due,
 # p50 and p99 measured from the send (recordctl's service time; oha and k6 measure so too)
 # and recordctl's p99 from the intended send time, late starts, CPU seconds per 10k requests
 # and peak RSS — medians over the rounds.
