@@ -167,7 +167,7 @@ fn check_request(request: &Request<'_>) -> Result<(), Failure> {
         return bad(format!("{:?} is not an HTTP method", request.method));
     }
     for (name, value) in request.headers {
-        if name.is_empty() || !name.bytes().all(is_token) {
+        if !is_header_name(name) {
             return bad(format!("{name:?} is not a header name"));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -177,6 +177,11 @@ fn check_request(request: &Request<'_>) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A header name HTTP allows: a non-empty token.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token)
 }
 
 fn is_token(b: u8) -> bool {
@@ -204,10 +209,21 @@ pub fn write_request(buf: &mut Vec<u8>, target: &Target, request: &Request<'_>) 
             buf.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         }
     }
-    buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    buf.extend_from_slice(target.host_header.as_bytes());
-    buf.extend_from_slice(b"\r\nAccept: */*");
+    // The scenario's own Host, Accept and Content-Type replace ours; the body's framing is
+    // always ours (a Content-Length or Transfer-Encoding it set would contradict it).
+    let has = |header: &str| request.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(header));
+    buf.extend_from_slice(b" HTTP/1.1");
+    if !has("host") {
+        buf.extend_from_slice(b"\r\nHost: ");
+        buf.extend_from_slice(target.host_header.as_bytes());
+    }
+    if !has("accept") {
+        buf.extend_from_slice(b"\r\nAccept: */*");
+    }
     for (name, value) in request.headers {
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
         buf.extend_from_slice(b"\r\n");
         buf.extend_from_slice(name.as_bytes());
         buf.extend_from_slice(b": ");
@@ -215,7 +231,10 @@ pub fn write_request(buf: &mut Vec<u8>, target: &Target, request: &Request<'_>) 
     }
     match request.json {
         Some(body) => {
-            buf.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+            if !has("content-type") {
+                buf.extend_from_slice(b"\r\nContent-Type: application/json");
+            }
+            buf.extend_from_slice(b"\r\nContent-Length: ");
             buf.extend_from_slice(body.len().to_string().as_bytes());
             buf.extend_from_slice(b"\r\n\r\n");
             buf.extend_from_slice(body);
@@ -360,6 +379,29 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf.clone()).unwrap(),
             "POST /api/x HTTP/1.1\r\nHost: h:1\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n"
+        );
+        // The scenario's own Host, Accept and Content-Type stand alone; its framing headers
+        // give way to the body's own.
+        let own = [
+            ("host", "other:2"),
+            ("Accept", "application/json"),
+            ("content-type", "application/merge-patch+json"),
+            ("Content-Length", "999"),
+            ("transfer-encoding", "chunked"),
+        ];
+        write_request(
+            &mut buf,
+            &target,
+            &Request {
+                method: "PATCH",
+                path: "/o/1",
+                headers: &own,
+                json: Some(b"{}"),
+            },
+        );
+        assert_eq!(
+            String::from_utf8(buf.clone()).unwrap(),
+            "PATCH /api/o/1 HTTP/1.1\r\nhost: other:2\r\nAccept: application/json\r\ncontent-type: application/merge-patch+json\r\nContent-Length: 2\r\n\r\n{}"
         );
         let root = Target::parse("http://h:1").unwrap();
         write_request(&mut buf, &root, &get(""));

@@ -276,6 +276,22 @@ fn validate(s: &Scenario) -> Result<(), Invalid> {
                     format!("request {:?}: path must start with '/'", req.name),
                 ));
             }
+            for (name, value) in &req.headers {
+                if !crate::traffic::http_client::is_header_name(name) || value.contains(['\r', '\n', '\0']) {
+                    let near = if name.is_empty() {
+                        format!("name = \"{}\"", req.name)
+                    } else {
+                        name.clone()
+                    };
+                    return Err(Invalid::new(
+                        Some(near),
+                        format!(
+                            "request {:?}: header {name:?} needs a name of letters, digits and !#$%&'*+-.^_`|~ and a value on one line",
+                            req.name
+                        ),
+                    ));
+                }
+            }
             let mut used = variables(&req.path);
             req.headers.values().for_each(|v| used.extend(variables(v)));
             if let Some(body) = &req.body {
@@ -467,6 +483,23 @@ mod tests {
         assert!(err.message.contains("unknown unit"), "{err}");
         let err = parse("name = \"x\"\n[[transaction]\n", "f.toml").unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn header_names_and_values_are_checked_before_any_request() {
+        // A named header is located at its own line, an unnamed one at its request's name.
+        for (header, line) in [
+            ("\"bad name\" = \"1\"", 7),
+            ("x-a = \"1\\r\\nx-injected: 1\"", 7),
+            ("\"\" = \"1\"", 5),
+        ] {
+            let text = format!(
+                "name = \"x\"\n[[transaction]]\nname = \"t\"\n[[transaction.request]]\nname = \"r\"\npath = \"/\"\nheaders = {{ {header} }}\n"
+            );
+            let err = parse(&text, "f.toml").unwrap_err();
+            assert!(err.to_string().contains("a value on one line"), "{header}: {err}");
+            assert_eq!(err.line, Some(line), "{header}: {err}");
+        }
     }
 
     #[test]
