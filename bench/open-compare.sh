@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The open model side by side with oha -q and k6's constant-arrival-rate, in interleaved
 # rounds: 200/s against a fixed 20 ms server (bench/delay-server.py), 5,000/s and 20,000/s
-# against nginx (one worker) on 127.0.0.1. recordctl runs three ways: plain mode on a schedule
-# (--connections --rate, its own HTTP/1.1 client), each arrival at its own instant and in
-# groups of one millisecond (--tick 1ms, as oha's timer sends them), and the scenario engine
-# (--rate with bench/one-request.toml, its HTTP/1.1 client). Prints per engine and rate: requests sent of those due,
-# p50 and p99 measured from the send (recordctl's service time; oha and k6 measure so too)
-# and recordctl's p99 from the intended send time, late starts, CPU seconds per 10k requests
-# and peak RSS — medians over the rounds.
+# against nginx (one worker) on 127.0.0.1. recordctl runs four ways: plain mode on a schedule
+# (--connections --rate, its own HTTP/1.1 client) and the scenario engine (--rate with
+# bench/one-request.toml, its HTTP/1.1 client), each with every arrival at its own instant and
+# in groups of one millisecond (--tick 1ms, as oha's timer sends them). Prints per engine and
+# rate: requests sent of those due, p50 and p99 measured from the send (recordctl's service
+# time; oha and k6 measure so too) and recordctl's p99 from the intended send time, late
+# starts, CPU seconds per 10k requests and peak RSS — medians over the rounds.
 #
 #   bench/open-compare.sh                    # 3 rounds of 10 s per engine and rate
 #   ROUNDS=5 DURATION=20 bench/open-compare.sh
@@ -86,6 +86,9 @@ for round in $(seq 1 "$ROUNDS"); do
     measure recordctl-scenario "$rate" "$RECORDCTL" load-test --target "${url%/}" --scenario bench/one-request.toml \
       --rate "$rate/s" --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
       --json "$WORK/recordctl-scenario.json" | tee -a "$results"
+    measure recordctl-scenario-tick "$rate" "$RECORDCTL" load-test --target "${url%/}" --scenario bench/one-request.toml \
+      --rate "$rate/s" --tick 1ms --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
+      --json "$WORK/recordctl-scenario-tick.json" | tee -a "$results"
     if [ -n "$K6" ]; then
       measure k6 "$rate" "$K6" run -q --summary-export "$WORK/k6.json" -e "URL=$url" -e "RATE=$rate" \
         -e "DURATION=$DURATION" -e "VUS=$CONNECTIONS" bench/k6-open.js | tee -a "$results"
@@ -124,7 +127,7 @@ for rate in sorted({r for r, _ in summary}):
     if (rate, "oha") not in summary:
         continue
     o = summary[(rate, "oha")]
-    for name in ("recordctl-plain", "recordctl-plain-tick", "recordctl-scenario"):
+    for name in ("recordctl-plain", "recordctl-plain-tick", "recordctl-scenario", "recordctl-scenario-tick"):
         if (rate, name) in summary:
             m = summary[(rate, name)]
             print(f"{rate:>7}/s {name} / oha: p50 {m[0] / o[0]:.2f}x, p99 {m[1] / o[1]:.2f}x, CPU per request {m[2] / o[2]:.2f}x")

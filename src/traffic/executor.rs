@@ -100,6 +100,16 @@ impl Executor {
         self
     }
 
+    /// The pools the client keeps connections in; [`Pace::lane`] picks one (modulo this).
+    pub fn lanes(&self) -> usize {
+        self.client.lanes()
+    }
+
+    /// Closes the kept-alive connections of `lane` (see [`HttpClient::forget_idle`]).
+    pub fn forget_idle(&self, lane: usize) {
+        self.client.forget_idle(lane);
+    }
+
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
     }

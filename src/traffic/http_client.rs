@@ -97,6 +97,20 @@ impl HttpClient {
         &self.target
     }
 
+    /// How many pools the connections are kept in.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Closes the kept-alive connections of `lane`'s pool: a runtime that is about to end
+    /// drops the connections it registered, so no later request meets one it cannot drive.
+    pub fn forget_idle(&self, lane: usize) {
+        self.lanes[lane % self.lanes.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Sends `request` on a kept-alive connection of `lane`'s pool (or a new one) and reads
     /// its whole answer, all within the timeout. An idempotent request whose kept-alive
     /// connection turns out closed (nothing came back) goes once more on a new connection.

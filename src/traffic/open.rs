@@ -54,6 +54,19 @@ impl ScheduleReport {
     }
 }
 
+/// Arrivals a second one loop hands out at the schedule's peak: one loop keeps 20,000/s with
+/// room to spare on this kind of machine, and one loop wakes least.
+const ARRIVALS_PER_LOOP: f64 = 20_000.0;
+
+/// Runs the schedule's arrivals, each a transaction of the executor's scenario.
+///
+/// The arrivals and their transactions run on event loops of their own: threads each with a
+/// single-threaded runtime, one per 20,000 arrivals a second at the schedule's peak (at most
+/// one per core, per pool of the executor and per slot). A loop's timer, its transactions and
+/// their connections live on one thread, so an arrival and its answer wake that thread alone,
+/// never a second worker of a shared runtime to share the work (a cross-thread wake for most
+/// requests, a fifth of the CPU at 20,000/s). Loop `l` of `L` takes every `L`-th arrival and
+/// its share of `max_in_flight` and `max_queue`.
 pub async fn run(
     executor: Arc<Executor>,
     schedule: &RateSchedule,
@@ -63,20 +76,140 @@ pub async fn run(
     recorder: Arc<Recorder>,
     cancel: CancellationToken,
 ) -> ScheduleReport {
-    // The arrivals are handed out from a task on the runtime's workers, not from the thread
-    // that awaits the run: the transactions it starts then queue on its own worker, and its
-    // timer wakes that worker, without a hand-off between threads for each arrival.
-    let schedule = schedule.clone();
-    let handing_out = tokio::spawn(hand_out(
+    let loops = event_loops(schedule, shard, executor.lanes(), max_in_flight);
+    let open = Arc::new(OpenRun {
         executor,
-        schedule,
+        schedule: schedule.clone(),
         shard,
-        max_in_flight,
-        max_queue,
         recorder,
         cancel,
-    ));
-    match handing_out.await {
+        start: Instant::now(),
+    });
+    run_in_loops(open, loops, max_in_flight, max_queue).await
+}
+
+/// How many event loops an open run takes (see [`run`]).
+fn event_loops(schedule: &RateSchedule, shard: Option<Shard>, lanes: usize, max_in_flight: usize) -> usize {
+    let peak = schedule.peak() / shard.map_or(1, |s| s.count) as f64;
+    let by_rate = (peak / ARRIVALS_PER_LOOP).ceil();
+    let by_rate = if by_rate.is_finite() && by_rate >= 1.0 {
+        by_rate as usize
+    } else {
+        1
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    by_rate.min(cores).min(lanes).min(max_in_flight).max(1)
+}
+
+/// What every loop of an open run shares.
+struct OpenRun {
+    executor: Arc<Executor>,
+    schedule: RateSchedule,
+    shard: Option<Shard>,
+    recorder: Arc<Recorder>,
+    cancel: CancellationToken,
+    start: Instant,
+}
+
+/// One loop's share of an open run: every `of`-th arrival from the `index`-th, its slots and
+/// queue, and the executor's pools `index`, `index + of`, … (no two loops share a pool, so
+/// a connection is only ever driven by the runtime it was made on).
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    index: usize,
+    of: usize,
+    max_in_flight: usize,
+    max_queue: usize,
+}
+
+impl Part {
+    /// The `n`-th arrival's pool: the loop's own, in turn.
+    fn lane(&self, n: u64, lanes: usize) -> usize {
+        let own = (lanes / self.of).max(1) as u64;
+        self.index + self.of * (n % own) as usize
+    }
+
+    /// The pools the loop uses.
+    fn lanes(&self, lanes: usize) -> impl Iterator<Item = usize> {
+        let (index, of) = (self.index, self.of);
+        (0..(lanes / of).max(1)).map(move |j| index + of * j)
+    }
+}
+
+/// `total` split `of` ways: the `index`-th share (the first ones take the remainder).
+fn share(total: usize, index: usize, of: usize) -> usize {
+    total / of + usize::from(index < total % of)
+}
+
+async fn run_in_loops(open: Arc<OpenRun>, loops: usize, max_in_flight: usize, max_queue: usize) -> ScheduleReport {
+    let mut running = Vec::with_capacity(loops);
+    for index in 0..loops {
+        let part = Part {
+            index,
+            of: loops,
+            max_in_flight: share(max_in_flight, index, loops),
+            max_queue: share(max_queue, index, loops),
+        };
+        running.push(on_a_loop(open.clone(), part));
+    }
+    let mut report = ScheduleReport {
+        target_rate_tps: open.schedule.peak() / open.shard.map_or(1, |s| s.count) as f64,
+        max_in_flight,
+        tick_us: open.schedule.tick_us(),
+        ..ScheduleReport::default()
+    };
+    for part in running {
+        let part = part.await;
+        report.intended += part.intended;
+        report.started += part.started;
+        report.late += part.late;
+        report.generator_late += part.generator_late;
+        report.dropped += part.dropped;
+        report.unsent_at_interrupt += part.unsent_at_interrupt;
+        // Each loop's own peak, added up: exact with one loop, a bound with several.
+        report.peak_queue += part.peak_queue;
+    }
+    report
+}
+
+/// Runs `part` on a thread of its own with a single-threaded runtime; where neither can be
+/// had, on the caller's runtime.
+async fn on_a_loop(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let theirs = open.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("recordctl-open-{}", part.index))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let report = match runtime {
+                Ok(runtime) => Some(runtime.block_on(hand_out(theirs, part))),
+                Err(err) => {
+                    eprintln!("recordctl: no runtime for an arrival loop ({err}); it runs on the main one");
+                    None
+                }
+            };
+            let _ = tx.send(report);
+        });
+    let handle = match spawned {
+        Ok(handle) => handle,
+        Err(err) => {
+            eprintln!("recordctl: cannot start an arrival loop thread ({err}); it runs on the main runtime");
+            return on_this_runtime(open, part).await;
+        }
+    };
+    match rx.await {
+        Ok(Some(report)) => report,
+        Ok(None) => on_this_runtime(open, part).await,
+        // The loop ended without a report: it panicked. The panic goes on here.
+        Err(_) => match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => ScheduleReport::default(),
+        },
+    }
+}
+
+async fn on_this_runtime(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
+    match tokio::spawn(hand_out(open, part)).await {
         Ok(report) => report,
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         // The runtime is shutting down: nothing more to report.
@@ -84,31 +217,27 @@ pub async fn run(
     }
 }
 
-async fn hand_out(
-    executor: Arc<Executor>,
-    schedule: RateSchedule,
-    shard: Option<Shard>,
-    max_in_flight: usize,
-    max_queue: usize,
-    recorder: Arc<Recorder>,
-    cancel: CancellationToken,
-) -> ScheduleReport {
-    let schedule = &schedule;
+/// Hands out one loop's arrivals and runs their transactions; its share of the report.
+async fn hand_out(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
+    let OpenRun {
+        executor,
+        recorder,
+        cancel,
+        start,
+        ..
+    } = &*open;
+    let (max_in_flight, max_queue) = (part.max_in_flight, part.max_queue);
+    let lanes = executor.lanes();
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let waiting = Arc::new(AtomicUsize::new(0));
     let late = Arc::new(AtomicU64::new(0));
     let started_count = Arc::new(AtomicU64::new(0));
-    let mut report = ScheduleReport {
-        target_rate_tps: schedule.peak() / shard.map_or(1, |s| s.count) as f64,
-        max_in_flight,
-        tick_us: schedule.tick_us(),
-        ..ScheduleReport::default()
-    };
-    let start = Instant::now();
-    let mut arrivals = Arrivals::new(schedule.clone(), shard, start, cancel.clone());
+    let mut report = ScheduleReport::default();
+    let offsets = DueOffsets::new(open.schedule.clone(), open.shard).part(part.index, part.of);
+    let mut arrivals = Arrivals::new(offsets, *start, cancel.clone());
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(due) = arrivals.next().await {
-        let offset = due - start;
+        let offset = due - *start;
         report.intended += 1;
         if Instant::now().saturating_duration_since(due) > LATE_AFTER {
             report.generator_late += 1;
@@ -119,15 +248,14 @@ async fn hand_out(
         if queued >= max_queue {
             report.dropped += 1;
             record_unsent(
-                &executor,
-                &recorder,
+                executor,
+                recorder,
                 offset,
                 format!("{queued} arrivals already waiting for one of {max_in_flight} slots"),
             );
         } else {
             waiting.fetch_add(1, Ordering::SeqCst);
-            // Arrivals take the executor's clients in turn.
-            let lane = report.intended as usize;
+            let lane = part.lane(report.intended, lanes);
             report.peak_queue = report.peak_queue.max(queued + 1);
             let (executor, recorder, slots, waiting, late, started_count, cancel) = (
                 executor.clone(),
@@ -140,6 +268,7 @@ async fn hand_out(
             );
             tasks.spawn(async move {
                 let permit = tokio::select! {
+                    biased;
                     permit = slots.acquire_owned() => permit,
                     _ = cancel.cancelled() => {
                         waiting.fetch_sub(1, Ordering::SeqCst);
@@ -176,6 +305,10 @@ async fn hand_out(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    // The loop's runtime ends with it: the connections it made go too.
+    for lane in part.lanes(lanes) {
+        executor.forget_idle(lane);
+    }
     report.started = started_count.load(Ordering::Relaxed);
     report.late = late.load(Ordering::Relaxed);
     // Interrupted while waiting: neither started nor dropped by the queue, but counted.
@@ -209,25 +342,28 @@ enum Arrivals {
     #[cfg(target_os = "linux")]
     Timer {
         timer: precise::Timer,
-        due: DueOffsets,
+        due: Offsets,
         start: Instant,
         cancel: CancellationToken,
     },
     Thread(tokio::sync::mpsc::UnboundedReceiver<Instant>),
 }
 
+/// A loop's due offsets: every `of`-th of the schedule's (its shard's) from the `index`-th.
+type Offsets = std::iter::StepBy<std::iter::Skip<DueOffsets>>;
+
 impl Arrivals {
-    fn new(schedule: RateSchedule, shard: Option<Shard>, start: Instant, cancel: CancellationToken) -> Arrivals {
+    fn new(due: Offsets, start: Instant, cancel: CancellationToken) -> Arrivals {
         #[cfg(target_os = "linux")]
         if let Ok(timer) = precise::Timer::new() {
             return Arrivals::Timer {
                 timer,
-                due: DueOffsets::new(schedule, shard),
+                due,
                 start,
                 cancel,
             };
         }
-        Arrivals::Thread(arrival_clock(schedule, shard, start, cancel))
+        Arrivals::Thread(arrival_clock(due, start, cancel))
     }
 
     /// The next arrival's due time once it is due; `None` at the schedule's end or once
@@ -329,23 +465,20 @@ mod precise {
 /// tool's own lateness to every corrected latency. Arrival `k` is due when the integral of the
 /// rate reaches `k`, so ramps (from zero too) send exactly what they promise.
 fn arrival_clock(
-    schedule: RateSchedule,
-    shard: Option<Shard>,
+    due: impl Iterator<Item = Duration> + Send + 'static,
     start: Instant,
     cancel: CancellationToken,
 ) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    arrivals(schedule, shard, start, cancel, move |due| tx.send(due).is_ok());
+    arrivals(due, start, cancel, move |due| tx.send(due).is_ok());
     rx
 }
 
-/// Calls `emit` with each arrival's due time, on time, from a thread of its own (see
-/// [`arrival_clock`]), until the schedule ends, `cancel`, or `emit` answers `false`. A shard
-/// gets every N-th arrival of the whole schedule: together the shards send exactly what one
-/// run would.
+/// Calls `emit` with each arrival's due time (`start` plus each of `due`, usually a
+/// schedule's [`DueOffsets`]), on time, from a thread of its own (see [`arrival_clock`]),
+/// until the offsets end, `cancel`, or `emit` answers `false`.
 pub(crate) fn arrivals(
-    schedule: RateSchedule,
-    shard: Option<Shard>,
+    due: impl Iterator<Item = Duration> + Send + 'static,
     start: Instant,
     cancel: CancellationToken,
     mut emit: impl FnMut(Instant) -> bool + Send + 'static,
@@ -353,7 +486,7 @@ pub(crate) fn arrivals(
     let spawned = std::thread::Builder::new()
         .name("recordctl-arrivals".into())
         .spawn(move || {
-            for offset in DueOffsets::new(schedule, shard) {
+            for offset in due {
                 let Some(due) = start.checked_add(offset) else {
                     break;
                 };
@@ -401,6 +534,11 @@ impl DueOffsets {
             k: 0,
         }
     }
+
+    /// Every `of`-th of these offsets from the `index`-th: one loop's share.
+    fn part(self, index: usize, of: usize) -> Offsets {
+        self.skip(index).step_by(of.max(1))
+    }
 }
 
 impl Iterator for DueOffsets {
@@ -432,6 +570,12 @@ fn start_of_tick(offset: Duration, tick: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
     use crate::traffic::schedule::Stage;
 
@@ -488,13 +632,18 @@ mod tests {
         }
     }
 
+    /// Every arrival of `schedule`, as one loop takes them.
+    fn every(schedule: &RateSchedule) -> Offsets {
+        DueOffsets::new(schedule.clone(), None).part(0, 1)
+    }
+
     /// The arrivals come from the event loop's own timer, each at or after its due time and
     /// every one of the schedule; a cancel ends them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn arrivals_are_handed_out_on_the_timer_no_earlier_than_due_and_stop_on_cancel() {
         let schedule = steady(2000.0, 1);
         let start = Instant::now();
-        let mut arrivals = Arrivals::new(schedule.clone(), None, start, CancellationToken::new());
+        let mut arrivals = Arrivals::new(every(&schedule), start, CancellationToken::new());
         #[cfg(target_os = "linux")]
         assert!(
             matches!(arrivals, Arrivals::Timer { .. }),
@@ -515,7 +664,7 @@ mod tests {
         assert_eq!(handed, expected, "every arrival, at its own instant");
 
         let cancel = CancellationToken::new();
-        let mut arrivals = Arrivals::new(steady(10.0, 60), None, Instant::now(), cancel.clone());
+        let mut arrivals = Arrivals::new(every(&steady(10.0, 60)), Instant::now(), cancel.clone());
         assert!(arrivals.next().await.is_some(), "the first is due at once");
         cancel.cancel();
         assert_eq!(arrivals.next().await, None, "a cancel ends the arrivals at once");
@@ -526,12 +675,164 @@ mod tests {
     async fn the_clock_thread_hands_out_the_same_arrivals() {
         let schedule = steady(1000.0, 1);
         let start = Instant::now();
-        let mut arrivals = Arrivals::Thread(arrival_clock(schedule.clone(), None, start, CancellationToken::new()));
+        let mut arrivals = Arrivals::Thread(arrival_clock(every(&schedule), start, CancellationToken::new()));
         let mut handed = Vec::new();
         while let Some(due) = arrivals.next().await {
             assert!(Instant::now() >= due);
             handed.push(due - start);
         }
         assert_eq!(handed, DueOffsets::new(schedule, None).collect::<Vec<_>>());
+    }
+
+    /// The loops' pools: each loop's own, within the executor's, none shared; the shares of
+    /// slots and queue add up to the whole.
+    #[test]
+    fn loops_split_the_pools_slots_and_queue_without_sharing_any() {
+        for lanes in 1..=8 {
+            for of in 1..=lanes {
+                let mut used = BTreeSet::new();
+                for index in 0..of {
+                    let part = Part {
+                        index,
+                        of,
+                        max_in_flight: 1,
+                        max_queue: 1,
+                    };
+                    let own: BTreeSet<usize> = (0..64).map(|n| part.lane(n, lanes)).collect();
+                    assert_eq!(own, part.lanes(lanes).collect(), "{lanes} pools, loop {index} of {of}");
+                    assert!(own.iter().all(|lane| *lane < lanes), "{own:?} of {lanes}");
+                    assert!(used.is_disjoint(&own), "loop {index} of {of} shares a pool: {own:?}");
+                    used.extend(own);
+                }
+            }
+        }
+        for (total, of) in [(256, 3), (1, 1), (7, 2), (100_000, 2), (0, 2)] {
+            let shares: Vec<usize> = (0..of).map(|index| share(total, index, of)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), total, "{shares:?}");
+            assert!(
+                shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1,
+                "{shares:?}"
+            );
+        }
+        let at = |rate: f64| RateSchedule {
+            stages: vec![Stage {
+                duration: Duration::from_secs(1),
+                from: rate,
+                to: rate,
+            }],
+            tick: None,
+        };
+        assert_eq!(event_loops(&at(20_000.0), None, 8, 256), 1);
+        assert_eq!(event_loops(&at(0.5), None, 8, 256), 1);
+        assert_eq!(event_loops(&at(1e9), None, 8, 1), 1, "one slot, one loop");
+        assert_eq!(event_loops(&at(1e9), None, 1, 256), 1, "one pool, one loop");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(event_loops(&at(1e9), None, 8, 256), cores.min(8));
+    }
+
+    /// A server that answers every request 200 and keeps each request's correlation id.
+    async fn counting_server() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let ids = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let ids = ids.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            let id = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("x-correlation-id: "))
+                                .unwrap_or("")
+                                .to_string();
+                            ids.lock().unwrap().push(id);
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    /// Two loops on threads of their own send every arrival of the schedule once, each
+    /// request on its loop's thread, all of them counted by the server and in the report.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_loops_on_their_own_threads_send_every_arrival_once() {
+        let (base, seen) = counting_server().await;
+        let scenario = crate::traffic::scenario::parse(
+            "name = \"one\"\n[[transaction]]\nname = \"get\"\n[[transaction.request]]\nname = \"GET /\"\npath = \"/\"\n",
+            "one.toml",
+        )
+        .unwrap();
+        let threads = Arc::new(Mutex::new(BTreeSet::new()));
+        let on = threads.clone();
+        let observer: crate::traffic::executor::Observer = Arc::new(move |_seen| {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            on.lock().unwrap().insert(name);
+        });
+        let executor = Executor::new(&base, scenario, None, Duration::from_secs(5), 16, "t", Instant::now())
+            .unwrap()
+            .with_observer(observer);
+        let executor = Arc::new(executor);
+        let recorder = Arc::new(Recorder::default());
+        let schedule = RateSchedule {
+            stages: vec![Stage {
+                duration: Duration::from_secs(1),
+                from: 2000.0,
+                to: 2000.0,
+            }],
+            tick: None,
+        };
+        let open = Arc::new(OpenRun {
+            executor: executor.clone(),
+            schedule: schedule.clone(),
+            shard: None,
+            recorder: recorder.clone(),
+            cancel: CancellationToken::new(),
+            start: Instant::now(),
+        });
+        let report = run_in_loops(open, 2, 16, 10_000).await;
+        let due = DueOffsets::new(schedule, None).count() as u64;
+        assert_eq!(due, 2000);
+        assert_eq!(
+            (
+                report.intended,
+                report.started,
+                report.dropped,
+                report.unsent_at_interrupt
+            ),
+            (due, due, 0, 0),
+            "{report:?}"
+        );
+        assert_eq!(report.max_in_flight, 16);
+        let stats = recorder.take();
+        assert_eq!(stats.requests, due);
+        assert_eq!(stats.failures, 0, "{:?}", stats.failed.first());
+        let ids = seen.lock().unwrap().clone();
+        assert_eq!(ids.len() as u64, due, "the server saw each arrival once");
+        assert_eq!(
+            ids.iter().collect::<BTreeSet<_>>().len(),
+            ids.len(),
+            "correlation ids are unique"
+        );
+        assert_eq!(
+            *threads.lock().unwrap(),
+            BTreeSet::from(["recordctl-open-0".to_string(), "recordctl-open-1".to_string()]),
+            "each loop ran its requests on its own thread"
+        );
     }
 }

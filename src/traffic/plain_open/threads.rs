@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{Ctx, Exchange, PlainSchedule};
-use crate::traffic::open::arrivals;
+use crate::traffic::open::{DueOffsets, arrivals};
 use crate::traffic::plain::timed_exchange;
 use crate::traffic::raw_http::RawConn;
 use crate::traffic::stats::Stats;
@@ -53,7 +53,8 @@ pub(super) async fn run(ctx: &Arc<Ctx>, plan: &PlainSchedule, threads: usize) ->
 fn hand_out(ctx: Arc<Ctx>, plan: &PlainSchedule, feeds: Vec<UnboundedSender<Instant>>) {
     let (mut next, mut last_emit) = (0, ctx.start);
     let (start, cancel) = (ctx.start, ctx.cancel.clone());
-    arrivals(plan.schedule.clone(), plan.shard, start, cancel, move |due| {
+    let due = DueOffsets::new(plan.schedule.clone(), plan.shard);
+    arrivals(due, start, cancel, move |due| {
         let now = Instant::now();
         if !ctx.arrived(due, now) {
             return true;
