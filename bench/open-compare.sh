@@ -108,7 +108,7 @@ def med(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.median(xs) if xs else float("nan")
 print()
-print(f"{'rate':>7} {'engine':<22}{'sent/due':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 from due':>14}{'late':>8}"
+print(f"{'rate':>7} {'engine':<25}{'sent/due':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 from due':>14}{'late':>8}"
       f"{'CPU s/10k':>11}{'RSS MB':>8}")
 summary = {}
 for (rate, name), runs in sorted(rows.items()):
@@ -121,7 +121,7 @@ for (rate, name), runs in sorted(rows.items()):
     cpu = med([r[5] / r[0] * 10000 if r[0] else float("nan") for r in runs])
     rss = max(r[6] for r in runs) / 1024
     summary[(rate, name)] = (p50, p99, cpu)
-    print(f"{rate:>7} {name:<22}{sent / due:>10.4f}{p50:>9.3f}{p99:>9.3f}{cp99:>14}{late:>8}{cpu:>11.3f}{rss:>8.1f}")
+    print(f"{rate:>7} {name:<25}{sent / due:>10.4f}{p50:>9.3f}{p99:>9.3f}{cp99:>14}{late:>8}{cpu:>11.3f}{rss:>8.1f}")
 print()
 for rate in sorted({r for r, _ in summary}):
     if (rate, "oha") not in summary:
