@@ -326,7 +326,7 @@ async fn probe_verdicts_match_the_real_blackbox_exporter_case_by_case() {
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let theirs = blackbox_probe(&blackbox, module, target).await;
-            let ours: ProbeResult = recordctl::probe::conn::run(&spec).await;
+            let ours: ProbeResult = recordctl::probe::conn::run(spec).await;
             rounds.push((ours, theirs));
         }
         let fastest = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(f64::INFINITY, f64::min);
