@@ -33,7 +33,7 @@ pub struct LoadTestArgs {
     #[arg(long, value_name = "TICK")]
     pub tick: Option<String>,
     /// Open model (and plain mode on a schedule): arrivals that may wait for a free slot
-    /// before further ones are dropped.
+    /// before further ones are dropped (at least 1).
     #[arg(long, default_value_t = 100_000)]
     pub max_queue: usize,
     /// Plain mode: connections sending requests to --target, back to back; with --rate or

@@ -188,6 +188,13 @@ fn model(
     shard: Option<Shard>,
 ) -> Result<Model, UsageError> {
     let tick = args.tick.as_deref().map(tick_flag).transpose()?;
+    if args.max_queue == 0 {
+        // With no room to wait, every arrival would be dropped, free slot or not.
+        return Err(
+            "--max-queue must be at least 1: it is how many arrivals may wait for a busy slot before later ones are dropped"
+                .into(),
+        );
+    }
     let rate = args.rate.clone().or(if args.users.is_some() {
         None
     } else {
@@ -605,6 +612,20 @@ mod tests {
         );
         assert!(plan(&["--threshold", "p95<300"]).unwrap_err().contains("p95<300"));
         assert!(plan(&["--target", "ftp://x"]).unwrap_err().contains("http://"));
+        for flags in [
+            &["--rate", "10/s", "--max-queue", "0"][..],
+            &["--connections", "2", "--rate", "10/s", "--max-queue", "0"],
+        ] {
+            assert!(
+                plan(flags).unwrap_err().contains("--max-queue must be at least 1"),
+                "{flags:?}"
+            );
+        }
+        assert!(
+            plan(&["--rate", "10/s", "--max-in-flight", "0"])
+                .unwrap_err()
+                .contains("--max-in-flight must be at least 1")
+        );
         assert!(
             plan(&["--scenario", "no-such"])
                 .unwrap_err()

@@ -242,10 +242,12 @@ async fn hand_out(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
         if Instant::now().saturating_duration_since(due) > LATE_AFTER {
             report.generator_late += 1;
         }
-        // Arrivals not yet started, less the slots free for them: the ones that must wait.
-        // `waiting` is raised here, before the task exists, so the bound is exact.
-        let queued = waiting.load(Ordering::SeqCst).saturating_sub(slots.available_permits());
-        if queued >= max_queue {
+        // Arrivals not yet started, this one with them, less the slots free for them: the
+        // ones that must wait. `waiting` is raised here, before the task exists, so the
+        // bound is exact.
+        let must_wait = (waiting.load(Ordering::SeqCst) + 1).saturating_sub(slots.available_permits());
+        if must_wait > max_queue {
+            let queued = must_wait - 1;
             report.dropped += 1;
             record_unsent(
                 executor,
@@ -256,7 +258,7 @@ async fn hand_out(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
         } else {
             waiting.fetch_add(1, Ordering::SeqCst);
             let lane = part.lane(report.intended, lanes);
-            report.peak_queue = report.peak_queue.max(queued + 1);
+            report.peak_queue = report.peak_queue.max(must_wait);
             let (executor, recorder, slots, waiting, late, started_count, cancel) = (
                 executor.clone(),
                 recorder.clone(),

@@ -139,6 +139,9 @@ async fn the_open_model_sends_200_per_second_for_5_seconds_spread_over_the_run()
     let schedule = report.schedule.clone().expect("open model reports its schedule");
     assert_eq!(schedule.intended, 1000, "{schedule:?}");
     assert_eq!(schedule.dropped, 0);
+    // 256 slots for 200 quick answers a second: no arrival had to wait, and the peak queue
+    // says so (it read 1, counting an arrival that found a free slot as queued).
+    assert_eq!(schedule.peak_queue, 0, "{schedule:?}");
     let served = server.hits.load(Ordering::SeqCst);
     assert_eq!(report.requests, served, "reported requests equal the server's count");
     assert_eq!(served, 1000, "every arrival of the schedule was sent");
