@@ -167,7 +167,14 @@ impl<'a> EventLoop<'a> {
                 self.waiting.clear();
             }
             while let Some(at) = next_due.filter(|at| *at <= now) {
-                if self.ctx.arrived(at, now) {
+                // A free connection takes the arrival at once: it never waited, nor counts
+                // against the queue; otherwise it waits its turn (or is dropped).
+                if self.waiting.is_empty()
+                    && let Some(slot) = self.free.pop()
+                {
+                    self.ctx.came_due(at, now);
+                    self.start(slot, at, false);
+                } else if self.ctx.arrived(at, now) {
                     self.waiting.push_back(at);
                 }
                 next_due = due.next();
@@ -176,7 +183,7 @@ impl<'a> EventLoop<'a> {
                 && let Some(slot) = self.free.pop()
             {
                 let at = self.waiting.pop_front().unwrap_or(now);
-                self.start(slot, at);
+                self.start(slot, at, true);
             }
             let earliest_deadline = self.expire_timed_out();
             if next_due.is_none() && self.waiting.is_empty() && self.in_flight == 0 {
@@ -212,10 +219,11 @@ impl<'a> EventLoop<'a> {
         self.stats
     }
 
-    /// The slot takes the arrival due at `due`: connects if it has no connection, then writes.
-    fn start(&mut self, slot: usize, due: Instant) {
+    /// The slot takes the arrival due at `due` (`waited`: it had waited in the queue):
+    /// connects if it has no connection, then writes.
+    fn start(&mut self, slot: usize, due: Instant, waited: bool) {
         let sent = Instant::now();
-        self.ctx.started(due, sent);
+        self.ctx.started(due, sent, waited);
         self.in_flight += 1;
         let s = &mut self.slots[slot];
         s.seq += 1;

@@ -120,14 +120,26 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// An arrival came due (the clock noticed at `now`): true when it may wait for a free
-    /// connection, false when `max_queue` arrivals already wait and it is dropped.
+    /// An arrival came due (the clock noticed at `now`) and must wait for a free connection:
+    /// true when it may, false when `max_queue` arrivals already wait and it is dropped.
     fn arrived(&self, due: Instant, now: Instant) -> bool {
+        self.came_due(due, now);
+        self.wait()
+    }
+
+    /// An arrival came due (the clock noticed at `now`): counted, and late if the clock was.
+    fn came_due(&self, due: Instant, now: Instant) {
         let shared = &self.shared;
         shared.intended.fetch_add(1, Ordering::Relaxed);
         if now.saturating_duration_since(due) > LATE_AFTER {
             shared.generator_late.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// An arrival that came due waits for a free connection: true when it may, false when
+    /// `max_queue` arrivals already wait and it is dropped.
+    fn wait(&self) -> bool {
+        let shared = &self.shared;
         let queued = shared.queued.load(Ordering::Relaxed);
         if queued >= self.max_queue {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -143,9 +155,12 @@ impl Ctx {
         self.shared.queued.fetch_sub(count, Ordering::Relaxed);
     }
 
-    /// A free connection took an arrival due at `due` and sends it now (`sent`).
-    fn started(&self, due: Instant, sent: Instant) {
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+    /// A free connection took an arrival due at `due` and sends it now (`sent`); `waited`:
+    /// the arrival had waited for it (and was counted in the queue).
+    fn started(&self, due: Instant, sent: Instant, waited: bool) {
+        if waited {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
         self.shared.started.fetch_add(1, Ordering::Relaxed);
         if sent.saturating_duration_since(due) > LATE_AFTER {
             self.shared.late.fetch_add(1, Ordering::Relaxed);
@@ -341,6 +356,49 @@ mod tests {
         assert_eq!(served, 300 * if cfg!(target_os = "linux") { 2 } else { 1 });
         // Every third answer closed its connection; each was reopened for the next arrival.
         assert!(connections.load(Ordering::SeqCst) >= served / 3, "{connections:?}");
+    }
+
+    /// An arrival a free connection takes at once never counts as queued: not in the peak,
+    /// not against `max_queue`; one that waits does, up to the bound.
+    #[test]
+    fn only_arrivals_that_wait_count_in_the_queue() {
+        let mut plan = plan(2, 10.0, 1, Duration::from_secs(1));
+        plan.max_queue = 1;
+        let ctx = ctx("http://127.0.0.1:9/", &plan, CancellationToken::new());
+        let now = Instant::now();
+        for _ in 0..2 {
+            ctx.came_due(now, now);
+            ctx.started(now, now, false);
+        }
+        assert_eq!(report(&plan, &ctx.shared).peak_queue, 0);
+        assert!(ctx.arrived(now, now), "the first to wait has room");
+        assert!(!ctx.arrived(now, now), "the queue of 1 is full: dropped");
+        ctx.started(now, now, true);
+        assert!(ctx.arrived(now, now), "room again once the waiting one started");
+        let r = report(&plan, &ctx.shared);
+        assert_eq!((r.intended, r.started, r.dropped, r.peak_queue), (5, 3, 1, 1), "{r:?}");
+    }
+
+    /// Arrivals that come due in one wake (a tick's group) and find free connections are
+    /// all sent, however small the queue: none of them waits.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_finds_free_connections_is_sent_whole_with_a_queue_of_one() {
+        let (url, requests, _) = rotating_server().await;
+        let mut plan = plan(8, 400.0, 1, Duration::from_secs(2));
+        plan.schedule.tick = Some(Duration::from_millis(10));
+        plan.max_queue = 1;
+        let linux = ctx(&url, &plan, CancellationToken::new());
+        let stats = epoll::EventLoops::new(&linux, 1).unwrap().run(&plan).await;
+        let report = report(&plan, &linux.shared);
+        // Groups of 4 on 8 connections of a server that answers at once.
+        assert_eq!(
+            (report.intended, report.started, report.dropped),
+            (400, 400, 0),
+            "{report:?}"
+        );
+        assert_eq!((stats.requests, stats.failures), (400, 0), "{:?}", stats.errors);
+        assert_eq!(requests.load(Ordering::SeqCst), 400);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

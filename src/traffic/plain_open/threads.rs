@@ -115,7 +115,7 @@ async fn connection_loop(
         seq += 1;
         ctx.correlation_id(&mut correlation_id, worker, seq);
         let sent = Instant::now();
-        ctx.started(due, sent);
+        ctx.started(due, sent, true);
         let outcome = timed_exchange(&mut conn, &ctx.target, &correlation_id, ctx.timeout).await;
         let exchange = Exchange {
             due,
