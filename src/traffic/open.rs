@@ -172,9 +172,10 @@ async fn run_in_loops(open: Arc<OpenRun>, loops: usize, max_in_flight: usize, ma
     report
 }
 
-/// Runs `part` on a thread of its own with a single-threaded runtime; where neither can be
-/// had, on the caller's runtime.
-async fn on_a_loop(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
+/// Starts `part` at once on a thread of its own with a single-threaded runtime (where neither
+/// can be had, on the caller's runtime); its report when it ends. Every loop starts before
+/// any is awaited: they run side by side.
+fn on_a_loop(open: Arc<OpenRun>, part: Part) -> impl Future<Output = ScheduleReport> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let theirs = open.clone();
     let spawned = std::thread::Builder::new()
@@ -191,25 +192,41 @@ async fn on_a_loop(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
             let _ = tx.send(report);
         });
     let handle = match spawned {
-        Ok(handle) => handle,
+        Ok(handle) => Some(handle),
         Err(err) => {
             eprintln!("recordctl: cannot start an arrival loop thread ({err}); it runs on the main runtime");
-            return on_this_runtime(open, part).await;
+            None
         }
     };
-    match rx.await {
-        Ok(Some(report)) => report,
-        Ok(None) => on_this_runtime(open, part).await,
-        // The loop ended without a report: it panicked. The panic goes on here.
-        Err(_) => match tokio::task::spawn_blocking(move || handle.join()).await {
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => ScheduleReport::default(),
-        },
+    // Started now, not when awaited.
+    let here = handle.is_none().then(|| on_this_runtime(open.clone(), part));
+    async move {
+        if let Some(here) = here {
+            return joined(here.await);
+        }
+        match rx.await {
+            Ok(Some(report)) => report,
+            Ok(None) => joined(on_this_runtime(open, part).await),
+            // The loop ended without a report: it panicked. The panic goes on here.
+            Err(_) => match handle.map(|handle| tokio::task::spawn_blocking(move || handle.join())) {
+                Some(join) => match join.await {
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    _ => ScheduleReport::default(),
+                },
+                None => ScheduleReport::default(),
+            },
+        }
     }
 }
 
-async fn on_this_runtime(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
-    match tokio::spawn(hand_out(open, part)).await {
+/// Starts `part` on the caller's runtime.
+fn on_this_runtime(open: Arc<OpenRun>, part: Part) -> tokio::task::JoinHandle<ScheduleReport> {
+    tokio::spawn(hand_out(open, part))
+}
+
+/// A loop's report; its panic goes on here.
+fn joined(result: Result<ScheduleReport, tokio::task::JoinError>) -> ScheduleReport {
+    match result {
         Ok(report) => report,
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         // The runtime is shutting down: nothing more to report.
@@ -780,11 +797,11 @@ mod tests {
             "one.toml",
         )
         .unwrap();
-        let threads = Arc::new(Mutex::new(BTreeSet::new()));
-        let on = threads.clone();
+        let sent_on = Arc::new(Mutex::new(Vec::new()));
+        let on = sent_on.clone();
         let observer: crate::traffic::executor::Observer = Arc::new(move |_seen| {
             let name = std::thread::current().name().unwrap_or("?").to_string();
-            on.lock().unwrap().insert(name);
+            on.lock().unwrap().push((name, Instant::now()));
         });
         let executor = Executor::new(&base, scenario, None, Duration::from_secs(5), 16, "t", Instant::now())
             .unwrap()
@@ -831,10 +848,25 @@ mod tests {
             ids.len(),
             "correlation ids are unique"
         );
+        let sent_on = sent_on.lock().unwrap().clone();
+        let threads: BTreeSet<&str> = sent_on.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(
-            *threads.lock().unwrap(),
-            BTreeSet::from(["recordctl-open-0".to_string(), "recordctl-open-1".to_string()]),
+            threads,
+            BTreeSet::from(["recordctl-open-0", "recordctl-open-1"]),
             "each loop ran its requests on its own thread"
         );
+        // Side by side, not one after the other: each loop's first request came before the
+        // other's last (the schedule spreads each loop's 1,000 over the whole second).
+        let on_loop =
+            |name: &str| -> Vec<Instant> { sent_on.iter().filter(|(n, _)| n == name).map(|(_, at)| *at).collect() };
+        for (one, other) in [
+            ("recordctl-open-0", "recordctl-open-1"),
+            ("recordctl-open-1", "recordctl-open-0"),
+        ] {
+            assert!(
+                on_loop(one).iter().min() < on_loop(other).iter().max(),
+                "{one} started only after {other} had ended"
+            );
+        }
     }
 }
