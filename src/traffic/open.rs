@@ -90,15 +90,26 @@ pub async fn run(
 
 /// How many event loops an open run takes (see [`run`]).
 fn event_loops(schedule: &RateSchedule, shard: Option<Shard>, lanes: usize, max_in_flight: usize) -> usize {
-    let peak = schedule.peak() / shard.map_or(1, |s| s.count) as f64;
-    let by_rate = (peak / ARRIVALS_PER_LOOP).ceil();
+    loops_by_rate(schedule, shard).min(lanes).min(max_in_flight).max(1)
+}
+
+/// The schedule's peak arrival rate for this shard (the whole schedule's without one).
+pub(crate) fn shard_peak(schedule: &RateSchedule, shard: Option<Shard>) -> f64 {
+    schedule.peak() / shard.map_or(1, |s| s.count) as f64
+}
+
+/// Event loops for a schedule, by its rate: one per 20,000 arrivals a second at its peak (a
+/// loop that is its own clock keeps that rate with room to spare, and one loop wakes
+/// least), at least one, at most one per core. Plain mode's loops count the same way.
+pub(crate) fn loops_by_rate(schedule: &RateSchedule, shard: Option<Shard>) -> usize {
+    let by_rate = (shard_peak(schedule, shard) / ARRIVALS_PER_LOOP).ceil();
     let by_rate = if by_rate.is_finite() && by_rate >= 1.0 {
         by_rate as usize
     } else {
         1
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    by_rate.min(cores).min(lanes).min(max_in_flight).max(1)
+    by_rate.min(cores)
 }
 
 /// What every loop of an open run shares.
@@ -153,7 +164,7 @@ async fn run_in_loops(open: Arc<OpenRun>, loops: usize, max_in_flight: usize, ma
         running.push(on_a_loop(open.clone(), part));
     }
     let mut report = ScheduleReport {
-        target_rate_tps: open.schedule.peak() / open.shard.map_or(1, |s| s.count) as f64,
+        target_rate_tps: shard_peak(&open.schedule, open.shard),
         max_in_flight,
         tick_us: open.schedule.tick_us(),
         ..ScheduleReport::default()

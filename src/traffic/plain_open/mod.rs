@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::traffic::open::{LATE_AFTER, ScheduleReport, UNSENT};
+use crate::traffic::open::{LATE_AFTER, ScheduleReport, UNSENT, loops_by_rate, shard_peak};
 use crate::traffic::plain::{PlainTarget, judged, load_threads};
 use crate::traffic::raw_http::Failure;
 use crate::traffic::schedule::{RateSchedule, Shard};
@@ -91,19 +91,11 @@ pub async fn run(
     (stats, report)
 }
 
-/// Event loops for a schedule: one per 20,000 arrivals a second at its peak (a loop that is
-/// its own clock keeps that rate with room to spare, and one loop wakes least), at most one
-/// per core and per connection.
+/// Event loops for a schedule: as many as its rate takes ([`loops_by_rate`]), at most one per
+/// load thread (so per core and per connection).
 #[cfg(target_os = "linux")]
 fn event_loops(plan: &PlainSchedule) -> usize {
-    let peak = plan.schedule.peak() / plan.shard.map_or(1, |s| s.count) as f64;
-    let by_rate = (peak / 20_000.0).ceil();
-    (if by_rate.is_finite() && by_rate >= 1.0 {
-        by_rate as usize
-    } else {
-        1
-    })
-    .min(load_threads(plan.connections))
+    loops_by_rate(&plan.schedule, plan.shard).min(load_threads(plan.connections))
 }
 
 /// What every load thread shares: the target, the counters, and how an arrival and an
@@ -208,7 +200,7 @@ fn report(plan: &PlainSchedule, shared: &Shared) -> ScheduleReport {
     let started = shared.started.load(Ordering::Relaxed);
     let dropped = shared.dropped.load(Ordering::Relaxed);
     ScheduleReport {
-        target_rate_tps: plan.schedule.peak() / plan.shard.map_or(1, |s| s.count) as f64,
+        target_rate_tps: shard_peak(&plan.schedule, plan.shard),
         intended,
         started,
         late: shared.late.load(Ordering::Relaxed),
