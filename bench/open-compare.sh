@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The open model side by side with oha -q and k6's constant-arrival-rate, in interleaved
 # rounds: 200/s against a fixed 20 ms server (bench/delay-server.py), 5,000/s and 20,000/s
-# against nginx (one worker) on 127.0.0.1. recordctl runs four ways: plain mode on a schedule
+# against nginx (one worker) on 127.0.0.1. recordctl runs six ways: plain mode on a schedule
 # (--connections --rate, its own HTTP/1.1 client) and the scenario engine (--rate with
-# bench/one-request.toml, its HTTP/1.1 client), each with every arrival at its own instant and
-# in groups of one millisecond (--tick 1ms, as oha's timer sends them). Prints per engine and
+# bench/one-request.toml, its HTTP/1.1 client), each as it runs by default (--tick auto: each
+# arrival at its own instant below 2,000/s, in groups of 500us from there), with every arrival
+# at its own instant (--tick 0, rows "-smooth") and in groups of one millisecond (--tick 1ms,
+# rows "-tick", as oha's timer sends them). Prints per engine and
 # rate: requests sent of those due, p50 and p99 measured from the send (recordctl's service
 # time; oha and k6 measure so too) and recordctl's p99 from the intended send time, late
 # starts, CPU seconds per 10k requests and peak RSS — medians over the rounds.
@@ -80,15 +82,17 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round/$ROUNDS, $rate/s against $([ "$url" = "$DELAY_URL" ] && echo 'the 20 ms server' || echo nginx)"
     measure recordctl-plain "$rate" "$RECORDCTL" load-test --target "$url" --connections "$CONNECTIONS" --rate "$rate/s" \
       --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-plain.json" | tee -a "$results"
+    measure recordctl-plain-smooth "$rate" "$RECORDCTL" load-test --target "$url" --connections "$CONNECTIONS" --rate "$rate/s" \
+      --tick 0 --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-plain-smooth.json" | tee -a "$results"
     measure recordctl-plain-tick "$rate" "$RECORDCTL" load-test --target "$url" --connections "$CONNECTIONS" --rate "$rate/s" \
       --tick 1ms --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-plain-tick.json" | tee -a "$results"
     measure oha "$rate" oha -q "$rate" -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json "$url" | tee -a "$results"
-    measure recordctl-scenario "$rate" "$RECORDCTL" load-test --target "${url%/}" --scenario bench/one-request.toml \
-      --rate "$rate/s" --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
-      --json "$WORK/recordctl-scenario.json" | tee -a "$results"
-    measure recordctl-scenario-tick "$rate" "$RECORDCTL" load-test --target "${url%/}" --scenario bench/one-request.toml \
-      --rate "$rate/s" --tick 1ms --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
-      --json "$WORK/recordctl-scenario-tick.json" | tee -a "$results"
+    for tick in auto 0 1ms; do
+      case $tick in auto) name=recordctl-scenario ;; 0) name=recordctl-scenario-smooth ;; *) name=recordctl-scenario-tick ;; esac
+      measure "$name" "$rate" "$RECORDCTL" load-test --target "${url%/}" --scenario bench/one-request.toml \
+        --rate "$rate/s" --tick "$tick" --max-in-flight "$CONNECTIONS" --duration "${DURATION}s" --no-progress \
+        --json "$WORK/$name.json" | tee -a "$results"
+    done
     if [ -n "$K6" ]; then
       measure k6 "$rate" "$K6" run -q --summary-export "$WORK/k6.json" -e "URL=$url" -e "RATE=$rate" \
         -e "DURATION=$DURATION" -e "VUS=$CONNECTIONS" bench/k6-open.js | tee -a "$results"
@@ -108,7 +112,7 @@ def med(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.median(xs) if xs else float("nan")
 print()
-print(f"{'rate':>7} {'engine':<25}{'sent/due':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 from due':>14}{'late':>8}"
+print(f"{'rate':>7} {'engine':<27}{'sent/due':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99 from due':>14}{'late':>8}"
       f"{'CPU s/10k':>11}{'RSS MB':>8}")
 summary = {}
 for (rate, name), runs in sorted(rows.items()):
@@ -121,13 +125,14 @@ for (rate, name), runs in sorted(rows.items()):
     cpu = med([r[5] / r[0] * 10000 if r[0] else float("nan") for r in runs])
     rss = max(r[6] for r in runs) / 1024
     summary[(rate, name)] = (p50, p99, cpu)
-    print(f"{rate:>7} {name:<25}{sent / due:>10.4f}{p50:>9.3f}{p99:>9.3f}{cp99:>14}{late:>8}{cpu:>11.3f}{rss:>8.1f}")
+    print(f"{rate:>7} {name:<27}{sent / due:>10.4f}{p50:>9.3f}{p99:>9.3f}{cp99:>14}{late:>8}{cpu:>11.3f}{rss:>8.1f}")
 print()
 for rate in sorted({r for r, _ in summary}):
     if (rate, "oha") not in summary:
         continue
     o = summary[(rate, "oha")]
-    for name in ("recordctl-plain", "recordctl-plain-tick", "recordctl-scenario", "recordctl-scenario-tick"):
+    for name in ("recordctl-plain", "recordctl-plain-smooth", "recordctl-plain-tick",
+                 "recordctl-scenario", "recordctl-scenario-smooth", "recordctl-scenario-tick"):
         if (rate, name) in summary:
             m = summary[(rate, name)]
             print(f"{rate:>7}/s {name} / oha: p50 {m[0] / o[0]:.2f}x, p99 {m[1] / o[1]:.2f}x, CPU per request {m[2] / o[2]:.2f}x")

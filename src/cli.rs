@@ -150,7 +150,8 @@ const LOAD_TEST_EXAMPLES: &str = "Models:
   open     --rate 500/s [--stage 30s:1000/s ...]         arrivals on schedule; latency from the intended send time
   plain    --connections N                               back-to-back GETs of one URL, for raw throughput
   plain    --connections N --rate 20000/s                GETs of one URL on schedule over N connections
-  --tick 1ms (open, plain on schedule)                    arrivals in groups, one per tick: fewer wake-ups
+  --tick auto|0|1ms (open, plain on schedule)             arrivals in groups, one per tick: fewer wake-ups
+                                                         (auto: 500us from 2,000/s; 0: each at its own instant)
 
 Without --target the embedded recordstore is started and loaded.
 Exit codes: 0 thresholds passed; 1 a threshold failed; 2 bad flag or scenario; 3 target unreachable; 130 interrupted.
@@ -161,7 +162,7 @@ Examples:
   recordctl load-test --target http://localhost:8000 --scenario browse --rate 200/s --duration 30s
   recordctl load-test --target http://localhost:8000/products --connections 50 --duration 10s --json -
   recordctl load-test --target http://localhost:8000/products --connections 64 --rate 5000/s --duration 10s
-  recordctl load-test --target http://localhost:8000/products --connections 64 --rate 20000/s --tick 1ms
+  recordctl load-test --target http://localhost:8000/products --connections 64 --rate 20000/s --tick 0
   recordctl load-test --scenario scenarios/my.toml --threshold 'error_rate<1%' --html report.html";
 
 #[derive(Debug, Subcommand)]

@@ -136,6 +136,7 @@ impl Traffic {
                 to: spec.rate,
             }],
             tick: None,
+            tick_auto: false,
         };
         let recorder = Arc::new(Recorder::default());
         let cancel = CancellationToken::new();

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::exit::UsageError;
 use crate::load::args::LoadTestArgs;
 use crate::traffic::scenario::{self, Scenario, ThinkTime};
-use crate::traffic::schedule::{RateSchedule, Shard, Stage};
+use crate::traffic::open::shard_peak;
+use crate::traffic::schedule::{AUTO_TICK, AUTO_TICK_FROM_RATE, RateSchedule, Shard, Stage};
 use crate::traffic::threshold::Threshold;
 use crate::units::parse_duration;
 pub use crate::units::parse_rate;
@@ -84,13 +85,45 @@ fn duration_flag(flag: &str, raw: &str) -> Result<Duration, UsageError> {
     parse_duration(raw).map_err(|e| UsageError(format!("--{flag}: {e}")))
 }
 
-/// `--tick`: above zero, at most a second.
-fn tick_flag(raw: &str) -> Result<Duration, UsageError> {
-    let tick = duration_flag("tick", raw)?;
-    if tick.is_zero() || tick > Duration::from_secs(1) {
-        return Err(format!("--tick {raw}: between 1us and 1s, e.g. 1ms").into());
+/// `--tick`: how a schedule's arrivals are grouped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TickFlag {
+    /// The default: [`AUTO_TICK`] when a shard's peak rate is at least
+    /// [`AUTO_TICK_FROM_RATE`], else each arrival at its own instant.
+    Auto,
+    /// `--tick 0`: each arrival at its own instant, whatever the rate.
+    Off,
+    /// `--tick D`: groups every D.
+    Every(Duration),
+}
+
+/// `--tick`: `auto`, `0`, or a duration above zero and at most a second.
+fn tick_flag(raw: &str) -> Result<TickFlag, UsageError> {
+    match raw.trim() {
+        "auto" => return Ok(TickFlag::Auto),
+        "0" | "off" => return Ok(TickFlag::Off),
+        _ => {}
     }
-    Ok(tick)
+    let tick = duration_flag("tick", raw)?;
+    if tick.is_zero() {
+        return Ok(TickFlag::Off);
+    }
+    if tick > Duration::from_secs(1) {
+        return Err(format!("--tick {raw}: auto, 0 (each arrival at its own instant) or 1us to 1s, e.g. 1ms").into());
+    }
+    Ok(TickFlag::Every(tick))
+}
+
+impl TickFlag {
+    /// The tick for a schedule whose peak rate (this shard's) is `peak` a second, and
+    /// whether the rate chose it.
+    fn resolve(self, peak: f64) -> (Option<Duration>, bool) {
+        match self {
+            TickFlag::Auto => (Some(AUTO_TICK).filter(|_| peak >= AUTO_TICK_FROM_RATE), true),
+            TickFlag::Off => (None, false),
+            TickFlag::Every(tick) => (Some(tick), false),
+        }
+    }
 }
 
 impl LoadPlan {
@@ -188,6 +221,8 @@ fn model(
     shard: Option<Shard>,
 ) -> Result<Model, UsageError> {
     let tick = args.tick.as_deref().map(tick_flag).transpose()?;
+    let tick_given = tick.is_some();
+    let tick = tick.unwrap_or(TickFlag::Auto);
     if args.max_queue == 0 {
         // With no room to wait, every arrival would be dropped, free slot or not.
         return Err(
@@ -210,8 +245,8 @@ fn model(
         };
         // With --rate or --stage, the open model's arrivals over the plain connections.
         let schedule = match args.rate.is_some() || !args.stages.is_empty() {
-            true => Some(schedule(args.rate.as_deref(), &args.stages, duration, tick)?),
-            false if tick.is_some() => {
+            true => Some(schedule(args.rate.as_deref(), &args.stages, duration, tick, shard)?),
+            false if tick_given => {
                 return Err(
                     "--tick groups the arrivals of a schedule: plain mode takes it with --rate or --stage".into(),
                 );
@@ -225,7 +260,7 @@ fn model(
         });
     }
     if rate.is_some() || !args.stages.is_empty() {
-        let schedule = schedule(rate.as_deref(), &args.stages, duration, tick)?;
+        let schedule = schedule(rate.as_deref(), &args.stages, duration, tick, shard)?;
         if args.max_in_flight == 0 {
             return Err("--max-in-flight must be at least 1".into());
         }
@@ -235,7 +270,7 @@ fn model(
             max_queue: args.max_queue,
         });
     }
-    if tick.is_some() {
+    if tick_given {
         return Err("--tick groups the open model's arrivals: it needs --rate or --stage".into());
     }
     let users = args.users.or(defaults.users).unwrap_or(10);
@@ -313,7 +348,8 @@ fn schedule(
     rate: Option<&str>,
     stages: &[String],
     duration: Duration,
-    tick: Option<Duration>,
+    tick: TickFlag,
+    shard: Option<Shard>,
 ) -> Result<RateSchedule, UsageError> {
     let base = rate.map(parse_rate).transpose().map_err(|e| format!("--rate: {e}"))?;
     let mut out = Vec::new();
@@ -344,7 +380,13 @@ fn schedule(
             to: rate,
         });
     }
-    Ok(RateSchedule { stages: out, tick })
+    let mut schedule = RateSchedule {
+        stages: out,
+        tick: None,
+        tick_auto: false,
+    };
+    (schedule.tick, schedule.tick_auto) = tick.resolve(shard_peak(&schedule, shard));
+    Ok(schedule)
 }
 
 fn validate_url(raw: &str, plain: bool) -> Result<String, UsageError> {
@@ -425,6 +467,7 @@ mod tests {
                 })
                 .collect(),
             tick: None,
+            tick_auto: false,
         }
     }
 
@@ -507,6 +550,42 @@ mod tests {
         assert_eq!(p.duration, Duration::from_secs(15));
     }
 
+    /// `--tick auto`, the default, groups by 500us from 2,000 arrivals/s at a shard's peak;
+    /// `--tick 0` never groups.
+    #[test]
+    fn the_auto_tick_follows_the_peak_rate_of_the_shard_and_zero_turns_it_off() {
+        let tick = |args: &[&str]| -> (Option<Duration>, bool) {
+            let p = plan(args).unwrap();
+            let (Model::Open { schedule, .. }
+            | Model::Plain {
+                schedule: Some(schedule),
+                ..
+            }) = &p.model
+            else {
+                panic!("{:?}", p.model)
+            };
+            (schedule.tick, schedule.tick_auto)
+        };
+        let half_ms = Some(Duration::from_micros(500));
+        assert_eq!(tick(&["--rate", "1999/s"]), (None, true));
+        assert_eq!(tick(&["--rate", "2000/s"]), (half_ms, true));
+        assert_eq!(tick(&["--rate", "20000/s", "--tick", "auto"]), (half_ms, true));
+        // A ramp's peak decides, and a shard's part of it.
+        assert_eq!(tick(&["--stage", "10s:5000/s", "--stage", "10s:0/s"]), (half_ms, true));
+        assert_eq!(tick(&["--rate", "5000/s", "--shard", "1/3"]), (None, true));
+        assert_eq!(tick(&["--rate", "6000/s", "--shard", "3/3"]), (half_ms, true));
+        let plain = ["--target", "http://127.0.0.1:8/", "--connections", "4", "--rate", "20000/s"];
+        assert_eq!(tick(&plain), (half_ms, true));
+        for off in ["0", "0ms", "off"] {
+            assert_eq!(tick(&["--rate", "20000/s", "--tick", off]), (None, false), "{off}");
+            assert_eq!(tick(&[&plain[..], &["--tick", off]].concat()), (None, false), "{off}");
+        }
+        assert_eq!(tick(&["--rate", "20000/s", "--tick", "2ms"]), (Some(Duration::from_millis(2)), false));
+        // Without a schedule there is nothing to group: auto says nothing, an explicit tick
+        // is refused.
+        assert!(plan(&["--users", "3"]).is_ok());
+    }
+
     #[test]
     fn tick_groups_a_schedule_and_is_refused_without_one() {
         let p = plan(&["--rate", "200/s", "--tick", "1ms"]).unwrap();
@@ -538,8 +617,8 @@ mod tests {
                 &["--target", "http://127.0.0.1:8/", "--connections", "4", "--tick", "1ms"][..],
                 "plain mode takes it with --rate",
             ),
-            (&["--rate", "9/s", "--tick", "0ms"][..], "between 1us and 1s"),
-            (&["--rate", "9/s", "--tick", "2s"][..], "between 1us and 1s"),
+            (&["--rate", "9/s", "--tick", "2s"][..], "1us to 1s"),
+            (&["--users", "3", "--tick", "0"][..], "needs --rate or --stage"),
             (&["--rate", "9/s", "--tick", "soon"][..], "--tick"),
         ] {
             let err = plan(args).unwrap_err();

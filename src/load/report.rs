@@ -247,6 +247,10 @@ pub(crate) fn schedule_lines(s: &ScheduleReport) -> String {
         "schedule: target {:.1} transactions/s{} · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
         s.target_rate_tps,
         match s.tick_us {
+            Some(us) if s.tick_auto => format!(
+                " in groups every {} (--tick auto at this rate; --tick 0 sends each at its own instant)",
+                format_us(us as f64)
+            ),
             Some(us) => format!(" in groups every {}", format_us(us as f64)),
             None => String::new(),
         },

@@ -43,6 +43,9 @@ pub struct ScheduleReport {
     /// Arrivals were sent in groups, one per this many microseconds (`--tick`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick_us: Option<u64>,
+    /// The tick was `--tick auto`'s, chosen by the rate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tick_auto: bool,
 }
 
 impl ScheduleReport {
@@ -167,6 +170,7 @@ async fn run_in_loops(open: Arc<OpenRun>, loops: usize, max_in_flight: usize, ma
         target_rate_tps: shard_peak(&open.schedule, open.shard),
         max_in_flight,
         tick_us: open.schedule.tick_us(),
+        tick_auto: open.schedule.tick_auto,
         ..ScheduleReport::default()
     };
     for part in running {
@@ -624,6 +628,7 @@ mod tests {
                 },
             ],
             tick,
+            tick_auto: false,
         }
     }
 
@@ -659,6 +664,7 @@ mod tests {
                 to: rate,
             }],
             tick: None,
+            tick_auto: false,
         }
     }
 
@@ -751,6 +757,7 @@ mod tests {
                 to: rate,
             }],
             tick: None,
+            tick_auto: false,
         };
         assert_eq!(event_loops(&at(20_000.0), None, 8, 256), 1);
         assert_eq!(event_loops(&at(0.5), None, 8, 256), 1);
@@ -826,6 +833,7 @@ mod tests {
                 to: 2000.0,
             }],
             tick: None,
+            tick_auto: false,
         };
         let open = Arc::new(OpenRun {
             executor: executor.clone(),

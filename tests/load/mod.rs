@@ -322,6 +322,43 @@ async fn a_tick_sends_the_same_arrivals_in_groups_and_the_report_says_so() {
     let _ = std::fs::remove_file(&html);
 }
 
+/// No `--tick`: from 2,000 arrivals/s the arrivals go in groups of 500us, below that each at
+/// its own instant, in both open engines; every arrival is sent either way and the report
+/// says which the rate chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_tick_groups_arrivals_only_from_2000_a_second_and_says_so() {
+    let _turn = support::alone();
+    let server = TestServer::start(Server::Counting).await;
+    let scenario = scenario_file(ONE_REQUEST);
+    let plain = ["--connections", "8"];
+    let open = ["--scenario", scenario.path()];
+    for (model, flags) in [("plain", &plain), ("open", &open)] {
+        let url = if model == "plain" {
+            server.url("/hit")
+        } else {
+            server.url("")
+        };
+        for (rate, due, tick) in [("2000/s", 2000, Some(500)), ("1000/s", 1000, None)] {
+            let before = server.hits.load(Ordering::SeqCst);
+            let mut args = vec!["--target", &url, "--rate", rate, "--duration", "1s"];
+            args.extend_from_slice(flags);
+            let run = recordctl(&args).await;
+            assert_eq!(run.code, 0, "{model} {rate}: {}", run.stderr);
+            let schedule = run.report.unwrap().schedule.expect("a schedule report");
+            assert_eq!((schedule.intended, schedule.started), (due, due), "{model} {rate}: {schedule:?}");
+            assert_eq!(server.hits.load(Ordering::SeqCst) - before, due, "{model} {rate}: served");
+            assert_eq!(schedule.tick_us, tick, "{model} {rate}");
+            assert!(schedule.tick_auto, "{model} {rate}");
+            assert_eq!(
+                run.stdout.contains("in groups every 500µs (--tick auto at this rate"),
+                tick.is_some(),
+                "{model} {rate}: {}",
+                run.stdout
+            );
+        }
+    }
+}
+
 /// Plain mode on a schedule, one connection to a 20 ms server at 500/s: arrivals wait for the
 /// connection (late, in corrected latency, not in service time) and past the queue bound are
 /// dropped, as errors without a latency.

@@ -210,6 +210,7 @@ fn report(plan: &PlainSchedule, shared: &Shared) -> ScheduleReport {
         max_in_flight: plan.connections,
         peak_queue: shared.peak_queue.load(Ordering::Relaxed),
         tick_us: plan.schedule.tick_us(),
+        tick_auto: plan.schedule.tick_auto,
     }
 }
 
@@ -295,6 +296,7 @@ mod tests {
                     to: rate,
                 }],
                 tick: None,
+                tick_auto: false,
             },
             shard: None,
             max_queue: 10_000,
