@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::exit::UsageError;
 use crate::load::args::LoadTestArgs;
-use crate::traffic::scenario::{self, Scenario, ThinkTime};
 use crate::traffic::open::shard_peak;
+use crate::traffic::scenario::{self, Scenario, ThinkTime};
 use crate::traffic::schedule::{AUTO_TICK, AUTO_TICK_FROM_RATE, RateSchedule, Shard, Stage};
 use crate::traffic::threshold::Threshold;
 use crate::units::parse_duration;
@@ -574,13 +574,23 @@ mod tests {
         assert_eq!(tick(&["--stage", "10s:5000/s", "--stage", "10s:0/s"]), (half_ms, true));
         assert_eq!(tick(&["--rate", "5000/s", "--shard", "1/3"]), (None, true));
         assert_eq!(tick(&["--rate", "6000/s", "--shard", "3/3"]), (half_ms, true));
-        let plain = ["--target", "http://127.0.0.1:8/", "--connections", "4", "--rate", "20000/s"];
+        let plain = [
+            "--target",
+            "http://127.0.0.1:8/",
+            "--connections",
+            "4",
+            "--rate",
+            "20000/s",
+        ];
         assert_eq!(tick(&plain), (half_ms, true));
         for off in ["0", "0ms", "off"] {
             assert_eq!(tick(&["--rate", "20000/s", "--tick", off]), (None, false), "{off}");
             assert_eq!(tick(&[&plain[..], &["--tick", off]].concat()), (None, false), "{off}");
         }
-        assert_eq!(tick(&["--rate", "20000/s", "--tick", "2ms"]), (Some(Duration::from_millis(2)), false));
+        assert_eq!(
+            tick(&["--rate", "20000/s", "--tick", "2ms"]),
+            (Some(Duration::from_millis(2)), false)
+        );
         // Without a schedule there is nothing to group: auto says nothing, an explicit tick
         // is refused.
         assert!(plan(&["--users", "3"]).is_ok());

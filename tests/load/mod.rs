@@ -345,8 +345,16 @@ async fn the_default_tick_groups_arrivals_only_from_2000_a_second_and_says_so() 
             let run = recordctl(&args).await;
             assert_eq!(run.code, 0, "{model} {rate}: {}", run.stderr);
             let schedule = run.report.unwrap().schedule.expect("a schedule report");
-            assert_eq!((schedule.intended, schedule.started), (due, due), "{model} {rate}: {schedule:?}");
-            assert_eq!(server.hits.load(Ordering::SeqCst) - before, due, "{model} {rate}: served");
+            assert_eq!(
+                (schedule.intended, schedule.started),
+                (due, due),
+                "{model} {rate}: {schedule:?}"
+            );
+            assert_eq!(
+                server.hits.load(Ordering::SeqCst) - before,
+                due,
+                "{model} {rate}: served"
+            );
             assert_eq!(schedule.tick_us, tick, "{model} {rate}");
             assert!(schedule.tick_auto, "{model} {rate}");
             assert_eq!(

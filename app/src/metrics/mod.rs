@@ -71,11 +71,24 @@ impl Metrics {
         let mut r = Registry::default();
         let (http_requests, http_duration, http_in_flight, http_response_size) = http_families(&mut r);
         let (checkouts, order_transitions, orders) = orders_families(&mut r);
-        let (jobs_queue_depth, jobs_oldest_age, jobs_processed, job_duration, job_attempts, order_completion) =
-            jobs_families(&mut r);
+        let [
+            jobs_queue_depth,
+            jobs_oldest_age,
+            jobs_processed,
+            job_duration,
+            job_attempts,
+            order_completion,
+        ] = jobs_families(&mut r);
         let (payments, payment_duration, payment_charges, payment_refunds) = payments_families(&mut r);
-        let (leases_lost, rate_limited, breaker_state, db_up, db_pool, db_pool_max, build_info) =
-            service_families(&mut r);
+        let [
+            leases_lost,
+            rate_limited,
+            breaker_state,
+            db_up,
+            db_pool,
+            db_pool_max,
+            build_info,
+        ] = service_families(&mut r);
         build_info.with(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         for state in ["closed", "open", "half_open"] {
             breaker_state
@@ -200,16 +213,7 @@ fn orders_families(r: &mut Registry) -> (Arc<Family>, Arc<Family>, Arc<Family>) 
 }
 
 /// The job queue and its runs, and the end-to-end time of an order.
-fn jobs_families(
-    r: &mut Registry,
-) -> (
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-) {
+fn jobs_families(r: &mut Registry) -> [Arc<Family>; 6] {
     let jobs_queue_depth = r.gauge(
         "recordstore_jobs_queue_depth",
         "Jobs queued or running, not yet finished.",
@@ -243,14 +247,14 @@ fn jobs_families(
         &["status"],
         JOB_BUCKETS,
     );
-    (
+    [
         jobs_queue_depth,
         jobs_oldest_age,
         jobs_processed,
         job_duration,
         job_attempts,
         order_completion,
-    )
+    ]
 }
 
 /// The payment gateway.
@@ -280,17 +284,7 @@ fn payments_families(r: &mut Registry) -> (Arc<Family>, Arc<Family>, Arc<Family>
 }
 
 /// Leases, rate limits, the payment circuit, the database, the build.
-fn service_families(
-    r: &mut Registry,
-) -> (
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-    Arc<Family>,
-) {
+fn service_families(r: &mut Registry) -> [Arc<Family>; 7] {
     let leases_lost = r.counter(
         "recordstore_job_leases_lost",
         "Job runs stopped without effect because their lease ran out or another worker claimed the job.",
@@ -318,7 +312,7 @@ fn service_families(
     );
     let db_pool_max = r.gauge("recordstore_db_pool_max_connections", "Database pool size limit.", &[]);
     let build_info = r.gauge("recordstore_build_info", "Build information; always 1.", &["version"]);
-    (
+    [
         leases_lost,
         rate_limited,
         breaker_state,
@@ -326,5 +320,5 @@ fn service_families(
         db_pool,
         db_pool_max,
         build_info,
-    )
+    ]
 }
