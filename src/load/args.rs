@@ -30,7 +30,7 @@ pub struct LoadTestArgs {
     /// each is due at the start of the tick it falls in, and latency counts from there.
     /// `auto` (the default): a 500us tick from 2,000 arrivals/s at the peak (a shard's), each
     /// arrival at its own instant below that. `0`: each at its own instant at any rate (a
-    /// wake-up per arrival: 1.1–1.9× oha's CPU per request at 5,000/s and 20,000/s). A
+    /// wake-up per arrival: 1.1–2.5× oha's CPU per request at 5,000/s and 20,000/s). A
     /// duration (e.g. 1ms): fewer wake-ups, at the price of bursts the target sees.
     #[arg(long, value_name = "TICK")]
     pub tick: Option<String>,
