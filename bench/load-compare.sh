@@ -3,7 +3,9 @@
 # and k6 against nginx (one worker process) serving a small JSON body on 127.0.0.1.
 # Interleaved rounds, 50 connections or users, 10 s each; prints requests/s, CPU seconds per
 # 10k requests and peak RSS per tool, medians, ratios. Requests/s of goose and k6 are counted
-# by nginx itself (stub_status), the others as each tool reports them.
+# by nginx itself (stub_status), the others as each tool reports them. wrk runs with its
+# default of 2 threads and with 1 (wrk-t1): on a 2-core machine one thread leaves nginx a
+# core of its own, as recordctl's plain mode does for a target on this machine.
 #
 #   bench/load-compare.sh                  # 3 rounds
 #   ROUNDS=5 DURATION=20 bench/load-compare.sh
@@ -43,7 +45,7 @@ measure() {
   python3 bench/rusage.py "$timing" "$@" >"$out" 2>&1 || true
   local rps
   case "$name" in
-    wrk) rps=$(awk '/^Requests\/sec:/ {print $2}' "$out") ;;
+    wrk|wrk-t1) rps=$(awk '/^Requests\/sec:/ {print $2}' "$out") ;;
     oha) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' "$out") ;;
     goose|k6) rps=$(python3 -c "print(($(served) - $before - 1) / $DURATION)") ;;
     *) rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$WORK/$name.json") ;;
@@ -59,6 +61,7 @@ for round in $(seq 1 "$ROUNDS"); do
     --no-progress --json "$WORK/recordctl-plain.json" | tee -a "$results"
   measure oha oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json "$URL" | tee -a "$results"
   measure wrk wrk -t2 -c "$CONNECTIONS" -d "${DURATION}s" "$URL" | tee -a "$results"
+  measure wrk-t1 wrk -t1 -c "$CONNECTIONS" -d "${DURATION}s" "$URL" | tee -a "$results"
   measure recordctl-closed "$RECORDCTL" load-test --target "${URL%/}" --scenario bench/one-request.toml --users "$CONNECTIONS" \
     --ramp-up 0s --duration "${DURATION}s" --no-progress --json "$WORK/recordctl-closed.json" | tee -a "$results"
   measure goose "$GOOSE_BARE" -H "${URL%/}" -u "$CONNECTIONS" -r 1000 -t "${DURATION}s" -q --no-print-metrics \
@@ -85,7 +88,7 @@ for name, runs in rows.items():
     print(f"{name:<18}{rps:>16.0f}{cpu:>18.3f}{rss:>14.1f}")
 if 'recordctl-plain' in med:
     p = med['recordctl-plain']
-    for other in ('oha', 'wrk'):
+    for other in ('oha', 'wrk', 'wrk-t1'):
         if other in med:
             print(f"recordctl plain / {other}: {p[0]/med[other][0]:.2f}x req/s, {p[1]/med[other][1]:.2f}x CPU per request")
 if 'recordctl-closed' in med:

@@ -38,8 +38,9 @@ pub struct LoadTestArgs {
     /// before further ones are dropped (at least 1).
     #[arg(long, default_value_t = 100_000)]
     pub max_queue: usize,
-    /// Plain mode: connections sending requests to --target, back to back; with --rate or
-    /// --stage, on the open model's schedule (each connection takes the next due arrival).
+    /// Plain mode: connections sending requests to --target, back to back, on a load thread
+    /// per core (less one left to a target on this machine, a loopback address); with --rate
+    /// or --stage, on the open model's schedule (each connection takes the next due arrival).
     #[arg(long, short = 'c')]
     pub connections: Option<usize>,
     /// How long to run, e.g. 30s or 2m.
