@@ -203,7 +203,7 @@ async fn run_model(
                 live,
                 interrupt.clone(),
             )
-            .await;
+            .await?;
             (stats, None)
         }
         Model::Open {

@@ -52,25 +52,31 @@ pub async fn run(
     run_id: String,
     live: Arc<Live>,
     cancel: CancellationToken,
-) -> Stats {
+) -> Result<Stats, super::EngineError> {
+    // A load thread that cannot start stops the others: a run with fewer connections than
+    // asked would report numbers for a load nobody asked for.
+    let cancel = cancel.child_token();
     let start = Instant::now();
     let deadline = start + duration;
     let target = Arc::new(target);
     let run_id: Arc<str> = Arc::from(run_id);
     let threads = closed_threads(cores(), on_this_machine(&target.authority).await, connections);
     let mut results = Vec::new();
+    let mut failed = None;
     for thread in 0..threads {
         let share: Vec<usize> = (0..connections).filter(|c| c % threads == thread).collect();
-        let (target, run_id, live, cancel) = (target.clone(), run_id.clone(), live.clone(), cancel.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        results.push(rx);
-        std::thread::Builder::new()
+        let (target, run_id, live, stop) = (target.clone(), run_id.clone(), live.clone(), cancel.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Stats, String>>();
+        let spawned = std::thread::Builder::new()
             .name(format!("recordctl-plain-{thread}"))
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = tx.send(Err(format!("no runtime for a load thread: {err}")));
+                        return;
+                    }
+                };
                 // The thread's connections share one Stats (they never run at once), so
                 // memory does not grow with the number of connections.
                 let stats = Rc::new(RefCell::new(Stats::default()));
@@ -83,7 +89,7 @@ pub async fn run(
                                 target.clone(),
                                 run_id.clone(),
                                 live.clone(),
-                                cancel.clone(),
+                                stop.clone(),
                                 stats.clone(),
                             );
                             tokio::task::spawn_local(async move {
@@ -96,17 +102,36 @@ pub async fn run(
                         let _ = task.await;
                     }
                 });
-                let _ = tx.send(stats.take());
-            })
-            .expect("spawn a load thread");
+                let _ = tx.send(Ok(stats.take()));
+            });
+        match spawned {
+            Ok(_) => results.push(rx),
+            Err(err) => {
+                failed = Some(format!("cannot start a load thread: {err}"));
+                cancel.cancel();
+                break;
+            }
+        }
     }
     let mut stats = Stats::default();
     for rx in results {
-        if let Ok(s) = rx.await {
-            stats.merge(s);
+        match rx.await {
+            Ok(Ok(s)) => stats.merge(s),
+            Ok(Err(why)) => {
+                cancel.cancel();
+                failed.get_or_insert(why);
+            }
+            // The thread ended without its results: it panicked (the message is above).
+            Err(_) => {
+                cancel.cancel();
+                failed.get_or_insert_with(|| "a load thread stopped without its results".to_string());
+            }
         }
     }
-    stats
+    match failed {
+        Some(why) => Err(super::EngineError::Setup(why)),
+        None => Ok(stats),
+    }
 }
 
 /// One single-threaded runtime per core, each driving its share of the connections (as wrk
