@@ -137,7 +137,7 @@ pub async fn run(
 /// One single-threaded runtime per core, each driving its share of the connections (as wrk
 /// does): no work stealing, no cross-thread wake-ups on the hot path.
 pub(super) fn load_threads(connections: usize) -> usize {
-    cores().clamp(1, connections.max(1))
+    closed_threads(cores(), false, connections)
 }
 
 fn cores() -> usize {
