@@ -244,7 +244,7 @@ fn ms(us: u64) -> String {
 pub(crate) fn schedule_lines(s: &ScheduleReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "schedule: target {:.1} transactions/s{} · {} due · {} started · {} late{} · {} dropped{} · peak queue {}\n",
+        "schedule: target {:.1} transactions/s{} · {} due · {} started · {} late{}{} · {} dropped{} · peak queue {}\n",
         s.target_rate_tps,
         match s.tick_us {
             Some(us) if s.tick_auto => format!(
@@ -259,6 +259,14 @@ pub(crate) fn schedule_lines(s: &ScheduleReport) -> String {
         s.late,
         if s.generator_late > 0 {
             format!(" ({} handed out late by the generator)", s.generator_late)
+        } else {
+            String::new()
+        },
+        if s.relieved > 0 {
+            format!(
+                " · {} handed out by a relief thread while the loop's was held up",
+                s.relieved
+            )
         } else {
             String::new()
         },

@@ -56,7 +56,7 @@ pub async fn run(
     let body: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
         let executor = executor.clone();
         let recorder = recorder.clone();
-        let lane = user.weighted_users_index;
+        let lane = user.weighted_users_index % executor.lanes();
         Box::pin(async move {
             let index = executor.pick_transaction();
             executor

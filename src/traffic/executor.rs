@@ -14,8 +14,10 @@ use crate::traffic::stats::{ErrorKind, Recorder, Sample};
 
 pub struct Executor {
     /// Kept-alive connections in a few pools (each with its own lock): a transaction uses
-    /// its lane's, so users on different threads seldom meet on one lock.
+    /// its lane's, so users on different threads seldom meet on one lock. As many again
+    /// are kept for the open model's reliefs ([`Executor::spare_lane`]).
     client: HttpClient,
+    lanes: usize,
     scenario: Scenario,
     think_override: Option<ThinkTime>,
     run_id: String,
@@ -73,7 +75,10 @@ impl Executor {
     ) -> Result<Executor, super::EngineError> {
         let lanes = max_connections.clamp(1, LANES);
         let target = Target::parse(base).map_err(super::EngineError::Setup)?;
-        let client = HttpClient::new(target, lanes, max_connections.div_ceil(lanes), timeout);
+        // A relief hands out a loop's arrivals in bursts (those due while the loop was held
+        // up), all on its one pool: it keeps as many connections as may be in flight.
+        let client = HttpClient::new(target, lanes, max_connections.div_ceil(lanes), timeout)
+            .with_spare_lanes(lanes, max_connections);
         let mut total = 0;
         let cumulative_weights = scenario
             .transactions
@@ -85,6 +90,7 @@ impl Executor {
             .collect();
         Ok(Executor {
             client,
+            lanes,
             scenario,
             think_override,
             run_id: run_id.to_string(),
@@ -102,7 +108,13 @@ impl Executor {
 
     /// The pools the client keeps connections in; [`Pace::lane`] picks one (modulo this).
     pub fn lanes(&self) -> usize {
-        self.client.lanes()
+        self.lanes
+    }
+
+    /// A pool beside the [`lanes`](Executor::lanes), the `n`-th (modulo their count): the
+    /// open model's relief for its loop `n` sends on it, so its connections are its own.
+    pub fn spare_lane(&self, n: usize) -> usize {
+        self.lanes + n % self.lanes
     }
 
     /// Closes the kept-alive connections of `lane` (see [`HttpClient::forget_idle`]).

@@ -75,11 +75,15 @@ pub struct Request<'a> {
 }
 
 /// Kept-alive connections to one target, in `lanes` pools (each behind its own lock, so
-/// requests on different threads seldom meet on one), each keeping at most `idle_per_lane`.
+/// requests on different threads seldom meet on one), each keeping at most `idle_per_lane`;
+/// after them, any spare pools, each keeping at most `idle_per_spare`.
 pub struct HttpClient {
     target: Target,
     lanes: Vec<Mutex<Vec<RawConn>>>,
     idle_per_lane: usize,
+    /// The first spare pool's index (`lanes.len()` without any).
+    spares_from: usize,
+    idle_per_spare: usize,
     timeout: Duration,
 }
 
@@ -89,15 +93,26 @@ impl HttpClient {
             target,
             lanes: (0..lanes.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
             idle_per_lane: idle_per_lane.max(1),
+            spares_from: lanes.max(1),
+            idle_per_spare: idle_per_lane.max(1),
             timeout,
         }
+    }
+
+    /// Adds `spares` pools after the others, each keeping at most `idle` connections: a
+    /// sender that takes bursts of work on a pool of its own keeps enough for its bursts.
+    pub fn with_spare_lanes(mut self, spares: usize, idle: usize) -> HttpClient {
+        self.spares_from = self.lanes.len();
+        self.lanes.extend((0..spares).map(|_| Mutex::new(Vec::new())));
+        self.idle_per_spare = idle.max(1);
+        self
     }
 
     pub fn target(&self) -> &Target {
         &self.target
     }
 
-    /// How many pools the connections are kept in.
+    /// How many pools the connections are kept in, spares with them.
     pub fn lanes(&self) -> usize {
         self.lanes.len()
     }
@@ -163,7 +178,11 @@ impl HttpClient {
         let mut pool = self.lanes[lane % self.lanes.len()]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if pool.len() < self.idle_per_lane {
+        let keep = match lane % self.lanes.len() >= self.spares_from {
+            true => self.idle_per_spare,
+            false => self.idle_per_lane,
+        };
+        if pool.len() < keep {
             pool.push(conn);
         }
     }

@@ -205,6 +205,8 @@ fn report(plan: &PlainSchedule, shared: &Shared) -> ScheduleReport {
         started,
         late: shared.late.load(Ordering::Relaxed),
         generator_late: shared.generator_late.load(Ordering::Relaxed),
+        // Plain mode's loops have no relief.
+        relieved: 0,
         dropped,
         unsent_at_interrupt: intended.saturating_sub(started + dropped),
         max_in_flight: plan.connections,
