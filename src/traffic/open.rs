@@ -283,7 +283,8 @@ async fn run_part(open: Arc<OpenRun>, part: Part) -> ScheduleReport {
         report.intended += relieved.intended;
         report.generator_late += relieved.generator_late;
         report.dropped += relieved.dropped;
-        report.peak_queue += relieved.peak_queue;
+        // Both hands saw the part's whole queue (the gate's count of waiting arrivals).
+        report.peak_queue = report.peak_queue.max(relieved.peak_queue);
     }
     report.started = gate.started.load(Ordering::Relaxed);
     report.late = gate.late.load(Ordering::Relaxed);

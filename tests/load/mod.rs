@@ -465,9 +465,16 @@ async fn a_stalling_server_shows_in_corrected_latency_but_not_in_service_time() 
     );
     let schedule = report.schedule.unwrap();
     assert!(schedule.late > 100, "arrivals during the stalls started late");
-    // Late because the target stalled, not because the generator did: no warning.
-    assert!(!schedule.generator_fell_behind(), "{schedule:?}");
-    assert!(!run.stdout.contains("generator fell behind"), "{}", run.stdout);
+    // Late because the target stalled, not because the generator did: nearly all of them
+    // were handed out on time (a busy test machine may hold the generator up for a few).
+    assert!(schedule.generator_late * 20 < schedule.late, "{schedule:?}");
+    // The warning is there exactly when the generator's own share passes 1 %.
+    assert_eq!(
+        run.stdout.contains("generator fell behind"),
+        schedule.generator_fell_behind(),
+        "{schedule:?}\n{}",
+        run.stdout
+    );
 }
 
 /// A rate this machine's generator cannot hand out on time is reported as the generator's
