@@ -1687,6 +1687,30 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
     // The store's readiness probe (a pool checkout and a ping) is slower by at least the delay.
     let probe_extra = report["probe_latency"]["extra_ms"].as_f64().unwrap_or(0.0);
     assert!(probe_extra >= 270.0, "{}", report["probe_latency"]);
+    // A slow database is not a down one: readiness (one round trip on connections of its own)
+    // answers inside its 1 s budget, so neither DatabaseDown nor ApiDown pages.
+    let fault_ticks = report["seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["phase"] == "fault")
+        .count();
+    let answered = report["probe_latency"]["fault_samples"].as_u64().unwrap_or(0) as usize;
+    assert!(
+        fault_ticks >= 30 && answered * 10 >= fault_ticks * 9,
+        "{answered} of {fault_ticks} readiness probes answered during the fault"
+    );
+    let fired: Vec<&Value> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "alert firing")
+        .map(|e| &e["detail"])
+        .collect();
+    assert!(
+        !fired.iter().any(|d| *d == "DatabaseDown" || *d == "ApiDown"),
+        "a slow database paged as a down one: {fired:?}"
+    );
     assert!(!net_state(&db).contains("netem"), "db cleared: {}", net_state(&db));
     assert!(
         !net_state(&db).contains("recordctl-drill"),

@@ -137,7 +137,10 @@ impl Metrics {
     }
 
     /// Refreshes the database-backed gauges (bounded by a short timeout so a dead database
-    /// cannot stall a scrape), then encodes everything.
+    /// cannot stall a scrape), then encodes everything. `recordstore_db_up` is a ping's answer
+    /// in the same budget, not whether the gauges' queries made it: those are several round
+    /// trips on the shared pool, and a database 300 ms away failed them at every scrape, so
+    /// DatabaseDown paged for a database that answered every request.
     pub async fn gather(&self, store: &Store, format: Format) -> String {
         let pool = store.pool_stats();
         self.db_pool
@@ -145,22 +148,21 @@ impl Metrics {
             .set(f64::from(pool.size.saturating_sub(pool.idle)));
         self.db_pool.with(&["idle"]).set(f64::from(pool.idle));
         self.db_pool_max.with(&[]).set(f64::from(pool.max));
-        let refreshed = tokio::time::timeout(Duration::from_millis(800), async {
-            let queue = store.queue_stats().await?;
-            let counts = store.order_counts().await?;
-            Ok::<_, crate::store::StoreError>((queue, counts))
-        })
-        .await;
-        match refreshed {
-            Ok(Ok((queue, counts))) => {
-                self.db_up.with(&[]).set(1.0);
-                self.jobs_queue_depth.with(&[]).set(queue.depth as f64);
-                self.jobs_oldest_age.with(&[]).set(queue.oldest_age_ms as f64 / 1000.0);
-                for (status, n) in counts {
-                    self.orders.with(&[status]).set(n as f64);
-                }
+        let budget = Duration::from_millis(800);
+        let (pinged, refreshed) = tokio::join!(
+            tokio::time::timeout(budget, store.ping()),
+            tokio::time::timeout(budget, async {
+                tokio::try_join!(store.queue_stats(), store.order_counts())
+            }),
+        );
+        let up = matches!(pinged, Ok(Ok(())));
+        self.db_up.with(&[]).set(if up { 1.0 } else { 0.0 });
+        if let Ok(Ok((queue, counts))) = refreshed {
+            self.jobs_queue_depth.with(&[]).set(queue.depth as f64);
+            self.jobs_oldest_age.with(&[]).set(queue.oldest_age_ms as f64 / 1000.0);
+            for (status, n) in counts {
+                self.orders.with(&[status]).set(n as f64);
             }
-            _ => self.db_up.with(&[]).set(0.0),
         }
         self.registry.encode(format)
     }

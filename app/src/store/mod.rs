@@ -180,6 +180,10 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// PostgreSQL: connections of their own for [`Store::ping`] (two, so that probes at the
+    /// same moment need not queue), so that readiness measures the database and not the wait
+    /// for a busy pool (SQLite pings through `pool`).
+    probe: Option<AnyPool>,
     backend: Backend,
     max_connections: u32,
     clock: Clock,
@@ -217,8 +221,20 @@ impl Store {
             _ => url.to_string(),
         };
         let pool = options.connect_lazy(&url).map_err(StoreError::from)?;
+        let probe = match backend {
+            Backend::Postgres => Some(
+                AnyPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(3))
+                    .test_before_acquire(true)
+                    .connect_lazy(&url)
+                    .map_err(StoreError::from)?,
+            ),
+            Backend::Sqlite => None,
+        };
         Ok(Store {
             pool,
+            probe,
             backend,
             max_connections,
             clock: Clock::system(),
@@ -257,6 +273,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(probe) = &self.probe {
+            probe.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -305,12 +324,31 @@ impl Store {
         result
     }
 
+    /// PostgreSQL: one round trip, on the probe's own pool, which pings its idle connection
+    /// before it hands it out (`test_before_acquire`) or opens a new one. On the shared pool
+    /// and with a query on top, a database 300 ms away made readiness miss its 1 s budget (the
+    /// wait for one of the busy pool's connections, then two or three round trips for the
+    /// query) while the store still served every checkout.
+    ///
+    /// The ping runs in a task of its own, so a caller that stops waiting (readiness gives up
+    /// after 1 s) cancels neither a ping half-way, which would close its connection, nor the
+    /// opening of a new one: four round trips, which a slow database could otherwise never
+    /// finish inside the caller's budget, leaving readiness failing for as long as it is slow.
     pub async fn ping(&self) -> StoreResult<()> {
-        untraced(async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
-            Ok(())
-        })
-        .await
+        let Some(probe) = self.probe.clone() else {
+            return untraced(async move {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            })
+            .await;
+        };
+        let ping = tokio::spawn(untraced(async move { probe.acquire().await.map(drop) }));
+        match ping.await {
+            Ok(answer) => Ok(answer?),
+            Err(stopped) => Err(StoreError::Unavailable(sqlx::Error::Protocol(format!(
+                "the ping's task stopped: {stopped}"
+            )))),
+        }
     }
 
     /// Applies pending migrations; safe to run from several processes at once.
