@@ -180,9 +180,10 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// PostgreSQL: connections of their own for [`Store::ping`] (two, so that probes at the
-    /// same moment need not queue), so that readiness measures the database and not the wait
-    /// for a busy pool (SQLite pings through `pool`).
+    /// PostgreSQL: connections of their own for [`Store::ping`], so that readiness measures
+    /// the database and not the wait for a busy pool (SQLite pings through `pool`). Four, so
+    /// that the pings of one second need not queue: a readiness probe from each of the drill,
+    /// the blackbox exporter and the container's healthcheck, and a metrics scrape.
     probe: Option<AnyPool>,
     backend: Backend,
     max_connections: u32,
@@ -191,6 +192,8 @@ pub struct Store {
 
 pub(crate) const ORDER_COLUMNS: &str = "id, product_id, quantity, amount_cents, status, correlation_id, trace_id, \
      failure_reason, stock_reserved, payment_ref, created_at, updated_at, refund_ref";
+/// Connections [`Store::ping`] may open on PostgreSQL.
+const PROBE_CONNECTIONS: u32 = 4;
 const PRODUCT_COLUMNS: &str = "id, title, artist, genre, price_cents, stock";
 
 impl Store {
@@ -224,7 +227,7 @@ impl Store {
         let probe = match backend {
             Backend::Postgres => Some(
                 AnyPoolOptions::new()
-                    .max_connections(2)
+                    .max_connections(PROBE_CONNECTIONS)
                     .acquire_timeout(Duration::from_secs(3))
                     .test_before_acquire(true)
                     .connect_lazy(&url)
