@@ -278,12 +278,7 @@ async fn every_fault_action_run_through_a_drill_is_undone_by_the_drill() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let injected = report["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "fault injected")
-        .count();
+    let injected = timeline_events(&report, "fault injected").len();
     assert_eq!(injected, 5, "{report:#}");
     for service in ["a", "b"] {
         assert_eq!(state(&project.container(service)), "running", "{service}: {stderr}");
@@ -881,6 +876,16 @@ fn assert_ledger_kept(report: &Value, min_acked: u64) {
     );
 }
 
+/// The timeline's events of `kind`, in order.
+fn timeline_events<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
+    report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
 /// The timeline holds each of `kinds`.
 fn assert_timeline(report: &Value, kinds: &[&str]) {
     let seen: Vec<&str> = report["timeline"]
@@ -1059,12 +1064,7 @@ async fn api_restart_under_load_recovers_without_a_page_or_a_lost_order() {
     assert_timeline(&report, &["fault injected", "recovered"]);
     // No page: nothing fired (a probe or two may fail while the api restarts, so ApiDown may
     // go pending, but it needs 30 s down to fire).
-    let fired: Vec<&Value> = report["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "alert firing")
-        .collect();
+    let fired = timeline_events(&report, "alert firing");
     assert!(fired.is_empty(), "a restart is no outage: {fired:?}");
     assert_eq!(state(&stack.project.container("api")), "running");
 }
@@ -1386,11 +1386,8 @@ async fn network_loss_and_bandwidth_change_only_the_target_namespace_and_are_cle
     );
     assert_eq!(docker::network_helpers(&run.project.name), "", "no helper left behind");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
-    let details: Vec<&str> = report["timeline"]
-        .as_array()
-        .unwrap()
+    let details: Vec<&str> = timeline_events(&report, "fault reverted")
         .iter()
-        .filter(|e| e["kind"] == "fault reverted")
         .map(|e| e["detail"].as_str().unwrap())
         .collect();
     assert_eq!(
@@ -1536,12 +1533,7 @@ async fn api_packet_loss_slows_the_store_but_keeps_every_order_and_leaves_no_rul
         &["fault injected", "fault reverted", "recovered", "ledger checked"],
     );
     assert_ledger_kept(&report, 100);
-    let injected = report["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "fault injected")
-        .unwrap();
+    let injected = timeline_events(&report, "fault injected")[0];
     assert_eq!(injected["detail"], "drop 20% of the packets api sends", "{injected}");
     // Packets were dropped: the kernel counted them against the drill's rule while it held.
     let api = stack.project.container("api");
@@ -1607,11 +1599,8 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
     assert_eq!(alert["met"], true, "{alert}");
     // Samples well inside the fault window (the drill's clock starts a little after ours).
     let at = |kind: &str| {
-        report["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == kind)
+        timeline_events(&report, kind)
+            .first()
             .and_then(|e| e["t_s"].as_f64())
             .unwrap_or_else(|| panic!("no {kind} in the timeline"))
     };
@@ -1647,11 +1636,8 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
     // The store's own database spans show it: each statement's span (one round trip) is at
     // least the delay longer inside the fault window than before it.
     let at_ms = |kind: &str| {
-        report["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == kind)
+        timeline_events(&report, kind)
+            .first()
             .and_then(|e| e["at_ms"].as_i64())
             .unwrap() as u64
             * 1_000_000
@@ -1684,7 +1670,8 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
     );
     assert!(median(&before) < 50.0, "{before:?}");
     assert!(median(&inside) - median(&before) >= 270.0, "{inside:?}");
-    // The store's readiness probe (a pool checkout and a ping) is slower by at least the delay.
+    // The store's readiness probe (one round trip to the database) is slower by at least the
+    // delay.
     let probe_extra = report["probe_latency"]["extra_ms"].as_f64().unwrap_or(0.0);
     assert!(probe_extra >= 270.0, "{}", report["probe_latency"]);
     // A slow database is not a down one: readiness (one round trip on connections of its own)
@@ -1700,11 +1687,8 @@ async fn db_latency_adds_its_delay_to_each_database_round_trip_and_pages_the_lat
         fault_ticks >= 30 && answered * 10 >= fault_ticks * 9,
         "{answered} of {fault_ticks} readiness probes answered during the fault"
     );
-    let fired: Vec<&Value> = report["timeline"]
-        .as_array()
-        .unwrap()
+    let fired: Vec<&Value> = timeline_events(&report, "alert firing")
         .iter()
-        .filter(|e| e["kind"] == "alert firing")
         .map(|e| &e["detail"])
         .collect();
     assert!(
